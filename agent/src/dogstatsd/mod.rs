@@ -1,0 +1,6 @@
+//! DogStatsD input: the line parser and the UDP / Unix socket listeners.
+
+pub mod listen;
+pub mod parse;
+
+pub use parse::parse_line;

@@ -1,0 +1,165 @@
+//! Data types shared by the agent's stages: what the DogStatsD parser produces, what the aggregator flushes
+//! and what the encoder turns into Datadog payloads. Kept in one place so the stages agree on one shape.
+
+use std::sync::Arc;
+
+/// An interned string: metric names and tags are stored once per context and shared by every flush.
+pub type IStr = Arc<str>;
+
+/// DogStatsD metric types (`c g s h ms d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// `c`: summed, sent as a rate.
+    Counter,
+    /// `g`: last value.
+    Gauge,
+    /// `s`: number of unique values, sent as a gauge.
+    Set,
+    /// `h`: aggregates and percentiles.
+    Histogram,
+    /// `ms`: like a histogram.
+    Timer,
+    /// `d`: a DDSketch, sent as sketches.
+    Distribution,
+}
+
+/// One DogStatsD metric line, borrowing from the datagram it came in. Produced by
+/// `dogstatsd::parse_line` without allocating.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricLine<'a> {
+    /// Metric name, as sent (before mapper profiles).
+    pub name: &'a str,
+    /// Raw value field. For every kind but `Set` this is one or more `:`-separated numbers that the parser
+    /// has already validated (value packing, `name:1:2:3|h`). For `Set` it is the member, taken as is.
+    pub values: &'a str,
+    pub kind: MetricKind,
+    /// `|@rate`, 1.0 when absent; always in (0, 1].
+    pub sample_rate: f64,
+    /// Raw tags field without the leading `#` (`a:b,c`); empty when absent.
+    pub tags: &'a str,
+    /// `|c:<container id>` field, when present (without the `c:`; may be `ci-<cgroup inode>` or `in-<inode>`).
+    pub container_id: Option<&'a str>,
+    /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> MetricLine<'a> {
+    /// Tags of the line, in the order sent (empty entries skipped).
+    pub fn tags(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let raw: &'a str = self.tags;
+        raw.split(',').filter(|t| !t.is_empty())
+    }
+
+    /// The numeric values of the line (one unless packed). Empty for sets.
+    pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
+        let raw: &'a str = if self.kind == MetricKind::Set { "" } else { self.values };
+        raw.split(':')
+            .filter(|v| !v.is_empty())
+            .filter_map(|v| v.parse::<f64>().ok())
+    }
+}
+
+/// A DogStatsD event (`_e{…}`) or an event the agent makes itself (Docker, ECS deploys).
+/// Serialized as the body of Datadog's `POST /api/v1/events` (`EventCreateRequest`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    pub title: String,
+    pub text: String,
+    /// `d:` unix seconds; `date_happened` on the wire.
+    #[serde(rename = "date_happened", skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    /// `h:`; the agent's hostname when absent.
+    #[serde(rename = "host", skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregation_key: Option<String>,
+    /// `normal` or `low`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_type_name: Option<String>,
+    /// `error`, `warning`, `info` or `success`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_type: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A DogStatsD service check (`_sc|…`), sent in the JSON array of `POST /api/v1/check_run`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceCheck {
+    pub check: String,
+    /// 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub status: u8,
+    /// Unix seconds; the receive time when absent in the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    #[serde(rename = "host_name", skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// What one DogStatsD line is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed<'a> {
+    Metric(MetricLine<'a>),
+    Event(Event),
+    ServiceCheck(ServiceCheck),
+}
+
+/// Datadog's v2 series metric type (`MetricIntakeType`): 0 unspecified, 1 count, 2 rate, 3 gauge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum SeriesKind {
+    Count = 1,
+    Rate = 2,
+    Gauge = 3,
+}
+
+/// One flushed series: a context and its points. Tags are the context's own (sorted, de-duplicated);
+/// host tags are added by the encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: IStr,
+    pub tags: Arc<[IStr]>,
+    /// Empty string means "the agent's hostname".
+    pub host: IStr,
+    pub kind: SeriesKind,
+    /// Seconds; the flush interval for rates and counts, 0 for gauges.
+    pub interval: i64,
+    /// (unix seconds, value)
+    pub points: Vec<(i64, f64)>,
+}
+
+/// One Datadog sketch point, exactly the fields of `SketchPayload.Sketch.Dogsketch`:
+/// `k` are the agent's bin keys (sorted ascending), `n` their counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SketchPoint {
+    pub ts: i64,
+    pub cnt: i64,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub sum: f64,
+    pub k: Vec<i32>,
+    pub n: Vec<u32>,
+}
+
+/// One flushed distribution context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SketchSeries {
+    pub name: IStr,
+    pub tags: Arc<[IStr]>,
+    pub host: IStr,
+    pub interval: i64,
+    pub points: Vec<SketchPoint>,
+}
+
+/// Everything one flush produced.
+#[derive(Clone, Debug, Default)]
+pub struct FlushBatch {
+    pub series: Vec<Series>,
+    pub sketches: Vec<SketchSeries>,
+}

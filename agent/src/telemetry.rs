@@ -1,0 +1,121 @@
+//! The agent's own counters. Every noteworthy runtime event (a packet, a parse error, a drop, a retry) is
+//! counted here in one place, and the same numbers feed `kelpie status`, `GET /status` and the `kelpie.*`
+//! metrics sent on each flush, so they can never drift apart.
+//!
+//! Drops are counted by a short snake_case reason (`parse_error`, `queue_full`, `context_limit`, `http_400`,
+//! `retry_queue_full`, …). Use [`Telemetry::drop`] and log through [`tracing`] at the call site
+//! (rate-limited where the event can repeat per packet).
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    pub fn add(&self, v: i64) {
+        self.0.fetch_add(v, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Counts by reason.
+#[derive(Debug, Default)]
+pub struct Reasons(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Reasons {
+    pub fn add(&self, reason: &'static str, n: u64) {
+        *self.0.lock().entry(reason).or_insert(0) += n;
+    }
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().clone()
+    }
+    pub fn total(&self) -> u64 {
+        self.0.lock().values().sum()
+    }
+}
+
+/// DogStatsD input counters (`dogstatsd` section of the status).
+#[derive(Debug, Default)]
+pub struct DogstatsdTelemetry {
+    pub packets_udp: Counter,
+    pub packets_uds_dgram: Counter,
+    pub packets_uds_stream: Counter,
+    pub bytes: Counter,
+    pub metric_samples: Counter,
+    pub events: Counter,
+    pub service_checks: Counter,
+    pub parse_errors: Counter,
+    /// Live contexts in the aggregator.
+    pub contexts: Gauge,
+    pub dropped: Reasons,
+    pub udp_rcvbuf_requested: Gauge,
+    pub udp_rcvbuf_granted: Gauge,
+}
+
+/// Forwarder counters (`forwarder` section of the status).
+#[derive(Debug, Default)]
+pub struct ForwarderTelemetry {
+    pub success: Counter,
+    pub retried: Counter,
+    pub dropped: Reasons,
+    pub bytes_sent: Counter,
+    pub queued_bytes: Gauge,
+    pub queued_on_disk_bytes: Gauge,
+    /// Payloads waiting (memory + disk).
+    pub queued_transactions: Gauge,
+    /// Last error seen talking to the intake, for the status page.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// Flush loop counters.
+#[derive(Debug, Default)]
+pub struct FlushTelemetry {
+    pub flushes: Counter,
+    /// Unix seconds of the last completed flush (0 before the first).
+    pub last_flush_unix: Gauge,
+    /// Duration of the last flush in microseconds.
+    pub last_duration_us: Gauge,
+    pub series_flushed: Counter,
+    pub sketches_flushed: Counter,
+}
+
+/// All of the agent's counters. Shared as `Arc<Telemetry>`.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub dogstatsd: DogstatsdTelemetry,
+    pub forwarder: ForwarderTelemetry,
+    pub flush: FlushTelemetry,
+}
+
+impl Telemetry {
+    /// Counts a DogStatsD-side drop (`dogstatsd.dropped.<reason>`).
+    pub fn drop(&self, reason: &'static str, n: u64) {
+        self.dogstatsd.dropped.add(reason, n);
+    }
+}

@@ -1,0 +1,1 @@
+//! Docker and ECS collection (TODO).

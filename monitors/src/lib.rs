@@ -1,0 +1,1 @@
+//! Monitors as code (TODO).

@@ -1,0 +1,1 @@
+//! Intake stand-in (TODO).

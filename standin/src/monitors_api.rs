@@ -1,0 +1,1 @@
+//! Monitors API stand-in (TODO).

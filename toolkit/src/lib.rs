@@ -1,0 +1,1 @@
+//! Service toolkit (TODO).
