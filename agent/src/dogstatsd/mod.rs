@@ -3,4 +3,3 @@
 pub mod listen;
 pub mod parse;
 
-pub use parse::parse_line;
