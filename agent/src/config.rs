@@ -1,1 +1,721 @@
-//! TODO
+//! Agent configuration: an optional YAML file with the Datadog Agent's key names, every key overridable by a
+//! `DD_<KEY>` environment variable, plus kelpie's own `KELPIE_*` variables (SPEC.md §2).
+//!
+//! Every value is checked at start; a bad one stops the agent with one sentence naming the key, where it came
+//! from and the value. Unknown keys in the file are warned about once.
+
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default location of the config file; a missing default file is fine.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/kelpie/kelpie.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("invalid value for `{key}` (from {origin}): {value:?} {reason}")]
+    Invalid {
+        key: &'static str,
+        origin: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// One mapper profile mapping (`dogstatsd_mapper_profiles[].mappings[]`).
+pub type MapperProfilesValue = Value;
+
+/// The agent's configuration, fully validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_key: Option<String>,
+    pub site: String,
+    /// Intake base URL without trailing slash (`dd_url`, or `https://api.<site>`).
+    pub dd_url: String,
+    pub hostname: String,
+    /// Host tags (`tags` plus `env:<env>`), added to everything sent.
+    pub host_tags: Vec<String>,
+    pub env: Option<String>,
+    pub dogstatsd_port: u16,
+    pub bind_host: String,
+    pub dogstatsd_non_local_traffic: bool,
+    pub dogstatsd_socket: Option<PathBuf>,
+    pub dogstatsd_stream_socket: Option<PathBuf>,
+    pub dogstatsd_origin_detection: bool,
+    pub dogstatsd_buffer_size: usize,
+    pub dogstatsd_so_rcvbuf: usize,
+    pub dogstatsd_tags: Vec<String>,
+    pub dogstatsd_mapper_profiles: Option<MapperProfilesValue>,
+    pub dogstatsd_expiry_seconds: i64,
+    pub histogram_aggregates: Vec<String>,
+    pub histogram_percentiles: Vec<f64>,
+    pub ecs_agent_url: String,
+    pub container_collection: bool,
+    pub docker_host: Option<String>,
+    pub memory_limit: u64,
+    pub forwarder_storage_path: Option<PathBuf>,
+    pub forwarder_storage_max_size_in_bytes: u64,
+    pub forwarder_timeout: Duration,
+    pub flush_interval: Duration,
+    pub status_addr: SocketAddr,
+    pub profiles_addr: Option<SocketAddr>,
+    pub history_memory: u64,
+    pub host_proc: PathBuf,
+    pub host_sys: PathBuf,
+    pub log_level: String,
+    /// Keys of the file that kelpie does not know (warned about once at start).
+    pub unknown_keys: Vec<String>,
+}
+
+/// Every key the YAML file may hold. Keys of the Datadog Agent that kelpie has no use for are accepted
+/// silently only if listed in `IGNORED_DATADOG_KEYS`.
+const KNOWN_KEYS: &[&str] = &[
+    "api_key",
+    "site",
+    "dd_url",
+    "hostname",
+    "tags",
+    "env",
+    "dogstatsd_port",
+    "bind_host",
+    "dogstatsd_non_local_traffic",
+    "dogstatsd_socket",
+    "dogstatsd_stream_socket",
+    "dogstatsd_origin_detection",
+    "dogstatsd_buffer_size",
+    "dogstatsd_so_rcvbuf",
+    "dogstatsd_tags",
+    "dogstatsd_mapper_profiles",
+    "dogstatsd_expiry_seconds",
+    "histogram_aggregates",
+    "histogram_percentiles",
+    "ecs_agent_url",
+    "container_collection",
+    "memory_limit",
+    "forwarder_storage_path",
+    "forwarder_storage_max_size_in_bytes",
+    "forwarder_timeout",
+    "log_level",
+];
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone)]
+enum Origin {
+    Env(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Raw settings before typing: each key's value and where it came from.
+struct Raw {
+    values: BTreeMap<&'static str, (Value, Origin)>,
+    env: BTreeMap<String, String>,
+}
+
+impl Raw {
+    fn get(&self, key: &'static str) -> Option<&(Value, Origin)> {
+        self.values.get(key)
+    }
+
+    fn invalid(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
+        let (value, origin) = match self.values.get(key) {
+            Some((v, o)) => (value_text(v), o.to_string()),
+            None => (String::new(), "default".to_string()),
+        };
+        ConfigError::Invalid {
+            key,
+            origin,
+            value,
+            reason: reason.into(),
+        }
+    }
+
+    fn string(&self, key: &'static str) -> Option<String> {
+        self.get(key)
+            .map(|(v, _)| value_text(v).trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn bool(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((Value::Bool(b), _)) => Ok(*b),
+            Some((v, _)) => match value_text(v).trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" | "" => Ok(false),
+                _ => Err(self.invalid(key, "is not a boolean (true or false)")),
+            },
+        }
+    }
+
+    fn uint(
+        &self,
+        key: &'static str,
+        default: u64,
+        max: u64,
+        what: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(self.invalid(key, format!("is not {what}"))),
+            },
+        }
+    }
+
+    /// A list given as a YAML sequence, or as a space- or comma-separated string (env vars).
+    fn list(&self, key: &'static str) -> Vec<String> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some((Value::Sequence(items), _)) => items
+                .iter()
+                .map(|v| value_text(v).trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Some((v, _)) => value_text(v)
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Parses sizes like `256MiB`, `512MB`, `1GiB`, `1048576`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let v = num * mult;
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+/// Parses durations like `10s`, `500ms`, `1m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    humantime::parse_duration(s).ok()
+}
+
+impl Config {
+    /// Loads the configuration from `path` (or the default path, which may be missing) and the process
+    /// environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_from(path, env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let (file_path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let mut values = BTreeMap::new();
+        let mut unknown_keys = Vec::new();
+        match std::fs::read_to_string(&file_path) {
+            Ok(text) => {
+                let doc: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+                    path: file_path.clone(),
+                    message: e.to_string(),
+                })?;
+                match doc {
+                    Value::Null => {}
+                    Value::Mapping(map) => {
+                        for (k, v) in map {
+                            let key = value_text(&k);
+                            match KNOWN_KEYS.iter().find(|known| **known == key) {
+                                Some(known) => {
+                                    values.insert(*known, (v, Origin::File(file_path.clone())));
+                                }
+                                None => unknown_keys.push(key),
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(ConfigError::Yaml {
+                            path: file_path,
+                            message: "the top level must be a mapping of keys to values".into(),
+                        })
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {}
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: file_path,
+                    source,
+                })
+            }
+        }
+        for key in KNOWN_KEYS {
+            let name = format!("DD_{}", key.to_ascii_uppercase());
+            if let Some(v) = env.get(&name) {
+                let value = if *key == "dogstatsd_mapper_profiles" {
+                    // Datadog takes this one as JSON in the environment.
+                    serde_json::from_str::<serde_json::Value>(v)
+                        .ok()
+                        .and_then(|j| serde_yaml::to_value(j).ok())
+                        .unwrap_or_else(|| Value::String(v.clone()))
+                } else {
+                    Value::String(v.clone())
+                };
+                values.insert(key, (value, Origin::Env(name)));
+            }
+        }
+        let raw = Raw { values, env };
+        Self::from_raw(&raw, unknown_keys)
+    }
+
+    fn from_raw(raw: &Raw, unknown_keys: Vec<String>) -> Result<Config, ConfigError> {
+        let api_key = raw.string("api_key");
+        let site = raw
+            .string("site")
+            .unwrap_or_else(|| "datadoghq.com".to_string());
+        if site.contains('/') || site.contains(' ') {
+            return Err(raw.invalid("site", "is not a Datadog site name such as datadoghq.eu"));
+        }
+        let dd_url = match raw.string("dd_url") {
+            Some(u) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(raw.invalid("dd_url", "is not an http:// or https:// URL"));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("https://api.{site}"),
+        };
+        let env_tag = raw.string("env");
+        let mut host_tags = raw.list("tags");
+        if let Some(e) = &env_tag {
+            host_tags.push(format!("env:{e}"));
+        }
+        let hostname = match raw.string("hostname") {
+            Some(h) => h,
+            None => detect_hostname(),
+        };
+        let dogstatsd_port =
+            raw.uint("dogstatsd_port", 8125, 65535, "a UDP port number (0-65535)")? as u16;
+        let bind_host = raw
+            .string("bind_host")
+            .unwrap_or_else(|| "localhost".to_string());
+        let socket_path = |key: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+            let Some(p) = raw.string(key) else {
+                return Ok(None);
+            };
+            let path = PathBuf::from(&p);
+            let parent = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(raw.invalid(
+                    key,
+                    format!("is in directory {} which does not exist", parent.display()),
+                ));
+            }
+            Ok(Some(path))
+        };
+        let dogstatsd_socket = socket_path("dogstatsd_socket")?;
+        let dogstatsd_stream_socket = socket_path("dogstatsd_stream_socket")?;
+        let dogstatsd_buffer_size = raw.uint(
+            "dogstatsd_buffer_size",
+            8192,
+            1 << 20,
+            "a buffer size in bytes (1-1048576)",
+        )? as usize;
+        if dogstatsd_buffer_size == 0 {
+            return Err(raw.invalid("dogstatsd_buffer_size", "must be at least 1 byte"));
+        }
+        let dogstatsd_so_rcvbuf =
+            raw.uint("dogstatsd_so_rcvbuf", 0, 1 << 31, "a buffer size in bytes")? as usize;
+        let dogstatsd_expiry_seconds = raw.uint(
+            "dogstatsd_expiry_seconds",
+            300,
+            u32::MAX as u64,
+            "a number of seconds",
+        )? as i64;
+        let histogram_aggregates = {
+            let mut l = raw.list("histogram_aggregates");
+            if raw.get("histogram_aggregates").is_none() {
+                l = ["max", "median", "avg", "count"].map(String::from).to_vec();
+            }
+            for a in &l {
+                if !["max", "min", "median", "avg", "sum", "count"].contains(&a.as_str()) {
+                    return Err(raw.invalid(
+                        "histogram_aggregates",
+                        format!("names {a:?}, not one of max, min, median, avg, sum, count"),
+                    ));
+                }
+            }
+            l
+        };
+        let histogram_percentiles = if raw.get("histogram_percentiles").is_none() {
+            vec![0.95]
+        } else {
+            let mut out = Vec::new();
+            for p in raw.list("histogram_percentiles") {
+                match p.parse::<f64>() {
+                    Ok(v) if v > 0.0 && v < 1.0 => out.push(v),
+                    _ => {
+                        return Err(raw.invalid(
+                            "histogram_percentiles",
+                            format!("has {p:?}, which is not a number between 0 and 1"),
+                        ))
+                    }
+                }
+            }
+            out
+        };
+        let ecs_agent_url = raw
+            .string("ecs_agent_url")
+            .unwrap_or_else(|| "http://localhost:51678".into());
+        let memory_limit = match raw.string("memory_limit") {
+            None => 256 * 1024 * 1024,
+            Some(s) => match parse_size(&s) {
+                Some(n) if n >= 16 * 1024 * 1024 => n,
+                Some(_) => return Err(raw.invalid("memory_limit", "is below the minimum of 16MiB")),
+                None => {
+                    return Err(raw.invalid(
+                        "memory_limit",
+                        "is not a size such as 256MiB, 512MB or a number of bytes",
+                    ))
+                }
+            },
+        };
+        let forwarder_storage_path = raw.string("forwarder_storage_path").map(PathBuf::from);
+        let forwarder_storage_max_size_in_bytes = raw.uint(
+            "forwarder_storage_max_size_in_bytes",
+            0,
+            u64::MAX,
+            "a size in bytes",
+        )?;
+        let forwarder_timeout = match raw.string("forwarder_timeout") {
+            None => Duration::from_secs(20),
+            Some(s) => match parse_duration(&s) {
+                Some(d) if !d.is_zero() => d,
+                _ => {
+                    return Err(raw.invalid(
+                        "forwarder_timeout",
+                        "is not a positive duration such as 20 or 20s",
+                    ))
+                }
+            },
+        };
+        let dogstatsd_mapper_profiles =
+            raw.get("dogstatsd_mapper_profiles").map(|(v, _)| v.clone());
+        let kelpie = |name: &str| raw.env.get(name).map(|s| s.trim().to_string());
+        let env_invalid = |key: &'static str, value: &str, reason: &str| ConfigError::Invalid {
+            key,
+            origin: format!("environment variable {key}"),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let flush_interval = match kelpie("KELPIE_FLUSH_INTERVAL") {
+            None => Duration::from_secs(10),
+            Some(s) => match parse_duration(&s) {
+                Some(d) if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 => d,
+                _ => {
+                    return Err(env_invalid(
+                        "KELPIE_FLUSH_INTERVAL",
+                        &s,
+                        "is not a whole number of seconds of at least 1s, such as 10s",
+                    ))
+                }
+            },
+        };
+        let status_addr = match kelpie("KELPIE_STATUS_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 5002)),
+            Some(s) => s.parse().map_err(|_| {
+                env_invalid(
+                    "KELPIE_STATUS_ADDR",
+                    &s,
+                    "is not an address such as 127.0.0.1:5002",
+                )
+            })?,
+        };
+        let profiles_addr = match kelpie("KELPIE_PROFILES_ADDR") {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 8126))),
+            Some(s) if s.is_empty() || s == "off" || s == "0" => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                env_invalid(
+                    "KELPIE_PROFILES_ADDR",
+                    &s,
+                    "is not an address such as 127.0.0.1:8126 (or off)",
+                )
+            })?),
+        };
+        let history_memory = match kelpie("KELPIE_HISTORY_MEMORY") {
+            None => 32 * 1024 * 1024,
+            Some(s) => parse_size(&s).ok_or_else(|| {
+                env_invalid("KELPIE_HISTORY_MEMORY", &s, "is not a size such as 32MiB")
+            })?,
+        };
+        let host_proc = PathBuf::from(kelpie("HOST_PROC").unwrap_or_else(|| "/proc".into()));
+        let host_sys = PathBuf::from(kelpie("HOST_SYS").unwrap_or_else(|| "/sys".into()));
+        let docker_host = kelpie("DOCKER_HOST").filter(|s| !s.is_empty());
+        Ok(Config {
+            api_key,
+            site,
+            dd_url,
+            hostname,
+            host_tags,
+            env: env_tag,
+            dogstatsd_port,
+            bind_host,
+            dogstatsd_non_local_traffic: raw.bool("dogstatsd_non_local_traffic", false)?,
+            dogstatsd_socket,
+            dogstatsd_stream_socket,
+            dogstatsd_origin_detection: raw.bool("dogstatsd_origin_detection", false)?,
+            dogstatsd_buffer_size,
+            dogstatsd_so_rcvbuf,
+            dogstatsd_tags: raw.list("dogstatsd_tags"),
+            dogstatsd_mapper_profiles,
+            dogstatsd_expiry_seconds,
+            histogram_aggregates,
+            histogram_percentiles,
+            ecs_agent_url,
+            container_collection: raw.bool("container_collection", true)?,
+            docker_host,
+            memory_limit,
+            forwarder_storage_path,
+            forwarder_storage_max_size_in_bytes,
+            forwarder_timeout,
+            flush_interval,
+            status_addr,
+            profiles_addr,
+            history_memory,
+            host_proc,
+            host_sys,
+            log_level: raw.string("log_level").unwrap_or_else(|| "info".into()),
+            unknown_keys,
+        })
+    }
+
+    /// `local` without an API key, `forwarding` with one.
+    pub fn mode(&self) -> &'static str {
+        if self.api_key.is_some() {
+            "forwarding"
+        } else {
+            "local"
+        }
+    }
+}
+
+/// The host's name: `/host/etc/hostname` when the host's /etc is mounted (in a container), else the kernel's.
+fn detect_hostname() -> String {
+    for path in ["/host/etc/hostname", "/etc/hostname"] {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            let s = s.trim();
+            if !s.is_empty() {
+                return s.to_string();
+            }
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        if let Ok(s) = std::str::from_utf8(&buf[..end]) {
+            if !s.is_empty() {
+                return s.to_string();
+            }
+        }
+    }
+    "localhost".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(yaml: Option<&str>, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kelpie.yaml");
+        match yaml {
+            Some(y) => {
+                std::fs::write(&path, y).unwrap();
+                Config::load_from(Some(&path), env(pairs))
+            }
+            None => Config::load_from(Some(Path::new("/nonexistent/kelpie.yaml")), env(pairs))
+                .or_else(|_| {
+                    std::fs::write(&path, "").unwrap();
+                    Config::load_from(Some(&path), env(pairs))
+                }),
+        }
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = load(None, &[("DD_HOSTNAME", "h1")]).unwrap();
+        assert_eq!(c.dogstatsd_port, 8125);
+        assert_eq!(c.bind_host, "localhost");
+        assert_eq!(c.dd_url, "https://api.datadoghq.com");
+        assert_eq!(c.dogstatsd_buffer_size, 8192);
+        assert_eq!(c.histogram_aggregates, ["max", "median", "avg", "count"]);
+        assert_eq!(c.histogram_percentiles, [0.95]);
+        assert_eq!(c.memory_limit, 256 * 1024 * 1024);
+        assert_eq!(c.flush_interval, Duration::from_secs(10));
+        assert_eq!(c.status_addr, "127.0.0.1:5002".parse().unwrap());
+        assert_eq!(c.mode(), "local");
+        assert_eq!(c.hostname, "h1");
+        assert!(c.container_collection);
+        assert_eq!(c.dogstatsd_expiry_seconds, 300);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            Some("dogstatsd_port: 9000\ntags: [a:b, c:d]\nsite: datadoghq.eu\napi_key: x\n"),
+            &[("DD_DOGSTATSD_PORT", "9125"), ("DD_ENV", "prod")],
+        )
+        .unwrap();
+        assert_eq!(c.dogstatsd_port, 9125);
+        assert_eq!(c.host_tags, ["a:b", "c:d", "env:prod"]);
+        assert_eq!(c.dd_url, "https://api.datadoghq.eu");
+        assert_eq!(c.mode(), "forwarding");
+    }
+
+    #[test]
+    fn env_lists_are_space_or_comma_separated() {
+        let c = load(
+            None,
+            &[
+                ("DD_TAGS", "team:infra  role:web,zone:a"),
+                ("DD_HISTOGRAM_PERCENTILES", "0.5 0.99"),
+                ("DD_HISTOGRAM_AGGREGATES", "max min sum"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.host_tags, ["team:infra", "role:web", "zone:a"]);
+        assert_eq!(c.histogram_percentiles, [0.5, 0.99]);
+        assert_eq!(c.histogram_aggregates, ["max", "min", "sum"]);
+    }
+
+    #[test]
+    fn bad_values_name_key_origin_and_value() {
+        let e = load(None, &[("DD_DOGSTATSD_PORT", "70000")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value for `dogstatsd_port` (from environment variable DD_DOGSTATSD_PORT): \"70000\" is not a UDP port number (0-65535)"
+        );
+        let e = load(None, &[("KELPIE_FLUSH_INTERVAL", "ten seconds")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("KELPIE_FLUSH_INTERVAL") && e.contains("ten seconds"),
+            "{e}"
+        );
+        let e = load(None, &[("DD_DOGSTATSD_SOCKET", "/no/such/dir/dsd.socket")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dogstatsd_socket") && e.contains("/no/such/dir"),
+            "{e}"
+        );
+        let e = load(Some("dogstatsd_non_local_traffic: maybe\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dogstatsd_non_local_traffic") && e.contains("kelpie.yaml"),
+            "{e}"
+        );
+        let e = load(None, &[("DD_MEMORY_LIMIT", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory_limit"), "{e}");
+        let e = load(None, &[("DD_HISTOGRAM_PERCENTILES", "0.95 95")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("histogram_percentiles") && e.contains("\"95\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_collected_not_fatal() {
+        let c = load(Some("api_key: k\nlogs_enabled: true\nfoo: 1\n"), &[]).unwrap();
+        assert_eq!(c.unknown_keys, ["logs_enabled", "foo"]);
+    }
+
+    #[test]
+    fn broken_yaml_is_one_sentence() {
+        let e = load(Some("tags: [a\n"), &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config file ") && e.contains("not valid YAML"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("256MiB"), Some(256 << 20));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("20"), Some(Duration::from_secs(20)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -52,7 +52,11 @@ impl<'a> MetricLine<'a> {
 
     /// The numeric values of the line (one unless packed). Empty for sets.
     pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
-        let raw: &'a str = if self.kind == MetricKind::Set { "" } else { self.values };
+        let raw: &'a str = if self.kind == MetricKind::Set {
+            ""
+        } else {
+            self.values
+        };
         raw.split(':')
             .filter(|v| !v.is_empty())
             .filter_map(|v| v.parse::<f64>().ok())

@@ -2,4 +2,3 @@
 
 pub mod listen;
 pub mod parse;
-
