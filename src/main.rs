@@ -1,1 +1,167 @@
-fn main() {}
+//! `kelpie`: the per-host agent and the monitors-as-code CLI in one binary. A thin dispatcher; the work is in
+//! the `kelpie-agent` and `kelpie-monitors` crates.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kelpie",
+    version,
+    about = "A per-host DogStatsD, Docker and ECS agent for Datadog, and Datadog monitors as code",
+    long_about = "kelpie agent runs on every host as the DogStatsD sink (UDP 8125 and Unix sockets), collects host \
+                  and Docker container metrics, turns ECS task-definition changes into deploy events and forwards \
+                  everything to Datadog. Without DD_API_KEY it runs in local mode and shows everything on its \
+                  status page (http://127.0.0.1:5002/).\n\nkelpie monitors validates, unit-tests, plans and syncs \
+                  Datadog monitors declared in Terraform-syntax files."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the per-host agent in the foreground until SIGTERM/SIGINT, then flush and exit 0.
+    Agent {
+        /// YAML config file with the Datadog Agent's key names (default /etc/kelpie/kelpie.yaml; a missing
+        /// default file is fine). Every key can be overridden by DD_<KEY> environment variables.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Print a running agent's status, like `datadog-agent status`.
+    Status {
+        /// Print the status JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 if the agent is running and its pipeline is alive, 1 otherwise (for HEALTHCHECK).
+        #[arg(long)]
+        health: bool,
+        /// Status server address (default: KELPIE_STATUS_ADDR or 127.0.0.1:5002).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Datadog monitors as code: validate, test, plan, sync and import.
+    Monitors(kelpie_monitors::cli::MonitorsArgs),
+    /// Print the version, git commit and build target.
+    Version,
+}
+
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| std::env::var("DD_LOG_LEVEL").ok().map(|l| l.to_lowercase()))
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_agent(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cfg = kelpie_agent::config::Config::load(config.as_deref())?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            kelpie_agent::pipeline::wait_for_signal().await;
+            s.cancel();
+        });
+        kelpie_agent::pipeline::run(cfg, shutdown, None).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<ExitCode> {
+    let addr = addr
+        .or_else(|| std::env::var("KELPIE_STATUS_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:5002".into());
+    let addr = addr.replace("0.0.0.0", "127.0.0.1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        if health {
+            return match client.get(format!("http://{addr}/health")).send().await {
+                Ok(r) if r.status().is_success() => {
+                    println!("healthy");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(r) => {
+                    eprintln!(
+                        "unhealthy: {}",
+                        r.text().await.unwrap_or_default().trim()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: no agent answers at {addr}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            };
+        }
+        let doc: serde_json::Value = client
+            .get(format!("http://{addr}/status"))
+            .send()
+            .await
+            .with_context(|| format!("no kelpie agent answers at {addr} (is it running? set --addr or KELPIE_STATUS_ADDR)"))?
+            .json()
+            .await
+            .context("the agent's status answer is not JSON")?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            print!("{}", kelpie_agent::status::render_text(&doc));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn main() -> ExitCode {
+    let args = kelpie_monitors::cli::preprocess_args(std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
+    if !matches!(cli.command, Command::Version) {
+        init_logging();
+    }
+    let result = match cli.command {
+        Command::Agent { config } => run_agent(config),
+        Command::Status { json, health, addr } => run_status(json, health, addr),
+        Command::Monitors(args) => runtime().and_then(|rt| {
+            rt.block_on(kelpie_monitors::cli::run(args))
+                .map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+        }),
+        Command::Version => {
+            println!(
+                "kelpie {} (commit {}, target {})",
+                env!("CARGO_PKG_VERSION"),
+                option_env!("KELPIE_GIT_COMMIT").unwrap_or("unknown"),
+                option_env!("KELPIE_BUILD_TARGET").unwrap_or(std::env::consts::ARCH)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kelpie: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,572 @@
-//! TODO
+//! Wires the stages together and runs the agent until shutdown:
+//! listeners → aggregator → flusher (+ host, container and self metrics) → encoder → forwarder,
+//! with the history store and status server beside them.
+//!
+//! Shutdown starts at the inputs: listeners stop, the open buckets are flushed (forced), the forwarder drains
+//! within a bounded wait and persists what is left when disk storage is configured.
+
+use crate::aggregator::{Aggregator, AggregatorConfig};
+use crate::config::Config;
+use crate::dogstatsd::listen::{DatagramSink, ListenerConfig, Listeners, Received, Transport};
+use crate::dogstatsd::parse::for_each_line;
+use crate::encode::{self, EncodeConfig, Payload};
+use crate::forwarder::{Forwarder, ForwarderConfig};
+use crate::history::History;
+use crate::host::HostCollector;
+use crate::mapper::MapperProfiles;
+use crate::model::{Event, FlushBatch, IStr, Parsed, Series, SeriesKind, ServiceCheck};
+use crate::status::{self, CollectorStatus, StatusState};
+use crate::telemetry::Telemetry;
+use kelpie_container::{ContainerConfig, ContainerEvent, Containers, OriginResolver, PointKind};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Capacity of the queues carrying DogStatsD events and service checks to the flusher.
+const EVENT_QUEUE: usize = 4096;
+
+/// Bytes of memory budgeted per aggregation context when deriving the context cap from `memory_limit`.
+const BYTES_PER_CONTEXT: u64 = 640;
+/// Memory kept aside for the agent itself (buffers, runtime, queues) when deriving the context cap.
+const BASE_MEMORY: u64 = 48 << 20;
+
+/// Addresses the running agent bound (useful to tests and to the log line at start).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub status: SocketAddr,
+    pub udp: Option<SocketAddr>,
+    pub profiles: Option<SocketAddr>,
+}
+
+/// The sink the listeners call: parses each payload and inserts into the aggregator under one lock per batch.
+struct AggregatingSink {
+    agg: Arc<Mutex<Aggregator>>,
+    telemetry: Arc<Telemetry>,
+    origin: Option<OriginResolver>,
+    origin_detection: bool,
+    events: mpsc::Sender<Event>,
+    checks: mpsc::Sender<ServiceCheck>,
+}
+
+fn to_istrs(tags: &[String]) -> Vec<IStr> {
+    tags.iter().map(|t| IStr::from(t.as_str())).collect()
+}
+
+impl DatagramSink for AggregatingSink {
+    fn receive(&self, batch: &[Received<'_>]) {
+        let now = status::unix_now();
+        let mut agg = self.agg.lock();
+        for r in batch {
+            let pid_tags: Option<Vec<IStr>> = match (&self.origin, r.pid) {
+                (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
+                    o.tags_for_pid(pid).map(|t| to_istrs(&t))
+                }
+                _ => None,
+            };
+            for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
+                Parsed::Metric(m) => {
+                    let cid_tags = match (&self.origin, m.container_id) {
+                        (Some(o), Some(id)) => o.tags_for_container_id(id).map(|t| to_istrs(&t)),
+                        _ => None,
+                    };
+                    let origin: &[IStr] = cid_tags
+                        .as_deref()
+                        .or(pid_tags.as_deref())
+                        .unwrap_or(&[]);
+                    agg.insert(&m, origin, now);
+                }
+                Parsed::Event(mut e) => {
+                    if let Some(t) = &pid_tags {
+                        e.tags.extend(t.iter().map(|s| s.to_string()));
+                    }
+                    if self.events.try_send(e).is_err() {
+                        self.telemetry.drop("event_queue_full", 1);
+                    }
+                }
+                Parsed::ServiceCheck(mut c) => {
+                    if let Some(t) = &pid_tags {
+                        c.tags.extend(t.iter().map(|s| s.to_string()));
+                    }
+                    if c.timestamp.is_none() {
+                        c.timestamp = Some(now);
+                    }
+                    if self.checks.try_send(c).is_err() {
+                        self.telemetry.drop("service_check_queue_full", 1);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The agent's own RSS in bytes, from /proc/self/statm.
+pub fn self_rss_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(4096) as u64
+}
+
+/// Turns a container collector point into a series.
+fn point_to_series(p: kelpie_container::Point, now: i64, interval: i64) -> Series {
+    let (kind, interval) = match p.kind {
+        PointKind::Gauge => (SeriesKind::Gauge, 0),
+        PointKind::Rate => (SeriesKind::Gauge, 0),
+        PointKind::Count => (SeriesKind::Count, interval),
+    };
+    let mut tags: Vec<IStr> = p.tags.iter().map(|t| IStr::from(t.as_str())).collect();
+    tags.sort();
+    tags.dedup();
+    Series {
+        name: IStr::from(p.name.to_string().as_str()),
+        tags: tags.into(),
+        host: IStr::from(""),
+        kind,
+        interval,
+        points: vec![(now, p.value)],
+    }
+}
+
+fn container_event(e: ContainerEvent, hostname: &str) -> Event {
+    Event {
+        title: e.title,
+        text: e.text,
+        timestamp: Some(e.timestamp),
+        hostname: Some(hostname.to_string()),
+        aggregation_key: e.aggregation_key,
+        priority: e.priority.map(String::from),
+        source_type_name: Some(e.source_type_name.to_string()),
+        alert_type: Some(e.alert_type.to_string()),
+        tags: e.tags,
+    }
+}
+
+/// Self-telemetry: `datadog.agent.running` and `kelpie.*`, counters as deltas since the previous flush.
+struct SelfMetrics {
+    last: HashMap<String, u64>,
+}
+
+impl SelfMetrics {
+    fn series(&mut self, t: &Telemetry, now: i64, interval: i64) -> Vec<Series> {
+        let mut out = Vec::new();
+        let gauge = |name: &str, tags: &[&str], v: f64| Series {
+            name: IStr::from(name),
+            tags: tags.iter().map(|t| IStr::from(*t)).collect::<Vec<_>>().into(),
+            host: IStr::from(""),
+            kind: SeriesKind::Gauge,
+            interval: 0,
+            points: vec![(now, v)],
+        };
+        out.push(gauge("datadog.agent.running", &["version:kelpie"], 1.0));
+        let d = &t.dogstatsd;
+        let f = &t.forwarder;
+        let mut counts: Vec<(String, Vec<String>, u64)> = vec![
+            ("kelpie.dogstatsd.packets".into(), vec!["transport:udp".into()], d.packets_udp.get()),
+            ("kelpie.dogstatsd.packets".into(), vec!["transport:uds_dgram".into()], d.packets_uds_dgram.get()),
+            ("kelpie.dogstatsd.packets".into(), vec!["transport:uds_stream".into()], d.packets_uds_stream.get()),
+            ("kelpie.dogstatsd.metric_samples".into(), vec![], d.metric_samples.get()),
+            ("kelpie.dogstatsd.events".into(), vec![], d.events.get()),
+            ("kelpie.dogstatsd.service_checks".into(), vec![], d.service_checks.get()),
+            ("kelpie.dogstatsd.parse_errors".into(), vec![], d.parse_errors.get()),
+            ("kelpie.forwarder.transactions".into(), vec!["outcome:success".into()], f.success.get()),
+            ("kelpie.forwarder.transactions".into(), vec!["outcome:retried".into()], f.retried.get()),
+            ("kelpie.forwarder.bytes_sent".into(), vec![], f.bytes_sent.get()),
+        ];
+        for (reason, n) in d.dropped.snapshot() {
+            counts.push(("kelpie.dogstatsd.dropped".into(), vec![format!("reason:{reason}")], n));
+        }
+        for (reason, n) in f.dropped.snapshot() {
+            counts.push(("kelpie.forwarder.dropped".into(), vec![format!("reason:{reason}")], n));
+        }
+        for (name, tags, total) in counts {
+            let key = format!("{name}|{}", tags.join(","));
+            let prev = self.last.insert(key, total).unwrap_or(0);
+            out.push(Series {
+                name: IStr::from(name.as_str()),
+                tags: tags.iter().map(|t| IStr::from(t.as_str())).collect::<Vec<_>>().into(),
+                host: IStr::from(""),
+                kind: SeriesKind::Count,
+                interval,
+                points: vec![(now, total.saturating_sub(prev) as f64)],
+            });
+        }
+        out.push(gauge("kelpie.dogstatsd.contexts", &[], d.contexts.get() as f64));
+        out.push(gauge("kelpie.forwarder.queued_bytes", &[], f.queued_bytes.get() as f64));
+        out.push(gauge(
+            "kelpie.forwarder.queued_on_disk_bytes",
+            &[],
+            f.queued_on_disk_bytes.get() as f64,
+        ));
+        out.push(gauge(
+            "kelpie.flush.duration",
+            &[],
+            t.flush.last_duration_us.get() as f64 / 1e6,
+        ));
+        out.push(gauge("kelpie.memory.rss", &[], self_rss_bytes() as f64));
+        out
+    }
+}
+
+/// Everything the flusher needs.
+struct Flusher {
+    cfg: Config,
+    telemetry: Arc<Telemetry>,
+    agg: Arc<Mutex<Aggregator>>,
+    history: Arc<Mutex<History>>,
+    host: HostCollector,
+    containers: Option<Containers>,
+    forwarder: Option<Forwarder>,
+    encode: EncodeConfig,
+    events: mpsc::Receiver<Event>,
+    checks: mpsc::Receiver<ServiceCheck>,
+    container_events: mpsc::Receiver<ContainerEvent>,
+    self_metrics: SelfMetrics,
+    state: Arc<StatusState>,
+    max_contexts: usize,
+}
+
+impl Flusher {
+    async fn flush(&mut self, force: bool) {
+        let started = Instant::now();
+        let now = status::unix_now();
+        let interval = self.cfg.flush_interval.as_secs() as i64;
+        // Memory guard: near memory_limit, refuse new contexts (counted by the aggregator).
+        let rss = self_rss_bytes();
+        {
+            let mut agg = self.agg.lock();
+            if rss > self.cfg.memory_limit / 10 * 9 {
+                let cap = agg.contexts();
+                agg.set_max_contexts(cap);
+            } else {
+                agg.set_max_contexts(self.max_contexts);
+            }
+        }
+        let mut batch: FlushBatch = self.agg.lock().flush(now, force);
+        batch.series.extend(self.host.collect(now));
+        if let Some(c) = &self.containers {
+            match c.collect().await {
+                Ok(points) => batch
+                    .series
+                    .extend(points.into_iter().map(|p| point_to_series(p, now, interval))),
+                Err(e) => warn!("docker collection failed: {e}"),
+            }
+            let st = c.status();
+            let mut cs = CollectorStatus::new(if st.last_error.is_some() { "error" } else { "ok" });
+            cs.containers = Some(st.running as u64);
+            cs.error = st.last_error.clone();
+            self.state.collectors.lock().insert("docker", cs);
+        }
+        batch
+            .series
+            .extend(self.self_metrics.series(&self.telemetry, now, interval));
+        let mut events = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            events.push(e);
+        }
+        while let Ok(e) = self.container_events.try_recv() {
+            events.push(container_event(e, &self.cfg.hostname));
+        }
+        let mut checks = Vec::new();
+        while let Ok(c) = self.checks.try_recv() {
+            checks.push(c);
+        }
+        self.history.lock().record(&batch, now);
+        self.telemetry
+            .flush
+            .series_flushed
+            .add(batch.series.len() as u64);
+        self.telemetry
+            .flush
+            .sketches_flushed
+            .add(batch.sketches.len() as u64);
+        if let Some(fwd) = &self.forwarder {
+            let mut payloads: Vec<Payload> = Vec::new();
+            match encode::encode_series(&self.encode, &batch.series) {
+                Ok(p) => payloads.extend(p),
+                Err(e) => warn!("cannot encode series: {e}"),
+            }
+            if !batch.sketches.is_empty() {
+                match encode::encode_sketches(&self.encode, &batch.sketches) {
+                    Ok(p) => payloads.extend(p),
+                    Err(e) => warn!("cannot encode sketches: {e}"),
+                }
+            }
+            for ev in &events {
+                match encode::encode_event(&self.encode, ev) {
+                    Ok(p) => payloads.push(p),
+                    Err(e) => {
+                        warn!("cannot encode event {:?}: {e}", ev.title);
+                        self.telemetry.drop("event_encode_error", 1);
+                    }
+                }
+            }
+            if !checks.is_empty() {
+                match encode::encode_service_checks(&self.encode, &checks) {
+                    Ok(p) => payloads.extend(p),
+                    Err(e) => warn!("cannot encode service checks: {e}"),
+                }
+            }
+            fwd.submit(payloads);
+        }
+        let t = &self.telemetry.flush;
+        t.flushes.inc();
+        t.last_flush_unix.set(now);
+        t.last_duration_us.set(started.elapsed().as_micros() as i64);
+    }
+}
+
+/// Builds the aggregator configuration from the agent's.
+pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usize)> {
+    let mapper = match &cfg.dogstatsd_mapper_profiles {
+        Some(v) => Some(MapperProfiles::from_yaml_value(v.clone()).map_err(|e| {
+            anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}")
+        })?),
+        None => None,
+    };
+    let budget = cfg
+        .memory_limit
+        .saturating_sub(BASE_MEMORY + cfg.history_memory);
+    let max_contexts = (budget / BYTES_PER_CONTEXT).max(1000) as usize;
+    Ok((
+        AggregatorConfig {
+            interval_secs: cfg.flush_interval.as_secs() as i64,
+            histogram_aggregates: cfg.histogram_aggregates.clone(),
+            histogram_percentiles: cfg.histogram_percentiles.clone(),
+            expiry_secs: cfg.dogstatsd_expiry_seconds,
+            extra_tags: cfg.dogstatsd_tags.clone(),
+            mapper,
+            max_contexts,
+        },
+        max_contexts,
+    ))
+}
+
+/// Runs the agent until `shutdown` is cancelled, then drains and returns. `ready` receives the bound
+/// addresses once every listener is up.
+pub async fn run(
+    cfg: Config,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> anyhow::Result<()> {
+    for key in &cfg.unknown_keys {
+        warn!("unknown configuration key `{key}` is ignored");
+    }
+    let telemetry = Arc::new(Telemetry::default());
+    let history = Arc::new(Mutex::new(History::new(cfg.history_memory)));
+    let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
+    let agg = Arc::new(Mutex::new(Aggregator::new(agg_cfg, telemetry.clone())));
+
+    let state = Arc::new(StatusState {
+        version: VERSION,
+        hostname: cfg.hostname.clone(),
+        mode: cfg.mode(),
+        site: cfg.site.clone(),
+        started: Instant::now(),
+        flush_interval: cfg.flush_interval,
+        telemetry: telemetry.clone(),
+        history: history.clone(),
+        collectors: Mutex::new(Default::default()),
+    });
+    state
+        .collectors
+        .lock()
+        .insert("host", CollectorStatus::new("ok"));
+
+    // Containers (optional: a host without Docker still runs the rest).
+    let (cev_tx, cev_rx) = mpsc::channel(1024);
+    let containers = if cfg.container_collection {
+        let ccfg = ContainerConfig {
+            docker_host: cfg.docker_host.clone(),
+            host_proc: cfg.host_proc.clone(),
+            host_sys: cfg.host_sys.clone(),
+            ecs_agent_url: cfg.ecs_agent_url.clone(),
+            hostname: cfg.hostname.clone(),
+        };
+        match Containers::start(ccfg, cev_tx).await {
+            Ok(c) => {
+                state
+                    .collectors
+                    .lock()
+                    .insert("docker", CollectorStatus::new("ok"));
+                state.collectors.lock().insert("ecs", CollectorStatus::new("ok"));
+                Some(c)
+            }
+            Err(e) => {
+                warn!("docker collection is unavailable: {e}");
+                let mut cs = CollectorStatus::new("error");
+                cs.error = Some(e.to_string());
+                state.collectors.lock().insert("docker", cs);
+                state.collectors.lock().insert("ecs", CollectorStatus::new("off"));
+                None
+            }
+        }
+    } else {
+        state
+            .collectors
+            .lock()
+            .insert("docker", CollectorStatus::new("off"));
+        state.collectors.lock().insert("ecs", CollectorStatus::new("off"));
+        None
+    };
+
+    let forwarder = match &cfg.api_key {
+        Some(key) => Some(Forwarder::start(
+            ForwarderConfig {
+                base_url: cfg.dd_url.clone(),
+                api_key: key.clone(),
+                timeout: cfg.forwarder_timeout,
+                storage_path: cfg.forwarder_storage_path.clone(),
+                storage_max_bytes: cfg.forwarder_storage_max_size_in_bytes,
+                ..ForwarderConfig::default()
+            },
+            telemetry.clone(),
+        )?),
+        None => {
+            info!("no api_key (DD_API_KEY): running in local mode, nothing is sent; see the status page");
+            None
+        }
+    };
+
+    // Status server.
+    let (status_addr, status_fut) = status::bind(cfg.status_addr, state.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on the status address {}: {e}", cfg.status_addr))?;
+    let status_task = tokio::spawn(status_fut);
+
+    // Profiles intake (the toolkit's profiler posts here; forwarded like the rest).
+    let profiles_addr = match (cfg.profiles_addr, &forwarder) {
+        (Some(addr), fwd) => {
+            let sink = Arc::new(crate::profiles::ForwardingSink::new(fwd.clone(), telemetry.clone()));
+            match crate::profiles::bind(addr, sink, telemetry.clone()).await {
+                Ok((bound, fut)) => {
+                    tokio::spawn(fut);
+                    Some(bound)
+                }
+                Err(e) => {
+                    warn!("cannot listen for profiles on {addr}: {e}");
+                    None
+                }
+            }
+        }
+        (None, _) => None,
+    };
+
+    // DogStatsD listeners.
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let (sc_tx, sc_rx) = mpsc::channel(EVENT_QUEUE);
+    let sink = Arc::new(AggregatingSink {
+        agg: agg.clone(),
+        telemetry: telemetry.clone(),
+        origin: containers.as_ref().map(|c| c.origin()),
+        origin_detection: cfg.dogstatsd_origin_detection,
+        events: ev_tx,
+        checks: sc_tx,
+    });
+    let listeners = Listeners::start(
+        ListenerConfig {
+            udp_port: cfg.dogstatsd_port,
+            bind_host: cfg.bind_host.clone(),
+            non_local_traffic: cfg.dogstatsd_non_local_traffic,
+            socket_path: cfg.dogstatsd_socket.clone(),
+            stream_socket_path: cfg.dogstatsd_stream_socket.clone(),
+            buffer_size: cfg.dogstatsd_buffer_size,
+            so_rcvbuf: cfg.dogstatsd_so_rcvbuf,
+            origin_detection: cfg.dogstatsd_origin_detection,
+            udp_sockets: 0,
+        },
+        telemetry.clone(),
+        sink,
+    )?;
+    let bound = Bound {
+        status: status_addr,
+        udp: listeners.udp_local_addr(),
+        profiles: profiles_addr,
+    };
+    info!(
+        hostname = %cfg.hostname,
+        mode = cfg.mode(),
+        status = %bound.status,
+        udp = ?bound.udp,
+        "kelpie agent {VERSION} started"
+    );
+    if let Some(tx) = ready {
+        let _ = tx.send(bound);
+    }
+
+    let mut flusher = Flusher {
+        encode: EncodeConfig {
+            hostname: cfg.hostname.clone(),
+            host_tags: cfg.host_tags.clone(),
+            use_protobuf: true,
+        },
+        host: HostCollector::new(cfg.host_proc.clone(), cfg.host_sys.clone()),
+        cfg,
+        telemetry,
+        agg,
+        history,
+        containers,
+        forwarder: forwarder.clone(),
+        events: ev_rx,
+        checks: sc_rx,
+        container_events: cev_rx,
+        self_metrics: SelfMetrics {
+            last: HashMap::new(),
+        },
+        state,
+        max_contexts,
+    };
+
+    // Flush on interval boundaries, like the Datadog Agent.
+    let interval = flusher.cfg.flush_interval;
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let step = interval.as_millis() as u64;
+        let wait = step - (now.as_millis() as u64 % step);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(wait + 5)) => flusher.flush(false).await,
+        }
+    }
+
+    info!("shutting down: stopping inputs, flushing, draining the forwarder");
+    tokio::task::spawn_blocking(move || listeners.shutdown()).await?;
+    flusher.flush(true).await;
+    if let Some(f) = forwarder {
+        f.shutdown(Duration::from_secs(15)).await;
+    }
+    status_task.abort();
+    info!("kelpie agent stopped");
+    Ok(())
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
