@@ -65,6 +65,9 @@ pub struct Config {
     pub forwarder_storage_path: Option<PathBuf>,
     pub forwarder_storage_max_size_in_bytes: u64,
     pub forwarder_timeout: Duration,
+    /// Retry backoff: base and cap (Datadog's `forwarder_backoff_base` 2 s, `forwarder_backoff_max` 64 s).
+    pub forwarder_backoff_base: Duration,
+    pub forwarder_backoff_max: Duration,
     pub flush_interval: Duration,
     pub status_addr: SocketAddr,
     pub profiles_addr: Option<SocketAddr>,
@@ -104,6 +107,8 @@ const KNOWN_KEYS: &[&str] = &[
     "forwarder_storage_path",
     "forwarder_storage_max_size_in_bytes",
     "forwarder_timeout",
+    "forwarder_backoff_base",
+    "forwarder_backoff_max",
     "log_level",
 ];
 
@@ -530,6 +535,8 @@ impl Config {
             forwarder_storage_path,
             forwarder_storage_max_size_in_bytes,
             forwarder_timeout,
+            forwarder_backoff_base,
+            forwarder_backoff_max,
             flush_interval,
             status_addr,
             profiles_addr,

@@ -431,6 +431,8 @@ pub async fn run(
                 timeout: cfg.forwarder_timeout,
                 storage_path: cfg.forwarder_storage_path.clone(),
                 storage_max_bytes: cfg.forwarder_storage_max_size_in_bytes,
+                backoff_base: cfg.forwarder_backoff_base,
+                backoff_max: cfg.forwarder_backoff_max,
                 ..ForwarderConfig::default()
             },
             telemetry.clone(),
