@@ -1,4 +1,11 @@
 //! DogStatsD input: the line parser and the UDP / Unix socket listeners.
+//!
+//! The listeners ([`listen`]) read datagrams and stream frames on plain OS threads and hand each batch of
+//! raw payloads to a [`listen::DatagramSink`]; the sink splits them into lines with [`parse::for_each_line`],
+//! which parses each line without allocating ([`parse::parse_line`]) and keeps the `dogstatsd` counters.
 
 pub mod listen;
 pub mod parse;
+
+pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
+pub use parse::{for_each_line, parse_line, ParseError};
