@@ -1,1 +1,961 @@
-//! TODO
+//! DogStatsD aggregation with the Datadog Agent's semantics (its `TimeSampler`, `ContextMetrics` and
+//! `sketchMap`), in time buckets of `interval_secs`.
+//!
+//! * A context is the (mapped) name + sorted, de-duplicated tags + host. A `host:<h>` tag sets the host
+//!   and is removed from the tags (the last one wins); `dd.internal.entity_id:`, `dd.internal.card:` and
+//!   `dd.internal.jmx_check_name:` tags are removed as the agent does. Distributions live apart from the
+//!   other types (the agent keeps them in a separate sketch map), so a distribution and a gauge with the
+//!   same name and tags are two contexts.
+//! * Counter: sum of `value * (1 / rate)`, flushed as a rate (`sum / interval`, `interval` set). A counter
+//!   with no sample in a flushed bucket is flushed as 0 while `last sample + expiry_secs > bucket start`,
+//!   then forgotten. Gauge: last value. Set: number of distinct members (at most [`SET_MEMBER_LIMIT`] per
+//!   context and bucket; more are counted as `set_member_limit` drops), flushed as a gauge.
+//! * Histogram / timer: samples with integer weights `trunc(1 / rate)`, then `.max .min .median .avg .sum
+//!   .count` and `.<N>percentile` exactly as the agent's `Histogram.flush` (sorted samples, weighted rank
+//!   targets `(count - 1) / 2` and `(N * count - 1) / 100`); `.count` is a rate. To bound memory, a
+//!   context that gets more than [`HISTOGRAM_SAMPLE_LIMIT`] samples in a bucket switches to the agent's
+//!   sketch for its median and percentiles (1% relative accuracy); max, min, avg, sum and count stay exact.
+//! * Distribution: the agent's sketch ([`crate::sketch`]), flushed as a sketch series.
+//! * Gauges and counters with a timestamp (`|T`) are not aggregated: each value is flushed once as its
+//!   own point with that timestamp (gauge as a gauge, counter as a count with its raw value).
+//!
+//! Points carry their bucket's start. A flush closes every bucket that ended at or before `now`. Contexts
+//! other than counters are forgotten once a whole bucket passed without a sample. Names and tags are
+//! interned (one `Arc<str>` per distinct string, freed at the flush after the last context using it
+//! goes), and a sample for an existing context allocates nothing.
+//!
+//! Memory bounds: at most `max_contexts` contexts (new ones past that are refused and counted as
+//! `context_limit` drops), at most [`SET_MEMBER_LIMIT`] set members or [`HISTOGRAM_SAMPLE_LIMIT`]
+//! histogram samples (then a 4096-bin sketch) per context, at most [`PASSTHROUGH_LIMIT`] timestamped
+//! points waiting for a flush.
+
+use crate::mapper::{MapResult, MapperProfiles};
+use crate::model::{FlushBatch, IStr, MetricKind, MetricLine, Series, SeriesKind, SketchSeries};
+use crate::sketch::Sketch;
+use crate::telemetry::Telemetry;
+use hashbrown::{HashSet, HashTable};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+/// Distinct members kept per set context and bucket.
+pub const SET_MEMBER_LIMIT: usize = 10_000;
+/// Raw samples kept per histogram context and bucket before switching to a sketch.
+pub const HISTOGRAM_SAMPLE_LIMIT: usize = 1024;
+/// Timestamped points kept between two flushes.
+pub const PASSTHROUGH_LIMIT: usize = 100_000;
+/// Bucket values of contexts that moved on to a newer bucket before a flush.
+const BACKLOG_LIMIT: usize = 1_000_000;
+
+/// Aggregation settings (Datadog Agent key names in the comments).
+#[derive(Clone, Debug)]
+pub struct AggregatorConfig {
+    /// Bucket length in seconds (`KELPIE_FLUSH_INTERVAL`, 10).
+    pub interval_secs: i64,
+    /// `histogram_aggregates`: any of `max median avg count sum min` (default `max median avg count`).
+    pub histogram_aggregates: Vec<String>,
+    /// `histogram_percentiles`, as fractions (default `[0.95]`).
+    pub histogram_percentiles: Vec<f64>,
+    /// `dogstatsd_expiry_seconds` (300): how long an idle counter keeps being sent as 0.
+    pub expiry_secs: i64,
+    /// `dogstatsd_tags`: added to every DogStatsD metric.
+    pub extra_tags: Vec<String>,
+    /// `dogstatsd_mapper_profiles`.
+    pub mapper: Option<MapperProfiles>,
+    /// Most live contexts; new contexts past it are refused and counted (`context_limit`).
+    pub max_contexts: usize,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            histogram_aggregates: ["max", "median", "avg", "count"].map(String::from).to_vec(),
+            histogram_percentiles: vec![0.95],
+            expiry_secs: 300,
+            extra_tags: Vec::new(),
+            mapper: None,
+            max_contexts: usize::MAX,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Agg {
+    Max,
+    Min,
+    Median,
+    Avg,
+    Sum,
+    Count,
+}
+
+/// What a histogram flushes: aggregates in configured order, then percentiles ascending.
+#[derive(Debug)]
+struct HistSpec {
+    aggs: Vec<Agg>,
+    /// Percent (1..=100), sorted.
+    pcts: Vec<i64>,
+    /// `.max`, …, `.95percentile`, in output order.
+    suffixes: Vec<String>,
+}
+
+impl HistSpec {
+    fn new(aggs: &[String], pcts: &[f64]) -> Self {
+        let mut out_aggs = Vec::new();
+        let mut suffixes = Vec::new();
+        for a in aggs {
+            let agg = match a.trim() {
+                "max" => Agg::Max,
+                "min" => Agg::Min,
+                "median" => Agg::Median,
+                "avg" => Agg::Avg,
+                "sum" => Agg::Sum,
+                "count" => Agg::Count,
+                other => {
+                    tracing::info!("histogram aggregate `{other}` is not implemented, skipping it");
+                    continue;
+                }
+            };
+            if !out_aggs.contains(&agg) {
+                out_aggs.push(agg);
+                suffixes.push(format!(".{}", a.trim()));
+            }
+        }
+        // As the agent's ParsePercentiles: 0.95 -> 95 (adding 0.5 so that 0.29 does not become 28).
+        let mut out_pcts: Vec<i64> = Vec::new();
+        for &p in pcts {
+            if !(0.0..=1.0).contains(&p) {
+                tracing::warn!("histogram_percentiles must be between 0 and 1: skipping {p}");
+                continue;
+            }
+            out_pcts.push((p * 100.0 + 0.5) as i64);
+        }
+        out_pcts.sort_unstable();
+        out_pcts.dedup();
+        suffixes.extend(out_pcts.iter().map(|p| format!(".{p}percentile")));
+        Self {
+            aggs: out_aggs,
+            pcts: out_pcts,
+            suffixes,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SetState {
+    /// Members by 64-bit hash (one in 2^64 chance that two members count once).
+    members: HashSet<u64, foldhash::fast::FixedState>,
+}
+
+#[derive(Debug)]
+struct HistState {
+    /// (value, weight)
+    samples: Vec<(f64, i64)>,
+    count: i64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    /// Set once more than `HISTOGRAM_SAMPLE_LIMIT` samples arrived in the bucket.
+    sketch: Option<Box<Sketch>>,
+    /// Interned `name + suffix` for each output, made at the first flush.
+    names: Box<[IStr]>,
+}
+
+impl HistState {
+    fn new() -> Self {
+        Self {
+            samples: Vec::new(),
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sketch: None,
+            names: Box::new([]),
+        }
+    }
+
+    fn add(&mut self, v: f64, rate: f64) {
+        let rate = if rate > 0.0 && rate <= 1.0 { rate } else { 1.0 };
+        let inv = 1.0 / rate;
+        let w = inv as i64;
+        self.count = self.count.saturating_add(w);
+        self.sum += v * inv;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        if let Some(s) = &mut self.sketch {
+            s.insert_n(v, w.min(u32::MAX as i64) as u32);
+            return;
+        }
+        if self.samples.len() >= HISTOGRAM_SAMPLE_LIMIT {
+            let mut s = Box::new(Sketch::new());
+            for &(sv, sw) in &self.samples {
+                s.insert_n(sv, sw.min(u32::MAX as i64) as u32);
+            }
+            s.insert_n(v, w.min(u32::MAX as i64) as u32);
+            self.samples = Vec::new();
+            self.sketch = Some(s);
+            return;
+        }
+        self.samples.push((v, w));
+    }
+
+    fn reset(&mut self) {
+        self.samples.clear();
+        if self.samples.capacity() > 64 {
+            self.samples.shrink_to(64);
+        }
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+        self.sketch = None;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.sketch.is_none()
+    }
+
+    /// Output values in `spec.suffixes` order, as the agent's `Histogram.flush`.
+    fn compute(&mut self, spec: &HistSpec, interval: i64, out: &mut Vec<(f64, SeriesKind)>) {
+        out.clear();
+        self.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let weighted = |target: i64| -> f64 {
+            if let Some(s) = &self.sketch {
+                // target is a 0-based weighted rank; the sketch wants a fraction.
+                let q = if self.count > 1 {
+                    target as f64 / (self.count - 1) as f64
+                } else {
+                    0.0
+                };
+                return s.quantile(q).unwrap_or(self.max);
+            }
+            let mut acc = 0i64;
+            for &(v, w) in &self.samples {
+                acc = acc.saturating_add(w);
+                if acc > target {
+                    return v;
+                }
+            }
+            self.max
+        };
+        for a in &spec.aggs {
+            let v = match a {
+                Agg::Max => (self.max, SeriesKind::Gauge),
+                Agg::Min => (self.min, SeriesKind::Gauge),
+                Agg::Median => (weighted((self.count - 1) / 2), SeriesKind::Gauge),
+                Agg::Avg => (self.sum / self.count as f64, SeriesKind::Gauge),
+                Agg::Sum => (self.sum, SeriesKind::Gauge),
+                Agg::Count => (self.count as f64 / interval as f64, SeriesKind::Rate),
+            };
+            out.push(v);
+        }
+        for &p in &spec.pcts {
+            let target = (p.saturating_mul(self.count) - 1) / 100;
+            out.push((weighted(target), SeriesKind::Gauge));
+        }
+    }
+}
+
+/// One context's value in its current bucket.
+#[derive(Debug)]
+enum Value {
+    Counter(f64),
+    Gauge(f64),
+    Set(Box<SetState>),
+    Histogram(Box<HistState>),
+    Distribution(Box<Sketch>),
+}
+
+impl Value {
+    fn new(kind: MetricKind) -> Self {
+        match kind {
+            MetricKind::Counter => Value::Counter(0.0),
+            MetricKind::Gauge => Value::Gauge(0.0),
+            MetricKind::Set => Value::Set(Box::default()),
+            MetricKind::Histogram | MetricKind::Timer => {
+                Value::Histogram(Box::new(HistState::new()))
+            }
+            MetricKind::Distribution => Value::Distribution(Box::default()),
+        }
+    }
+
+    fn matches(&self, kind: MetricKind) -> bool {
+        matches!(
+            (self, kind),
+            (Value::Counter(_), MetricKind::Counter)
+                | (Value::Gauge(_), MetricKind::Gauge)
+                | (Value::Set(_), MetricKind::Set)
+                | (
+                    Value::Histogram(_),
+                    MetricKind::Histogram | MetricKind::Timer
+                )
+                | (Value::Distribution(_), MetricKind::Distribution)
+        )
+    }
+
+    /// Empties the value in place (keeping small allocations for the next bucket).
+    fn reset(&mut self) {
+        match self {
+            Value::Counter(v) | Value::Gauge(v) => *v = 0.0,
+            Value::Set(s) => {
+                s.members.clear();
+                if s.members.capacity() > 256 {
+                    s.members.shrink_to(256);
+                }
+            }
+            Value::Histogram(h) => h.reset(),
+            Value::Distribution(s) => s.reset(),
+        }
+    }
+
+    /// An empty value of the same type, for a context moving on to a new bucket.
+    fn fresh(&self) -> Self {
+        match self {
+            Value::Counter(_) => Value::Counter(0.0),
+            Value::Gauge(_) => Value::Gauge(0.0),
+            Value::Set(_) => Value::Set(Box::default()),
+            Value::Histogram(h) => {
+                let mut n = HistState::new();
+                n.names = h.names.clone();
+                Value::Histogram(Box::new(n))
+            }
+            Value::Distribution(_) => Value::Distribution(Box::default()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Context {
+    name: IStr,
+    tags: Arc<[IStr]>,
+    /// Empty: the agent's hostname.
+    host: IStr,
+    hash: u64,
+    /// Unix seconds of the last sample.
+    last_seen: i64,
+    /// Start of the bucket `value` belongs to (when `has_value`).
+    bucket: i64,
+    has_value: bool,
+    value: Value,
+}
+
+impl Context {
+    fn is_distribution(&self) -> bool {
+        matches!(self.value, Value::Distribution(_))
+    }
+
+    fn same_key(&self, name: &str, tags: &[&str], host: &str, dist: bool) -> bool {
+        &*self.name == name
+            && &*self.host == host
+            && self.is_distribution() == dist
+            && self.tags.len() == tags.len()
+            && self.tags.iter().zip(tags).all(|(a, b)| &**a == *b)
+    }
+}
+
+/// One distinct string per entry; entries nobody else references are dropped by `gc`.
+#[derive(Debug, Default)]
+struct Interner {
+    set: HashSet<IStr, foldhash::fast::FixedState>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> IStr {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: IStr = Arc::from(s);
+        self.set.insert(a.clone());
+        a
+    }
+
+    fn gc(&mut self) {
+        self.set.retain(|a| Arc::strong_count(a) > 1);
+        if self.set.capacity() > 64 && self.set.len() < self.set.capacity() / 4 {
+            self.set.shrink_to(self.set.len() * 2);
+        }
+    }
+}
+
+/// Mutable state, kept apart from the configuration so that tag slices borrowed from the configuration
+/// can be used while it is updated.
+#[derive(Debug, Default)]
+struct State {
+    slots: Vec<Option<Context>>,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    live: usize,
+    interner: Interner,
+    /// Values of contexts that moved to a newer bucket before their old one was flushed.
+    backlog: Vec<(u32, i64, Value)>,
+    /// Timestamped points waiting for the next flush.
+    passthrough: Vec<Series>,
+    /// Last flush's cutoff (start of the first bucket it left open).
+    last_cutoff: i64,
+    name_buf: String,
+    hist_out: Vec<(f64, SeriesKind)>,
+}
+
+/// The DogStatsD aggregator. One per pipeline; not shared between threads.
+pub struct Aggregator {
+    cfg: AggregatorConfig,
+    hist: HistSpec,
+    telemetry: Arc<Telemetry>,
+    hasher: foldhash::fast::FixedState,
+    /// Tag slices of the line being inserted; only its allocation survives between calls.
+    scratch: Vec<&'static str>,
+    st: State,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("contexts", &self.st.live)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns an emptied vector of borrowed strings into one of another lifetime, keeping its allocation
+/// (the standard library collects a vector's `into_iter().map(..)` in place when the element types have
+/// the same layout).
+fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'b str { unreachable!() })
+        .collect()
+}
+
+/// Sorts `tags` into `out`, leaving out (and taking the host from) the tags the agent strips.
+fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
+    if let Some(h) = tag.strip_prefix("host:") {
+        *host = h;
+    } else if tag.starts_with("dd.internal.entity_id:")
+        || tag.starts_with("dd.internal.card:")
+        || tag.starts_with("dd.internal.jmx_check_name:")
+    {
+    } else {
+        out.push(tag);
+    }
+}
+
+fn key_hash(
+    hasher: &foldhash::fast::FixedState,
+    name: &str,
+    tags: &[&str],
+    host: &str,
+    dist: bool,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    name.hash(&mut h);
+    for t in tags {
+        t.hash(&mut h);
+    }
+    host.hash(&mut h);
+    h.write_u8(dist as u8);
+    h.finish()
+}
+
+impl Aggregator {
+    pub fn new(cfg: AggregatorConfig, telemetry: Arc<Telemetry>) -> Self {
+        let hist = HistSpec::new(&cfg.histogram_aggregates, &cfg.histogram_percentiles);
+        let mut cfg = cfg;
+        if cfg.interval_secs <= 0 {
+            tracing::warn!("flush interval must be positive; using 10 seconds");
+            cfg.interval_secs = 10;
+        }
+        Self {
+            cfg,
+            hist,
+            telemetry,
+            hasher: foldhash::fast::FixedState::with_seed(0x6b65_6c70_6965),
+            scratch: Vec::new(),
+            st: State::default(),
+        }
+    }
+
+    /// Number of live contexts.
+    pub fn contexts(&self) -> usize {
+        self.st.live
+    }
+
+    /// Changes the context limit (e.g. when the agent nears its memory limit). Existing contexts stay.
+    pub fn set_max_contexts(&mut self, max: usize) {
+        self.cfg.max_contexts = max;
+    }
+
+    /// Inserts one parsed line received at `now` (unix seconds). `origin_tags` are extra tags from origin
+    /// detection (may be empty). Never allocates for an existing context (steady state).
+    pub fn insert(&mut self, line: &MetricLine<'_>, origin_tags: &[IStr], now: i64) {
+        let mapped: Option<Arc<MapResult>> = match &self.cfg.mapper {
+            Some(m) => m.map_shared(line.name),
+            None => None,
+        };
+        let name: &str = mapped.as_deref().map_or(line.name, |r| r.name.as_str());
+        let mut tags = recycle(std::mem::take(&mut self.scratch));
+        let mut host: &str = "";
+        for t in line.tags() {
+            classify(t, &mut host, &mut tags);
+        }
+        if let Some(r) = &mapped {
+            for t in &r.tags {
+                classify(t, &mut host, &mut tags);
+            }
+        }
+        tags.extend(self.cfg.extra_tags.iter().map(String::as_str));
+        tags.extend(origin_tags.iter().map(|t| &**t));
+        tags.sort_unstable();
+        tags.dedup();
+
+        let st = &mut self.st;
+        let tel = &*self.telemetry;
+        let kind = line.kind;
+        if let (Some(ts), MetricKind::Counter | MetricKind::Gauge) = (line.timestamp, kind) {
+            Self::passthrough(st, tel, line, name, &tags, host, ts);
+            self.scratch = recycle(tags);
+            return;
+        }
+
+        let dist = kind == MetricKind::Distribution;
+        let hash = key_hash(&self.hasher, name, &tags, host, dist);
+        let found = {
+            let slots = &st.slots;
+            st.table
+                .find(hash, |&i| {
+                    slots[i as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.same_key(name, &tags, host, dist))
+                })
+                .copied()
+        };
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                if st.live >= self.cfg.max_contexts {
+                    tel.drop("context_limit", 1);
+                    self.scratch = recycle(tags);
+                    return;
+                }
+                let ctx = Context {
+                    name: st.interner.intern(name),
+                    tags: tags.iter().map(|t| st.interner.intern(t)).collect(),
+                    host: st.interner.intern(host),
+                    hash,
+                    last_seen: now,
+                    bucket: 0,
+                    has_value: false,
+                    value: Value::new(kind),
+                };
+                let i = match st.free.pop() {
+                    Some(i) => {
+                        st.slots[i as usize] = Some(ctx);
+                        i
+                    }
+                    None => {
+                        st.slots.push(Some(ctx));
+                        (st.slots.len() - 1) as u32
+                    }
+                };
+                let slots = &st.slots;
+                st.table.insert_unique(hash, i, |&j| {
+                    slots[j as usize].as_ref().map_or(0, |c| c.hash)
+                });
+                st.live += 1;
+                tel.dogstatsd.contexts.set(st.live as i64);
+                i
+            }
+        };
+        self.scratch = recycle(tags);
+
+        let interval = self.cfg.interval_secs;
+        let Some(ctx) = st.slots[idx as usize].as_mut() else {
+            return;
+        };
+        // Type of a bucket's value: set by its first sample, as in the agent.
+        if !ctx.value.matches(kind) {
+            if ctx.has_value {
+                tel.drop("type_conflict", 1);
+                return;
+            }
+            ctx.value = Value::new(kind);
+        }
+        let mut bucket = now.div_euclid(interval) * interval;
+        if ctx.has_value && bucket != ctx.bucket {
+            if bucket > ctx.bucket {
+                if st.backlog.len() >= BACKLOG_LIMIT {
+                    tel.drop("bucket_backlog", 1);
+                    ctx.value.reset();
+                } else {
+                    let fresh = ctx.value.fresh();
+                    let old = std::mem::replace(&mut ctx.value, fresh);
+                    st.backlog.push((idx, ctx.bucket, old));
+                }
+            } else {
+                // A sample older than the context's open bucket (clock step): keep it in the open one.
+                bucket = ctx.bucket;
+            }
+        }
+        ctx.bucket = bucket;
+        ctx.last_seen = ctx.last_seen.max(now);
+
+        let rate = if line.sample_rate > 0.0 && line.sample_rate <= 1.0 {
+            line.sample_rate
+        } else {
+            1.0
+        };
+        let mut any = false;
+        match &mut ctx.value {
+            Value::Set(s) => {
+                if s.members.len() >= SET_MEMBER_LIMIT
+                    && !s.members.contains(&self.hasher.hash_one(line.values))
+                {
+                    tel.drop("set_member_limit", 1);
+                } else {
+                    s.members.insert(self.hasher.hash_one(line.values));
+                    any = true;
+                }
+            }
+            value => {
+                for v in line.values() {
+                    if !v.is_finite() {
+                        tel.drop("non_finite_value", 1);
+                        continue;
+                    }
+                    match value {
+                        Value::Counter(sum) => *sum += v * (1.0 / rate),
+                        Value::Gauge(g) => *g = v,
+                        Value::Histogram(h) => h.add(v, rate),
+                        Value::Distribution(s) => {
+                            if !s.insert_sampled(v, rate) {
+                                tel.drop("sketch_full", 1);
+                                continue;
+                            }
+                        }
+                        Value::Set(_) => {}
+                    }
+                    any = true;
+                }
+            }
+        }
+        if any {
+            ctx.has_value = true;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn passthrough(
+        st: &mut State,
+        tel: &Telemetry,
+        line: &MetricLine<'_>,
+        name: &str,
+        tags: &[&str],
+        host: &str,
+        ts: i64,
+    ) {
+        let kind = if line.kind == MetricKind::Counter {
+            SeriesKind::Count
+        } else {
+            SeriesKind::Gauge
+        };
+        let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
+        for v in line.values() {
+            if !v.is_finite() {
+                tel.drop("non_finite_value", 1);
+                continue;
+            }
+            if st.passthrough.len() >= PASSTHROUGH_LIMIT {
+                tel.drop("timestamped_limit", 1);
+                continue;
+            }
+            let (n, t, h) = shared.get_or_insert_with(|| {
+                (
+                    st.interner.intern(name),
+                    tags.iter().map(|t| st.interner.intern(t)).collect(),
+                    st.interner.intern(host),
+                )
+            });
+            st.passthrough.push(Series {
+                name: n.clone(),
+                tags: t.clone(),
+                host: h.clone(),
+                kind,
+                interval: 0,
+                points: vec![(ts, v)],
+            });
+        }
+    }
+
+    /// Closes and returns every bucket that ended at or before `now` (all buckets when `force`, for
+    /// shutdown). Forgets idle contexts and expired counters.
+    pub fn flush(&mut self, now: i64, force: bool) -> FlushBatch {
+        let interval = self.cfg.interval_secs;
+        let expiry = self.cfg.expiry_secs;
+        let cutoff = now.div_euclid(interval) * interval + if force { interval } else { 0 };
+        let closed = |b: i64| force || b + interval <= cutoff;
+        let st = &mut self.st;
+        let spec = &self.hist;
+
+        let mut batch = FlushBatch {
+            series: std::mem::take(&mut st.passthrough),
+            sketches: Vec::new(),
+        };
+
+        // Backlogged values that are now closed, grouped by context.
+        let mut backlog = std::mem::take(&mut st.backlog);
+        let (mut done, keep): (Vec<_>, Vec<_>) = backlog.drain(..).partition(|e| closed(e.1));
+        st.backlog = keep;
+        done.sort_by_key(|e| (e.0, e.1));
+
+        // Buckets this flush closes, for the counters' zero points.
+        let mut buckets: Vec<i64> = Vec::new();
+        let mut note = |b: i64| {
+            if !buckets.contains(&b) {
+                buckets.push(b);
+            }
+        };
+        for e in &done {
+            note(e.1);
+        }
+        for c in st.slots.iter().flatten() {
+            if c.has_value && closed(c.bucket) && !c.is_distribution() {
+                note(c.bucket);
+            }
+        }
+        if buckets.is_empty() && st.last_cutoff + interval <= cutoff {
+            buckets.push(cutoff - interval);
+        }
+
+        let mut removed = 0usize;
+        let mut di = 0usize;
+        let mut vals: Vec<(i64, Value)> = Vec::new();
+        for idx in 0..st.slots.len() {
+            let Some(ctx) = st.slots[idx].as_mut() else {
+                continue;
+            };
+            vals.clear();
+            while di < done.len() && (done[di].0 as usize) < idx {
+                di += 1;
+            }
+            while di < done.len() && done[di].0 as usize == idx {
+                let (_, b, v) = std::mem::replace(&mut done[di], (0, 0, Value::Counter(0.0)));
+                vals.push((b, v));
+                di += 1;
+            }
+            let current = ctx.has_value && closed(ctx.bucket);
+            let counter = matches!(ctx.value, Value::Counter(_));
+            if vals.is_empty() && !current && !counter {
+                // Idle (nothing closed in this flush).
+            } else {
+                emit(
+                    ctx,
+                    &mut vals,
+                    current,
+                    &buckets,
+                    interval,
+                    expiry,
+                    spec,
+                    &mut st.interner,
+                    &mut st.name_buf,
+                    &mut st.hist_out,
+                    &mut batch,
+                );
+                if current {
+                    ctx.value.reset();
+                    ctx.has_value = false;
+                }
+            }
+            // Forget contexts: counters once expired, others after a whole bucket without a sample.
+            let forget = !ctx.has_value
+                && if counter {
+                    ctx.last_seen + expiry <= cutoff - interval
+                } else {
+                    ctx.last_seen < cutoff - interval
+                }
+                && !st.backlog.iter().any(|e| e.0 as usize == idx);
+            if forget {
+                let hash = ctx.hash;
+                if let Ok(e) = st.table.find_entry(hash, |&j| j as usize == idx) {
+                    e.remove();
+                }
+                st.slots[idx] = None;
+                st.free.push(idx as u32);
+                st.live -= 1;
+                removed += 1;
+            }
+        }
+        // Trailing empty slots can go.
+        while matches!(st.slots.last(), Some(None)) {
+            st.slots.pop();
+        }
+        if !st.free.is_empty() {
+            let len = st.slots.len() as u32;
+            st.free.retain(|&i| i < len);
+        }
+        if st.slots.capacity() > 1024 && st.slots.len() < st.slots.capacity() / 4 {
+            st.slots.shrink_to(st.slots.len() * 2);
+            st.free.shrink_to(st.free.len() * 2);
+        }
+        if removed > 0 || !batch.series.is_empty() {
+            st.interner.gc();
+        }
+        st.last_cutoff = cutoff;
+        self.telemetry.dogstatsd.contexts.set(st.live as i64);
+        batch
+    }
+}
+
+/// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    ctx: &mut Context,
+    vals: &mut [(i64, Value)],
+    current: bool,
+    buckets: &[i64],
+    interval: i64,
+    expiry: i64,
+    spec: &HistSpec,
+    interner: &mut Interner,
+    name_buf: &mut String,
+    hist_out: &mut Vec<(f64, SeriesKind)>,
+    batch: &mut FlushBatch,
+) {
+    let series = |kind: SeriesKind, interval: i64, points: Vec<(i64, f64)>| Series {
+        name: ctx.name.clone(),
+        tags: ctx.tags.clone(),
+        host: ctx.host.clone(),
+        kind,
+        interval,
+        points,
+    };
+    match &mut ctx.value {
+        Value::Counter(cur) => {
+            let mut points: Vec<(i64, f64)> = vals
+                .iter()
+                .filter_map(|(b, v)| match v {
+                    Value::Counter(s) => Some((*b, s / interval as f64)),
+                    _ => None,
+                })
+                .collect();
+            if current {
+                points.push((ctx.bucket, *cur / interval as f64));
+            }
+            for &b in buckets {
+                if ctx.last_seen + expiry > b && !points.iter().any(|p| p.0 == b) {
+                    points.push((b, 0.0));
+                }
+            }
+            if !points.is_empty() {
+                points.sort_by_key(|p| p.0);
+                batch
+                    .series
+                    .push(series(SeriesKind::Rate, interval, points));
+            }
+        }
+        Value::Gauge(cur) => {
+            let mut points: Vec<(i64, f64)> = vals
+                .iter()
+                .filter_map(|(b, v)| match v {
+                    Value::Gauge(g) => Some((*b, *g)),
+                    _ => None,
+                })
+                .collect();
+            if current {
+                points.push((ctx.bucket, *cur));
+            }
+            if !points.is_empty() {
+                batch.series.push(series(SeriesKind::Gauge, 0, points));
+            }
+        }
+        Value::Set(cur) => {
+            let mut points: Vec<(i64, f64)> = vals
+                .iter()
+                .filter_map(|(b, v)| match v {
+                    Value::Set(s) => Some((*b, s.members.len() as f64)),
+                    _ => None,
+                })
+                .collect();
+            if current {
+                points.push((ctx.bucket, cur.members.len() as f64));
+            }
+            if !points.is_empty() {
+                batch.series.push(series(SeriesKind::Gauge, 0, points));
+            }
+        }
+        Value::Distribution(cur) => {
+            let mut points: Vec<_> = vals
+                .iter()
+                .filter_map(|(b, v)| match v {
+                    Value::Distribution(s) if !s.is_empty() => Some(s.to_point(*b)),
+                    _ => None,
+                })
+                .collect();
+            if current && !cur.is_empty() {
+                points.push(cur.to_point(ctx.bucket));
+            }
+            if !points.is_empty() {
+                batch.sketches.push(SketchSeries {
+                    name: ctx.name.clone(),
+                    tags: ctx.tags.clone(),
+                    host: ctx.host.clone(),
+                    interval,
+                    points,
+                });
+            }
+        }
+        Value::Histogram(cur) => {
+            if cur.names.len() != spec.suffixes.len() {
+                cur.names = spec
+                    .suffixes
+                    .iter()
+                    .map(|s| {
+                        name_buf.clear();
+                        name_buf.push_str(&ctx.name);
+                        name_buf.push_str(s);
+                        interner.intern(name_buf)
+                    })
+                    .collect();
+            }
+            let n_out = spec.suffixes.len();
+            let mut per_output: Vec<Vec<(i64, f64)>> = vec![Vec::new(); n_out];
+            let mut kinds = vec![SeriesKind::Gauge; n_out];
+            let mut one = |b: i64, h: &mut HistState| {
+                if h.is_empty() {
+                    return;
+                }
+                h.compute(spec, interval, hist_out);
+                for (i, &(v, k)) in hist_out.iter().enumerate() {
+                    per_output[i].push((b, v));
+                    kinds[i] = k;
+                }
+            };
+            for (b, v) in vals.iter_mut() {
+                if let Value::Histogram(h) = v {
+                    one(*b, h);
+                }
+            }
+            if current {
+                one(ctx.bucket, cur);
+            }
+            for (i, points) in per_output.into_iter().enumerate() {
+                if points.is_empty() {
+                    continue;
+                }
+                let kind = kinds[i];
+                batch.series.push(Series {
+                    name: cur.names[i].clone(),
+                    tags: ctx.tags.clone(),
+                    host: ctx.host.clone(),
+                    kind,
+                    interval: if kind == SeriesKind::Rate {
+                        interval
+                    } else {
+                        0
+                    },
+                    points,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

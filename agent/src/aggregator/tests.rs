@@ -1,0 +1,532 @@
+use super::*;
+use crate::model::SketchPoint;
+
+fn line<'a>(
+    name: &'a str,
+    values: &'a str,
+    kind: MetricKind,
+    rate: f64,
+    tags: &'a str,
+) -> MetricLine<'a> {
+    MetricLine {
+        name,
+        values,
+        kind,
+        sample_rate: rate,
+        tags,
+        container_id: None,
+        timestamp: None,
+    }
+}
+
+fn agg_with(cfg: AggregatorConfig) -> (Aggregator, Arc<Telemetry>) {
+    let tel = Arc::new(Telemetry::default());
+    (Aggregator::new(cfg, tel.clone()), tel)
+}
+
+fn agg() -> (Aggregator, Arc<Telemetry>) {
+    agg_with(AggregatorConfig::default())
+}
+
+fn find<'b>(batch: &'b FlushBatch, name: &str) -> &'b Series {
+    let found: Vec<&Series> = batch.series.iter().filter(|s| &*s.name == name).collect();
+    assert_eq!(found.len(), 1, "series {name} in {:#?}", batch.series);
+    found[0]
+}
+
+fn tag_strs(s: &Series) -> Vec<&str> {
+    s.tags.iter().map(|t| &**t).collect()
+}
+
+#[test]
+fn counter_sums_value_over_rate_and_sends_a_rate() {
+    let (mut a, _) = agg();
+    for i in 0..100 {
+        a.insert(
+            &line("hits", "1", MetricKind::Counter, 0.5, "a:b"),
+            &[],
+            1000 + i % 10,
+        );
+    }
+    assert_eq!(a.contexts(), 1);
+    let b = a.flush(1010, false);
+    let s = find(&b, "hits");
+    assert_eq!(s.kind, SeriesKind::Rate);
+    assert_eq!(s.interval, 10);
+    // 100 x 1 / 0.5 = 200 in 10 s -> 20/s, at the bucket's start.
+    assert_eq!(s.points, vec![(1000, 20.0)]);
+    assert_eq!(tag_strs(s), vec!["a:b"]);
+    assert_eq!(&*s.host, "");
+}
+
+#[test]
+fn packed_values_each_count() {
+    let (mut a, _) = agg();
+    a.insert(&line("hits", "1:2:3", MetricKind::Counter, 1.0, ""), &[], 5);
+    let b = a.flush(10, false);
+    assert_eq!(find(&b, "hits").points, vec![(0, 0.6)]);
+}
+
+#[test]
+fn gauge_keeps_the_last_value() {
+    let (mut a, _) = agg();
+    a.insert(&line("temp", "3", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("temp", "7.5", MetricKind::Gauge, 1.0, ""), &[], 2);
+    a.insert(&line("temp", "-2", MetricKind::Gauge, 1.0, ""), &[], 3);
+    let b = a.flush(10, false);
+    let s = find(&b, "temp");
+    assert_eq!(s.kind, SeriesKind::Gauge);
+    assert_eq!(s.interval, 0);
+    assert_eq!(s.points, vec![(0, -2.0)]);
+}
+
+#[test]
+fn set_counts_distinct_members_with_a_bound() {
+    let (mut a, tel) = agg();
+    for m in ["alice", "bob", "alice", "carol", "bob"] {
+        a.insert(&line("users", m, MetricKind::Set, 1.0, ""), &[], 1);
+    }
+    let b = a.flush(10, false);
+    let s = find(&b, "users");
+    assert_eq!(s.kind, SeriesKind::Gauge);
+    assert_eq!(s.points, vec![(10 - 10, 3.0)]);
+
+    let members: Vec<String> = (0..SET_MEMBER_LIMIT + 5).map(|i| format!("m{i}")).collect();
+    for m in &members {
+        a.insert(&line("many", m, MetricKind::Set, 1.0, ""), &[], 11);
+    }
+    // A member already counted is not a drop.
+    a.insert(&line("many", "m0", MetricKind::Set, 1.0, ""), &[], 11);
+    let b = a.flush(20, false);
+    assert_eq!(find(&b, "many").points, vec![(10, SET_MEMBER_LIMIT as f64)]);
+    assert_eq!(
+        tel.dogstatsd.dropped.snapshot().get("set_member_limit"),
+        Some(&5)
+    );
+}
+
+#[test]
+fn histogram_aggregates_and_percentiles_like_the_agent() {
+    let (mut a, _) = agg();
+    // 1..=100 in a scrambled order.
+    for i in 0..100 {
+        let v = ((i * 37) % 100 + 1).to_string();
+        a.insert(&line("lat", &v, MetricKind::Histogram, 1.0, ""), &[], 3);
+    }
+    let b = a.flush(10, false);
+    assert_eq!(b.series.len(), 5);
+    assert_eq!(find(&b, "lat.max").points, vec![(0, 100.0)]);
+    // median: first sample whose cumulative weight passes (100 - 1) / 2 = 49 -> the 50th value.
+    assert_eq!(find(&b, "lat.median").points, vec![(0, 50.0)]);
+    assert_eq!(find(&b, "lat.avg").points, vec![(0, 50.5)]);
+    let count = find(&b, "lat.count");
+    assert_eq!(count.kind, SeriesKind::Rate);
+    assert_eq!(count.interval, 10);
+    assert_eq!(count.points, vec![(0, 10.0)]);
+    // 95th: target (95 * 100 - 1) / 100 = 94 -> the 95th value.
+    let p95 = find(&b, "lat.95percentile");
+    assert_eq!(p95.kind, SeriesKind::Gauge);
+    assert_eq!(p95.points, vec![(0, 95.0)]);
+}
+
+#[test]
+fn histogram_weights_configured_aggregates_and_timers() {
+    let cfg = AggregatorConfig {
+        histogram_aggregates: ["min", "sum", "count", "bogus"].map(String::from).to_vec(),
+        histogram_percentiles: vec![0.5, 0.99, 2.0],
+        ..AggregatorConfig::default()
+    };
+    let (mut a, _) = agg_with(cfg);
+    // Weight trunc(1/0.25) = 4 for 10, weight 1 for 20 and 30: count 6, sum 40 + 50 = 90.
+    a.insert(&line("t", "10", MetricKind::Timer, 0.25, ""), &[], 1);
+    a.insert(&line("t", "20:30", MetricKind::Timer, 1.0, ""), &[], 1);
+    let b = a.flush(10, false);
+    let names: Vec<&str> = b.series.iter().map(|s| &*s.name).collect();
+    assert_eq!(
+        names,
+        vec![
+            "t.min",
+            "t.sum",
+            "t.count",
+            "t.50percentile",
+            "t.99percentile"
+        ]
+    );
+    assert_eq!(find(&b, "t.min").points, vec![(0, 10.0)]);
+    assert_eq!(find(&b, "t.sum").points, vec![(0, 90.0)]);
+    assert_eq!(find(&b, "t.count").points, vec![(0, 0.6)]);
+    // 50th: target (50 * 6 - 1) / 100 = 2 -> weight of 10 reaches 4 > 2 -> 10.
+    assert_eq!(find(&b, "t.50percentile").points, vec![(0, 10.0)]);
+    // 99th: target (99 * 6 - 1) / 100 = 5 -> 10 (4), 20 (5), 30 (6 > 5) -> 30.
+    assert_eq!(find(&b, "t.99percentile").points, vec![(0, 30.0)]);
+}
+
+#[test]
+fn large_histograms_switch_to_a_sketch_for_percentiles() {
+    let (mut a, _) = agg();
+    let n = 20_000;
+    for i in 1..=n {
+        a.insert(
+            &line("big", &i.to_string(), MetricKind::Histogram, 1.0, ""),
+            &[],
+            1,
+        );
+    }
+    let b = a.flush(10, false);
+    assert_eq!(find(&b, "big.max").points, vec![(0, n as f64)]);
+    assert_eq!(
+        find(&b, "big.avg").points,
+        vec![(0, (n as f64 + 1.0) / 2.0)]
+    );
+    assert_eq!(find(&b, "big.count").points, vec![(0, n as f64 / 10.0)]);
+    let median = find(&b, "big.median").points[0].1;
+    assert!((median - 10_000.0).abs() / 10_000.0 < 0.01, "{median}");
+    let p95 = find(&b, "big.95percentile").points[0].1;
+    assert!((p95 - 19_000.0).abs() / 19_000.0 < 0.01, "{p95}");
+}
+
+#[test]
+fn distributions_become_agent_sketches() {
+    let (mut a, _) = agg();
+    let mut expected = Sketch::new();
+    for i in 1..=1000 {
+        let v = i.to_string();
+        a.insert(
+            &line("req.size", &v, MetricKind::Distribution, 1.0, "env:prod"),
+            &[],
+            21,
+        );
+        expected.insert(i as f64);
+    }
+    // Sample rate 0.5: weight 2.
+    a.insert(
+        &line(
+            "req.size",
+            "5000",
+            MetricKind::Distribution,
+            0.5,
+            "env:prod",
+        ),
+        &[],
+        22,
+    );
+    expected.insert_sampled(5000.0, 0.5);
+    let b = a.flush(30, false);
+    assert!(b.series.is_empty());
+    assert_eq!(b.sketches.len(), 1);
+    let s = &b.sketches[0];
+    assert_eq!(&*s.name, "req.size");
+    assert_eq!(s.interval, 10);
+    assert_eq!(s.points.len(), 1);
+    let p: &SketchPoint = &s.points[0];
+    assert_eq!(p, &expected.to_point(20));
+    assert_eq!(p.cnt, 1002);
+    assert_eq!(p.min, 1.0);
+    assert_eq!(p.max, 5000.0);
+    assert_eq!(p.sum, 500_500.0 + 10_000.0);
+    let p50 = expected.quantile(0.5).unwrap();
+    assert!((p50 - 501.0).abs() / 501.0 < 0.01, "{p50}");
+    let p99 = expected.quantile(0.99).unwrap();
+    assert!((p99 - 991.0).abs() / 991.0 < 0.01, "{p99}");
+}
+
+#[test]
+fn tag_order_and_duplicates_make_one_context() {
+    let (mut a, _) = agg();
+    a.insert(
+        &line("m", "1", MetricKind::Counter, 1.0, "b:2,a:1,a:1"),
+        &[],
+        1,
+    );
+    a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a:1,b:2"), &[], 1);
+    a.insert(
+        &line("m", "1", MetricKind::Counter, 1.0, "a:1,,b:2,b:2"),
+        &[],
+        1,
+    );
+    assert_eq!(a.contexts(), 1);
+    a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a:1"), &[], 1);
+    assert_eq!(a.contexts(), 2);
+    let b = a.flush(10, false);
+    let s: Vec<&Series> = b.series.iter().filter(|s| s.tags.len() == 2).collect();
+    assert_eq!(s.len(), 1);
+    assert_eq!(tag_strs(s[0]), vec!["a:1", "b:2"]);
+    assert_eq!(s[0].points, vec![(0, 0.3)]);
+}
+
+#[test]
+fn host_tag_sets_the_host() {
+    let (mut a, _) = agg();
+    a.insert(
+        &line("m", "1", MetricKind::Gauge, 1.0, "host:web1,a:1"),
+        &[],
+        1,
+    );
+    a.insert(
+        &line("m", "2", MetricKind::Gauge, 1.0, "a:1,host:web2"),
+        &[],
+        1,
+    );
+    a.insert(&line("m", "3", MetricKind::Gauge, 1.0, "a:1"), &[], 1);
+    a.insert(
+        &line(
+            "m",
+            "4",
+            MetricKind::Gauge,
+            1.0,
+            "a:1,dd.internal.entity_id:abc",
+        ),
+        &[],
+        1,
+    );
+    assert_eq!(a.contexts(), 3);
+    let mut b = a.flush(10, false);
+    b.series.sort_by(|x, y| x.host.cmp(&y.host));
+    let hosts: Vec<&str> = b.series.iter().map(|s| &*s.host).collect();
+    assert_eq!(hosts, vec!["", "web1", "web2"]);
+    for s in &b.series {
+        assert_eq!(tag_strs(s), vec!["a:1"]);
+    }
+    assert_eq!(b.series[0].points, vec![(0, 4.0)]);
+}
+
+#[test]
+fn extra_origin_and_mapper_tags_are_added() {
+    let mapper = MapperProfiles::parse(
+        r#"
+- name: app
+  prefix: "app."
+  mappings:
+    - match: "app.*.requests"
+      name: "app.requests"
+      tags: {service: "$1"}
+    - match: 'app\.(\w+)\.db\.(\w+)'
+      match_type: regex
+      name: "app.db.${2}"
+      tags: {service: "${1}"}
+"#,
+    )
+    .unwrap();
+    let cfg = AggregatorConfig {
+        extra_tags: vec!["team:infra".into()],
+        mapper: Some(mapper),
+        ..AggregatorConfig::default()
+    };
+    let (mut a, _) = agg_with(cfg);
+    let origin: Vec<IStr> = vec![Arc::from("container_name:api")];
+    a.insert(
+        &line(
+            "app.checkout.requests",
+            "1",
+            MetricKind::Counter,
+            1.0,
+            "code:200",
+        ),
+        &origin,
+        1,
+    );
+    a.insert(
+        &line("app.cart.requests", "1", MetricKind::Counter, 1.0, ""),
+        &[],
+        1,
+    );
+    a.insert(
+        &line("app.cart.db.queries", "1", MetricKind::Counter, 1.0, ""),
+        &[],
+        1,
+    );
+    a.insert(
+        &line("other.metric", "1", MetricKind::Counter, 1.0, ""),
+        &[],
+        1,
+    );
+    let b = a.flush(10, false);
+    let reqs: Vec<&Series> = b
+        .series
+        .iter()
+        .filter(|s| &*s.name == "app.requests")
+        .collect();
+    assert_eq!(reqs.len(), 2);
+    let checkout = reqs.iter().find(|s| s.tags.len() == 4).unwrap();
+    assert_eq!(
+        tag_strs(checkout),
+        vec![
+            "code:200",
+            "container_name:api",
+            "service:checkout",
+            "team:infra"
+        ]
+    );
+    assert_eq!(
+        tag_strs(find(&b, "app.db.queries")),
+        vec!["service:cart", "team:infra"]
+    );
+    assert_eq!(tag_strs(find(&b, "other.metric")), vec!["team:infra"]);
+}
+
+#[test]
+fn timestamped_gauges_and_counters_pass_through() {
+    let (mut a, _) = agg();
+    let mut l = line("ts.count", "5", MetricKind::Counter, 0.5, "b,a");
+    l.timestamp = Some(1_700_000_000);
+    a.insert(&l, &[], 1_700_000_100);
+    let mut g = line("ts.gauge", "1:2", MetricKind::Gauge, 1.0, "");
+    g.timestamp = Some(1_700_000_001);
+    a.insert(&g, &[], 1_700_000_100);
+    assert_eq!(a.contexts(), 0);
+    let b = a.flush(1_700_000_100, false);
+    let c = find(&b, "ts.count");
+    assert_eq!(c.kind, SeriesKind::Count);
+    assert_eq!(c.points, vec![(1_700_000_000, 5.0)]);
+    assert_eq!(tag_strs(c), vec!["a", "b"]);
+    let gs: Vec<&Series> = b.series.iter().filter(|s| &*s.name == "ts.gauge").collect();
+    assert_eq!(gs.len(), 2);
+    assert!(gs.iter().all(|s| s.kind == SeriesKind::Gauge));
+    assert_eq!(gs[0].points, vec![(1_700_000_001, 1.0)]);
+    assert_eq!(gs[1].points, vec![(1_700_000_001, 2.0)]);
+    // Sent once.
+    assert!(a.flush(1_700_000_110, false).series.is_empty());
+}
+
+#[test]
+fn idle_counter_is_zero_filled_until_expiry_then_forgotten() {
+    let cfg = AggregatorConfig {
+        expiry_secs: 30,
+        ..AggregatorConfig::default()
+    };
+    let (mut a, tel) = agg_with(cfg);
+    a.insert(&line("c", "4", MetricKind::Counter, 1.0, "x:y"), &[], 5);
+    assert_eq!(tel.dogstatsd.contexts.get(), 1);
+    assert_eq!(find(&a.flush(10, false), "c").points, vec![(0, 0.4)]);
+    // last sample 5: zero while 5 + 30 > bucket start.
+    assert_eq!(find(&a.flush(20, false), "c").points, vec![(10, 0.0)]);
+    assert_eq!(find(&a.flush(30, false), "c").points, vec![(20, 0.0)]);
+    assert_eq!(find(&a.flush(40, false), "c").points, vec![(30, 0.0)]);
+    assert_eq!(a.contexts(), 1);
+    assert!(a.flush(50, false).series.is_empty());
+    assert_eq!(a.contexts(), 0);
+    assert_eq!(tel.dogstatsd.contexts.get(), 0);
+    // Nothing keeps the interned strings any more.
+    assert_eq!(a.st.interner.set.len(), 0);
+    // A new sample brings it back.
+    a.insert(&line("c", "1", MetricKind::Counter, 1.0, "x:y"), &[], 55);
+    assert_eq!(find(&a.flush(60, false), "c").points, vec![(50, 0.1)]);
+}
+
+#[test]
+fn idle_gauge_is_forgotten_after_a_bucket_without_samples() {
+    let (mut a, tel) = agg();
+    a.insert(
+        &line("g", "1", MetricKind::Gauge, 1.0, "unique:tag"),
+        &[],
+        5,
+    );
+    assert_eq!(find(&a.flush(10, false), "g").points, vec![(0, 1.0)]);
+    assert_eq!(a.contexts(), 1);
+    assert!(a.flush(20, false).series.is_empty());
+    assert_eq!(a.contexts(), 0);
+    assert_eq!(tel.dogstatsd.contexts.get(), 0);
+    assert_eq!(a.st.interner.set.len(), 0);
+    assert!(a.st.slots.is_empty());
+}
+
+#[test]
+fn bucket_boundaries() {
+    let (mut a, _) = agg();
+    a.insert(&line("c", "1", MetricKind::Counter, 1.0, ""), &[], 9);
+    a.insert(&line("c", "10", MetricKind::Counter, 1.0, ""), &[], 10);
+    assert!(a.flush(9, false).series.is_empty());
+    assert_eq!(find(&a.flush(10, false), "c").points, vec![(0, 0.1)]);
+    // Bucket [10, 20) is still open at 19.
+    assert!(a.flush(19, false).series.is_empty());
+    assert_eq!(find(&a.flush(20, false), "c").points, vec![(10, 1.0)]);
+    let (mut a, _) = agg();
+    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 10);
+    assert!(a.flush(19, false).series.is_empty());
+    assert_eq!(find(&a.flush(20, false), "g").points, vec![(10, 1.0)]);
+}
+
+#[test]
+fn late_flush_sends_every_closed_bucket_in_one_series() {
+    let (mut a, _) = agg();
+    a.insert(&line("c", "1", MetricKind::Counter, 1.0, ""), &[], 5);
+    a.insert(&line("c", "2", MetricKind::Counter, 1.0, ""), &[], 15);
+    a.insert(&line("c", "3", MetricKind::Counter, 1.0, ""), &[], 25);
+    let b = a.flush(30, false);
+    assert_eq!(find(&b, "c").points, vec![(0, 0.1), (10, 0.2), (20, 0.3)]);
+    a.insert(&line("h", "1", MetricKind::Histogram, 1.0, ""), &[], 35);
+    a.insert(&line("h", "5", MetricKind::Histogram, 1.0, ""), &[], 45);
+    let b = a.flush(50, false);
+    assert_eq!(find(&b, "h.max").points, vec![(30, 1.0), (40, 5.0)]);
+}
+
+#[test]
+fn force_flush_closes_the_open_bucket() {
+    let (mut a, _) = agg();
+    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 5);
+    a.insert(&line("d", "1", MetricKind::Distribution, 1.0, ""), &[], 5);
+    let b = a.flush(6, true);
+    assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
+    assert_eq!(b.sketches.len(), 1);
+    assert!(a.flush(6, true).sketches.is_empty());
+}
+
+#[test]
+fn context_limit_refuses_new_contexts_and_counts() {
+    let cfg = AggregatorConfig {
+        max_contexts: 2,
+        ..AggregatorConfig::default()
+    };
+    let (mut a, tel) = agg_with(cfg);
+    a.insert(&line("a", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("b", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("c", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("c", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    // Existing contexts still take samples.
+    a.insert(&line("a", "2", MetricKind::Gauge, 1.0, ""), &[], 1);
+    assert_eq!(a.contexts(), 2);
+    assert_eq!(tel.dogstatsd.contexts.get(), 2);
+    assert_eq!(
+        tel.dogstatsd.dropped.snapshot().get("context_limit"),
+        Some(&2)
+    );
+    let b = a.flush(10, false);
+    assert_eq!(b.series.len(), 2);
+    assert_eq!(find(&b, "a").points, vec![(0, 2.0)]);
+}
+
+#[test]
+fn bad_values_and_type_conflicts_are_counted() {
+    let (mut a, tel) = agg();
+    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("g", "2", MetricKind::Counter, 1.0, ""), &[], 1);
+    a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("d", "inf", MetricKind::Distribution, 1.0, ""), &[], 1);
+    let drops = tel.dogstatsd.dropped.snapshot();
+    assert_eq!(drops.get("type_conflict"), Some(&1));
+    assert_eq!(drops.get("non_finite_value"), Some(&2));
+    let b = a.flush(10, false);
+    assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
+    assert!(b.sketches.is_empty());
+}
+
+#[test]
+fn distribution_and_gauge_with_same_name_are_separate() {
+    let (mut a, _) = agg();
+    a.insert(&line("x", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("x", "1", MetricKind::Distribution, 1.0, ""), &[], 1);
+    assert_eq!(a.contexts(), 2);
+    let b = a.flush(10, false);
+    assert_eq!(b.series.len(), 1);
+    assert_eq!(b.sketches.len(), 1);
+}
+
+#[test]
+fn scratch_keeps_its_allocation() {
+    let (mut a, _) = agg();
+    a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a,b,c,d"), &[], 1);
+    let cap = a.scratch.capacity();
+    assert!(cap >= 4);
+    a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a,b,c,d"), &[], 1);
+    assert_eq!(a.scratch.capacity(), cap);
+}
