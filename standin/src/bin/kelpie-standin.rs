@@ -1,0 +1,48 @@
+//! `kelpie-standin --listen 0.0.0.0:8080`: the Datadog API stand-in as a process (for tests that run the agent
+//! in a container). Serves the intake (see `kelpie_standin::intake`) and `GET /_standin/received`.
+
+use anyhow::Context;
+use clap::Parser;
+use kelpie_standin::intake::{Intake, IntakeConfig};
+use std::net::SocketAddr;
+
+/// A Datadog API stand-in: intake (series, sketches, events, checks, profiles) for kelpie's tests.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Only accept this API key (any non-empty key otherwise).
+    #[arg(long, env = "STANDIN_API_KEY")]
+    api_key: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    // LEAD: mount the monitors API stand-in here once it exists on main:
+    // let extra_routes = Some(kelpie_standin::monitors_api::router());
+    let extra_routes: Option<axum::Router> = None;
+    let intake = Intake::start_with(IntakeConfig {
+        listen: args.listen,
+        api_key: args.api_key,
+        extra_routes,
+    })
+    .await
+    .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!("kelpie-standin listening on {}", intake.url());
+    // As PID 1 in a container, SIGTERM must be handled explicitly or `docker stop` waits for its timeout.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
