@@ -456,6 +456,17 @@ impl Config {
                 }
             },
         };
+        let backoff = |key: &'static str, default: f64| -> Result<Duration, ConfigError> {
+            match raw.string(key) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some(s) => match parse_duration(&s) {
+                    Some(d) if !d.is_zero() => Ok(d),
+                    _ => Err(raw.invalid(key, "is not a positive number of seconds")),
+                },
+            }
+        };
+        let forwarder_backoff_base = backoff("forwarder_backoff_base", 2.0)?;
+        let forwarder_backoff_max = backoff("forwarder_backoff_max", 64.0)?;
         let dogstatsd_mapper_profiles =
             raw.get("dogstatsd_mapper_profiles").map(|(v, _)| v.clone());
         let kelpie = |name: &str| raw.env.get(name).map(|s| s.trim().to_string());

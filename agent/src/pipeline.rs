@@ -87,7 +87,7 @@ impl DatagramSink for AggregatingSink {
                         e.tags.extend(t.iter().map(|s| s.to_string()));
                     }
                     if self.events.try_send(e).is_err() {
-                        self.telemetry.drop("event_queue_full", 1);
+                        Telemetry::drop(&self.telemetry, "event_queue_full", 1);
                     }
                 }
                 Parsed::ServiceCheck(mut c) => {
@@ -98,10 +98,32 @@ impl DatagramSink for AggregatingSink {
                         c.timestamp = Some(now);
                     }
                     if self.checks.try_send(c).is_err() {
-                        self.telemetry.drop("service_check_queue_full", 1);
+                        Telemetry::drop(&self.telemetry, "service_check_queue_full", 1);
                     }
                 }
             });
+        }
+    }
+}
+
+/// Hands profile uploads to the forwarder (`/api/v2/profile`); in local mode they are counted and dropped.
+struct ProfileForwarder {
+    forwarder: Option<Forwarder>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl crate::profiles::ProfileSink for ProfileForwarder {
+    fn submit(&self, content_type: String, body: bytes::Bytes) {
+        match &self.forwarder {
+            Some(f) => f.submit(vec![Payload {
+                endpoint: encode::Endpoint::Profile,
+                uncompressed_len: body.len(),
+                body,
+                content_type: content_type.into(),
+                content_encoding: None,
+                items: 1,
+            }]),
+            None => self.telemetry.forwarder.dropped.add("profile_local_mode", 1),
         }
     }
 }
@@ -310,7 +332,7 @@ impl Flusher {
                     Ok(p) => payloads.push(p),
                     Err(e) => {
                         warn!("cannot encode event {:?}: {e}", ev.title);
-                        self.telemetry.drop("event_encode_error", 1);
+                        Telemetry::drop(&self.telemetry, "event_encode_error", 1);
                     }
                 }
             }
@@ -332,9 +354,13 @@ impl Flusher {
 /// Builds the aggregator configuration from the agent's.
 pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usize)> {
     let mapper = match &cfg.dogstatsd_mapper_profiles {
-        Some(v) => Some(MapperProfiles::from_yaml_value(v.clone()).map_err(|e| {
-            anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}")
-        })?),
+        Some(v) => {
+            let profiles: Vec<crate::mapper::ProfileConfig> = serde_yaml::from_value(v.clone())
+                .map_err(|e| anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}"))?;
+            Some(MapperProfiles::new(&profiles, 1000).map_err(|e| {
+                anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}")
+            })?)
+        }
         None => None,
     };
     let budget = cfg
@@ -395,6 +421,7 @@ pub async fn run(
             host_sys: cfg.host_sys.clone(),
             ecs_agent_url: cfg.ecs_agent_url.clone(),
             hostname: cfg.hostname.clone(),
+            ..ContainerConfig::default()
         };
         match Containers::start(ccfg, cev_tx).await {
             Ok(c) => {
@@ -452,10 +479,23 @@ pub async fn run(
     // Profiles intake (the toolkit's profiler posts here; forwarded like the rest).
     let profiles_addr = match (cfg.profiles_addr, &forwarder) {
         (Some(addr), fwd) => {
-            let sink = Arc::new(crate::profiles::ForwardingSink::new(fwd.clone(), telemetry.clone()));
-            match crate::profiles::bind(addr, sink, telemetry.clone()).await {
-                Ok((bound, fut)) => {
-                    tokio::spawn(fut);
+            let sink: Arc<dyn crate::profiles::ProfileSink> = Arc::new(ProfileForwarder {
+                forwarder: fwd.clone(),
+                telemetry: telemetry.clone(),
+            });
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let bound = listener.local_addr().unwrap_or(addr);
+                    let sd = shutdown.clone();
+                    let tel = telemetry.clone();
+                    tokio::spawn(async move {
+                        let stop = async move { sd.cancelled().await };
+                        if let Err(e) =
+                            crate::profiles::serve_listener(listener, sink, tel, stop).await
+                        {
+                            warn!("{e}");
+                        }
+                    });
                     Some(bound)
                 }
                 Err(e) => {
