@@ -505,3 +505,61 @@ async fn events_checks_and_sketches_go_to_their_endpoints() {
     assert_eq!(sk.points[0].n, vec![1, 1]);
     assert_eq!(tel.forwarder.success.get(), 3);
 }
+
+#[tokio::test]
+async fn json_series_and_multipart_profiles_are_accepted() {
+    use kelpie_agent::encode::Endpoint;
+    let intake = Intake::start().await;
+    let tel = Arc::new(Telemetry::default());
+    let fwd = Forwarder::start(config(&intake), tel.clone()).unwrap();
+    let cfg = EncodeConfig {
+        hostname: "h".into(),
+        host_tags: vec![],
+        use_protobuf: false,
+    };
+    let s = Series {
+        name: "json.metric".into(),
+        tags: Arc::from(Vec::<Arc<str>>::new()),
+        host: "".into(),
+        kind: SeriesKind::Rate,
+        interval: 10,
+        points: vec![(1_700_000_000, 0.5)],
+    };
+    let mut all = encode_series(&cfg, &[s]).unwrap();
+    // A profile as the profiler hands it over: a multipart body built beforehand.
+    const BOUNDARY: &str = "kelpie-test-boundary";
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"event\"; filename=\"event.json\"\r\n\
+         Content-Type: application/json\r\n\r\n{{\"attachments\":[\"cpu.pprof\"],\"family\":\"rust\",\"version\":\"4\"}}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"cpu.pprof\"; filename=\"cpu.pprof\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\nPPROF\r\n--{BOUNDARY}--\r\n"
+    );
+    all.push(Payload {
+        endpoint: Endpoint::Profile,
+        uncompressed_len: body.len(),
+        body: body.into(),
+        content_type: "multipart/form-data; boundary=kelpie-test-boundary",
+        content_encoding: None,
+        items: 1,
+    });
+    fwd.submit(all);
+    assert!(
+        intake
+            .wait_for(
+                |r| r.series.len() == 1 && r.profiles.len() == 1,
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    fwd.shutdown(Duration::from_secs(1)).await;
+    let s = &intake.series()[0];
+    assert_eq!(s.format, "json");
+    assert_eq!(s.name, "json.metric");
+    assert_eq!(s.kind, 2);
+    assert_eq!(s.points, vec![(1_700_000_000, 0.5)]);
+    let p = &intake.profiles()[0];
+    assert_eq!(p.event["family"], "rust");
+    assert_eq!(p.parts[1].name, "cpu.pprof");
+    assert_eq!(p.parts[1].len, 5);
+    assert_eq!(tel.forwarder.success.get(), 2);
+}

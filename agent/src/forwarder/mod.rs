@@ -21,7 +21,7 @@
 
 mod storage;
 
-use crate::encode::Payload;
+use crate::encode::{Endpoint, Payload};
 use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -604,6 +604,18 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// Full URL of `endpoint`. Profiles go to Datadog's profiling intake (`https://intake.profile.<site>`) when the
+/// base is Datadog's API host (`https://api.<site>`); any other base (`dd_url`, a stand-in) serves every path.
+pub fn endpoint_url(base: &str, endpoint: Endpoint) -> String {
+    let base = base.trim_end_matches('/');
+    if endpoint == Endpoint::Profile {
+        if let Some(site) = base.strip_prefix("https://api.") {
+            return format!("https://intake.profile.{site}{}", endpoint.path());
+        }
+    }
+    format!("{base}{}", endpoint.path())
+}
+
 fn build_request(
     client: &reqwest::Client,
     base: &str,
@@ -612,7 +624,7 @@ fn build_request(
     body: Bytes,
 ) -> reqwest::RequestBuilder {
     let mut req = client
-        .post(format!("{base}{}", meta.endpoint.path()))
+        .post(endpoint_url(base, meta.endpoint))
         .header("DD-API-KEY", api_key)
         .header("Content-Type", meta.content_type)
         .header("DD-Agent-Version", env!("CARGO_PKG_VERSION"))
@@ -671,5 +683,68 @@ impl std::fmt::Debug for Forwarder {
             .field("queued", &st.queue.len())
             .field("in_flight", &st.in_flight)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let api = "https://api.datadoghq.eu/";
+        assert_eq!(
+            endpoint_url(api, Endpoint::Series),
+            "https://api.datadoghq.eu/api/v2/series"
+        );
+        assert_eq!(
+            endpoint_url(api, Endpoint::Profile),
+            "https://intake.profile.datadoghq.eu/api/v2/profile"
+        );
+        let local = "http://127.0.0.1:8080";
+        assert_eq!(
+            endpoint_url(local, Endpoint::Profile),
+            "http://127.0.0.1:8080/api/v2/profile"
+        );
+        assert_eq!(
+            endpoint_url(local, Endpoint::Sketches),
+            "http://127.0.0.1:8080/api/beta/sketches"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let inner_cfg = ForwarderConfig {
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(64),
+            ..ForwarderConfig::default()
+        };
+        let inner = Inner {
+            cfg: inner_cfg,
+            telemetry: Arc::new(Telemetry::default()),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            drained: Notify::new(),
+            accepting: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            dispatcher: Mutex::new(None),
+            storage: None,
+        };
+        for (attempt, full) in [
+            (1u32, 2.0f64),
+            (2, 4.0),
+            (3, 8.0),
+            (6, 64.0),
+            (7, 64.0),
+            (1000, 64.0),
+        ] {
+            for _ in 0..20 {
+                let d = inner.backoff(attempt).as_secs_f64();
+                assert!(
+                    d >= full / 2.0 - 1e-9 && d <= full + 1e-9,
+                    "attempt {attempt}: {d}"
+                );
+            }
+        }
     }
 }
