@@ -563,3 +563,43 @@ async fn json_series_and_multipart_profiles_are_accepted() {
     assert_eq!(p.parts[1].len, 5);
     assert_eq!(tel.forwarder.success.get(), 2);
 }
+
+#[tokio::test]
+async fn mixed_failures_deliver_everything_exactly_once() {
+    let intake = Intake::start().await;
+    let tel = Arc::new(Telemetry::default());
+    let fwd = Forwarder::start(config(&intake), tel.clone()).unwrap();
+    let phases = [
+        (Failure::Status(500), Times::Next(3)),
+        (Failure::Reset, Times::Next(2)),
+        (Failure::Status(429), Times::Next(4)),
+        (Failure::Stall(Duration::from_millis(300)), Times::Next(1)),
+        (Failure::Down, Times::For(Duration::from_millis(300))),
+        (Failure::Status(503), Times::Next(2)),
+    ];
+    for (i, (failure, times)) in phases.into_iter().enumerate() {
+        intake.set_failure(failure, times);
+        fwd.submit(payloads(&format!("mix.{i}"), 8));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        intake
+            .wait_for(|r| r.series.len() >= 48, Duration::from_secs(15))
+            .await
+    );
+    eventually("all acknowledged", Duration::from_secs(5), || {
+        tel.forwarder.success.get() == 48
+    })
+    .await;
+    fwd.shutdown(Duration::from_secs(1)).await;
+    let mut want: Vec<String> = (0..6)
+        .flat_map(|i| expected_names(&format!("mix.{i}"), 8))
+        .collect();
+    want.sort();
+    assert_eq!(received_names(&intake), want);
+    assert!(tel.forwarder.retried.get() > 0);
+    assert_eq!(tel.forwarder.dropped.total(), 0);
+    // Every request either failed (and was retried) or delivered one payload.
+    let accepted = intake.requests().iter().filter(|r| r.status == 202).count();
+    assert_eq!(accepted, 48);
+}
