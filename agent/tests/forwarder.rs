@@ -603,3 +603,36 @@ async fn mixed_failures_deliver_everything_exactly_once() {
     let accepted = intake.requests().iter().filter(|r| r.status == 202).count();
     assert_eq!(accepted, 48);
 }
+
+#[tokio::test]
+async fn a_failing_intake_gets_spaced_probes_not_a_storm() {
+    let intake = Intake::start().await;
+    intake.set_failure(Failure::Status(503), Times::Always);
+    let tel = Arc::new(Telemetry::default());
+    let cfg = ForwarderConfig {
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+        ..config(&intake)
+    };
+    let fwd = Forwarder::start(cfg, tel.clone()).unwrap();
+    fwd.submit(payloads("storm", 50));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // 50 payloads with their own backoff would make well over 100 requests in 1.5 s; spaced probes make ~10.
+    let during = intake.requests().len();
+    assert!(
+        during >= 3,
+        "the intake should have been probed, got {during} requests"
+    );
+    assert!(
+        during < 25,
+        "expected spaced probes during the outage, got {during} requests"
+    );
+    intake.clear_failure();
+    assert!(
+        intake
+            .wait_for(|r| r.series.len() >= 50, Duration::from_secs(10))
+            .await
+    );
+    fwd.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(received_names(&intake), expected_names("storm", 50));
+}

@@ -12,8 +12,9 @@
 //! (`disk_full`). Without storage the oldest payloads are dropped (`retry_queue_full`). Files left by a previous
 //! run are loaded at start and sent first. A payload leaves the queue only after a 2xx or a counted drop.
 //!
-//! While the intake is failing, at most one request is in flight (a probe), so a queue of thousands of
-//! payloads does not turn into a request storm; the first success lifts the limit.
+//! While the intake is failing, at most one request is in flight (a probe), and from the second failure in a
+//! row probes are spaced by the same backoff, so a queue of thousands of payloads does not turn into a request
+//! storm during an outage; the first success lifts both limits.
 //!
 //! One task (the dispatcher) owns sending, spilling and persisting; `submit` only appends to the queue under a
 //! short lock, so it never blocks the flush loop. Disk IO is done with `std::fs` from the dispatcher: files
@@ -125,6 +126,8 @@ struct State {
     disk_bytes: u64,
     in_flight: usize,
     consecutive_failures: u32,
+    /// While the intake keeps failing, no request starts before this (one probe per backoff period).
+    blocked_until: Option<Instant>,
 }
 
 enum Outcome {
@@ -455,6 +458,7 @@ impl Inner {
         match outcome {
             Outcome::Success => {
                 st.consecutive_failures = 0;
+                st.blocked_until = None;
                 if let Some(txn) = st.queue.remove(&seq) {
                     self.forget(&mut st, &txn);
                     t.success.inc();
@@ -468,6 +472,12 @@ impl Inner {
             }
             Outcome::Retry(msg) => {
                 st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+                // One failure may be that payload's own problem: newer payloads still go out at once. From the
+                // second failure in a row the intake itself looks unwell: wait between probes.
+                if st.consecutive_failures >= 2 {
+                    let wait = self.backoff(st.consecutive_failures - 1);
+                    st.blocked_until = Some(Instant::now() + wait);
+                }
                 if let Some(txn) = st.queue.get_mut(&seq) {
                     txn.in_flight = false;
                     txn.attempts = txn.attempts.saturating_add(1);
@@ -535,7 +545,10 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
             let mut st = inner.state.lock();
             inner.spill(&mut st, inner.cfg.max_memory_bytes);
             let now = Instant::now();
-            let limit = if st.consecutive_failures > 0 {
+            let blocked = st.blocked_until.filter(|&until| until > now);
+            let limit = if blocked.is_some() {
+                0
+            } else if st.consecutive_failures > 0 {
                 1
             } else {
                 inner.cfg.max_concurrent
@@ -560,7 +573,9 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
             if st.queue.is_empty() {
                 inner.drained.notify_waiters();
             }
-            if st.in_flight < limit {
+            if blocked.is_some() {
+                blocked
+            } else if st.in_flight < limit {
                 st.queue
                     .values()
                     .filter(|t| !t.in_flight)
