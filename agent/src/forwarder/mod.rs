@@ -154,7 +154,15 @@ impl Forwarder {
                     }
                 })?)
             }
-            _ => None,
+            Some(path) => {
+                tracing::warn!(
+                    "forwarder_storage_path is {} but forwarder_storage_max_size_in_bytes is 0: payloads that \
+                     cannot be sent are kept in memory only",
+                    path.display()
+                );
+                None
+            }
+            None => None,
         };
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
