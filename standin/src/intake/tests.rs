@@ -212,10 +212,15 @@ async fn events_checks_validate() {
     assert_eq!(status, 202);
     assert_eq!(body["status"], "ok");
     let long = serde_json::to_vec(&json!({"title": "t".repeat(101), "text": "x"})).unwrap();
-    assert_eq!(post(&ev_url, &[KEY, json_ct], long).await.0, 400);
+    // Accepted as Datadog does (it displays it truncated), kept as sent.
+    assert_eq!(post(&ev_url, &[KEY, json_ct], long).await.0, 202);
+    let bad_type =
+        serde_json::to_vec(&json!({"title": "t", "text": "x", "alert_type": "fatal"})).unwrap();
+    assert_eq!(post(&ev_url, &[KEY, json_ct], bad_type).await.0, 400);
     let no_text = serde_json::to_vec(&json!({"title": "t"})).unwrap();
     assert_eq!(post(&ev_url, &[KEY, json_ct], no_text).await.0, 400);
-    assert_eq!(intake.events().len(), 1);
+    assert_eq!(intake.events().len(), 2);
+    assert_eq!(intake.events()[1]["title"].as_str().unwrap().len(), 101);
 
     let cr_url = format!("{}/api/v1/check_run", intake.url());
     let checks =
@@ -250,7 +255,7 @@ async fn events_checks_validate() {
         .json()
         .await
         .unwrap();
-    assert_eq!(all["events"].as_array().unwrap().len(), 1);
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
     assert_eq!(all["service_checks"][0]["check"], "c");
 }
 
