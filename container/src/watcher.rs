@@ -182,19 +182,41 @@ impl Watcher {
         }
     }
 
+    /// After a reconnect: containers that started while the stream was down (strictly after the last event
+    /// seen; the `since` replay covers that second) may be a deploy whose `start` events are lost (the daemon's
+    /// event buffer does not survive a restart). Per family, when none of them runs the current revision, the
+    /// newest one's revision is observed; when the current revision restarted too (a daemon restart restarts
+    /// every container), nothing changed.
     async fn resync(&mut self) -> Result<(), crate::ContainerError> {
         self.inner.refresh().await?;
         let now = Instant::now();
-        let ts = unix_now();
-        let obs: Vec<Observed> = self
-            .inner
-            .tracked
-            .read()
-            .values()
-            .filter_map(|t| observed(t, ts))
-            .collect();
-        for o in obs {
-            self.detector.observe(o, now);
+        let mut by_family: HashMap<String, Vec<(i64, Observed)>> = HashMap::new();
+        for t in self.inner.tracked.read().values() {
+            let Some(started) = t.started_unix.filter(|s| *s > self.last_time) else {
+                continue;
+            };
+            if let Some(o) = observed(t, started) {
+                by_family
+                    .entry(o.family.clone())
+                    .or_default()
+                    .push((started, o));
+            }
+        }
+        for (family, mut obs) in by_family {
+            let current = self.detector.current(&family).map(str::to_string);
+            if obs
+                .iter()
+                .any(|(_, o)| Some(&o.version) == current.as_ref())
+            {
+                continue;
+            }
+            obs.sort_by_key(|(s, _)| *s);
+            let Some(newest) = obs.last().map(|(_, o)| o.version.clone()) else {
+                continue;
+            };
+            for (_, o) in obs.into_iter().filter(|(_, o)| o.version == newest) {
+                self.detector.observe(o, now);
+            }
         }
         Ok(())
     }
