@@ -1,1 +1,15 @@
-//! Monitors as code (TODO).
+//! Datadog monitors as code: Terraform-syntax files (both the provider's `datadog_monitor` and the compact
+//! `datadog_monitor_metric`) are loaded, validated offline, unit-tested on synthetic series, compared with the
+//! account after the API's normalizations, and synced with ownership tags so that only this project's monitors
+//! are ever touched.
+
+pub mod api;
+pub mod cli;
+pub mod diag;
+pub mod funcs;
+pub mod import;
+pub mod load;
+pub mod model;
+pub mod mtest;
+pub mod plan;
+pub mod query;

@@ -1,1 +1,865 @@
-//! Monitors API stand-in (TODO).
+//! Monitors API stand-in: Datadog's Monitors API v1 (`/api/v1/monitor`, `/{id}`, `/validate`, `/can_delete`)
+//! as far as kelpie relies on it. It behaves like Datadog where that matters: what it stores is normalized the
+//! way Datadog does (`metric alert` read back as `query alert`, thresholds as floats, trimmed strings, sorted
+//! tags, server-side option defaults and extra fields such as `id`, `created`, `modified`, `creator`,
+//! `overall_state`), queries and thresholds are validated with Datadog's error texts, lists are paged
+//! (`page`, `page_size` ≤ 1000, filters `monitor_tags` and `name`), requests need `DD-API-KEY` and
+//! `DD-APPLICATION-KEY`, and an optional rate limit answers with `X-RateLimit-Limit/Period/Remaining/Reset` and
+//! 429 once spent. One rate-limit bucket covers every monitor endpoint.
+//!
+//! Tests drive it through [`MonitorsApi::start`]'s handle: `insert_raw` plays an edit in the Datadog UI,
+//! `fail_next` injects errors, `request_log` shows what kelpie sent.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value as J};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Most entries kept in the request log.
+const MAX_LOG: usize = 200_000;
+/// The API's largest page.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// One request the stand-in answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+}
+
+impl LogEntry {
+    /// Whether the request changed something (POST/PUT/DELETE other than validate).
+    pub fn is_write(&self) -> bool {
+        self.method != "GET" && !self.path.ends_with("/validate")
+    }
+}
+
+struct Fail {
+    method: Option<String>,
+    path: String,
+    status: u16,
+    left: u32,
+}
+
+struct Inner {
+    monitors: BTreeMap<i64, J>,
+    next_id: i64,
+    rate: Option<(u64, Duration)>,
+    window_start: Instant,
+    window_count: u64,
+    log: Vec<LogEntry>,
+    fails: Vec<Fail>,
+}
+
+/// Shared state of the stand-in (mount it with [`router`]).
+pub struct MonitorsState {
+    inner: Mutex<Inner>,
+}
+
+impl Default for MonitorsState {
+    fn default() -> Self {
+        MonitorsState {
+            inner: Mutex::new(Inner {
+                monitors: BTreeMap::new(),
+                next_id: 1000,
+                rate: None,
+                window_start: Instant::now(),
+                window_count: 0,
+                log: Vec::new(),
+                fails: Vec::new(),
+            }),
+        }
+    }
+}
+
+pub struct MonitorsApi;
+
+/// A running stand-in; stops when dropped.
+pub struct MonitorsApiHandle {
+    pub addr: SocketAddr,
+    state: Arc<MonitorsState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MonitorsApi {
+    /// Starts the stand-in on 127.0.0.1 (a free port) in a thread of its own, so it serves whether the test
+    /// is async or blocking.
+    pub fn start() -> MonitorsApiHandle {
+        let state = Arc::new(MonitorsState::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        MonitorsApiHandle {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MonitorsApiHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl MonitorsApiHandle {
+    /// `http://127.0.0.1:<port>` (what `DD_HOST` should be).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn state(&self) -> Arc<MonitorsState> {
+        self.state.clone()
+    }
+    /// Every stored monitor, as the API would return it.
+    pub fn monitors(&self) -> Vec<J> {
+        self.state.inner.lock().monitors.values().cloned().collect()
+    }
+    pub fn get(&self, id: i64) -> Option<J> {
+        self.state.inner.lock().monitors.get(&id).cloned()
+    }
+    /// Stores a monitor as if made or edited in the Datadog UI: no validation; server fields are filled in
+    /// and the same normalization applies. With an `id` of an existing monitor it replaces that monitor.
+    /// Returns the id.
+    pub fn insert_raw(&self, mut m: J) -> i64 {
+        let mut inner = self.state.inner.lock();
+        let id = match m.get("id").and_then(J::as_i64) {
+            Some(id) => id,
+            None => {
+                inner.next_id += 1;
+                inner.next_id
+            }
+        };
+        let created = inner
+            .monitors
+            .get(&id)
+            .and_then(|o| o.get("created").cloned());
+        normalize(&mut m);
+        server_fields(&mut m, id, created);
+        inner.monitors.insert(id, m);
+        id
+    }
+    /// Enables a rate limit of `limit` requests per `period` (one bucket for all monitor endpoints).
+    pub fn set_rate_limit(&self, limit: u64, period: Duration) {
+        let mut inner = self.state.inner.lock();
+        inner.rate = Some((limit, period));
+        inner.window_start = Instant::now();
+        inner.window_count = 0;
+    }
+    pub fn request_log(&self) -> Vec<LogEntry> {
+        self.state.inner.lock().log.clone()
+    }
+    pub fn clear_log(&self) {
+        self.state.inner.lock().log.clear();
+    }
+    /// Makes the next `n` requests to `path` (optionally prefixed by a method, e.g. `"POST /api/v1/monitor"`)
+    /// fail with `status`.
+    pub fn fail_next(&self, path: &str, status: u16, n: u32) {
+        let (method, path) = match path.split_once(' ') {
+            Some((m, p)) => (Some(m.to_uppercase()), p.to_string()),
+            None => (None, path.to_string()),
+        };
+        self.state.inner.lock().fails.push(Fail {
+            method,
+            path,
+            status,
+            left: n,
+        });
+    }
+}
+
+/// The stand-in's routes, to mount in a combined stand-in server.
+pub fn router(state: Arc<MonitorsState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn err(status: StatusCode, msg: &str) -> (StatusCode, J) {
+    (status, json!({ "errors": [msg] }))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+async fn handle(
+    State(state): State<Arc<MonitorsState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let mut inner = state.inner.lock();
+    let mut rate_headers: Vec<(&'static str, String)> = Vec::new();
+    let (status, json) = 'answer: {
+        let key = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| !v.trim().is_empty())
+        };
+        if !key("dd-api-key") || !key("dd-application-key") {
+            break 'answer err(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        if let Some((limit, period)) = inner.rate {
+            let now = Instant::now();
+            if now.duration_since(inner.window_start) >= period {
+                inner.window_start = now;
+                inner.window_count = 0;
+            }
+            inner.window_count += 1;
+            let left = period.saturating_sub(now.duration_since(inner.window_start));
+            let remaining = limit.saturating_sub(inner.window_count);
+            rate_headers.push(("x-ratelimit-limit", limit.to_string()));
+            rate_headers.push(("x-ratelimit-period", period.as_secs().max(1).to_string()));
+            rate_headers.push(("x-ratelimit-remaining", remaining.to_string()));
+            rate_headers.push((
+                "x-ratelimit-reset",
+                left.as_secs_f64().ceil().max(1.0).to_string(),
+            ));
+            rate_headers.push(("x-ratelimit-name", "monitors".to_string()));
+            if inner.window_count > limit {
+                break 'answer err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("Rate limit of {limit} requests in {} seconds reached. Please try again later.", period.as_secs().max(1)),
+                );
+            }
+        }
+        let m = method.as_str().to_string();
+        if let Some(f) = inner
+            .fails
+            .iter_mut()
+            .find(|f| f.left > 0 && f.path == path && f.method.as_ref().is_none_or(|fm| *fm == m))
+        {
+            f.left -= 1;
+            let status =
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            break 'answer err(status, status.canonical_reason().unwrap_or("Error"));
+        }
+        route(&mut inner, &method, &path, &parse_query(&query), &body)
+    };
+    if inner.log.len() < MAX_LOG {
+        inner.log.push(LogEntry {
+            method: method.to_string(),
+            path,
+            query,
+            status: status.as_u16(),
+        });
+    }
+    drop(inner);
+    let mut resp = (status, axum::Json(json)).into_response();
+    for (k, v) in rate_headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+fn route(
+    inner: &mut Inner,
+    method: &Method,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    body: &[u8],
+) -> (StatusCode, J) {
+    let rest = match path.strip_prefix("/api/v1/monitor") {
+        Some(r) => r,
+        None => return err(StatusCode::NOT_FOUND, "Not found"),
+    };
+    let parse_body = || -> Result<J, (StatusCode, J)> {
+        match serde_json::from_slice::<J>(body) {
+            Ok(v @ J::Object(_)) => Ok(v),
+            _ => Err(err(StatusCode::BAD_REQUEST, "Invalid JSON in request body")),
+        }
+    };
+    match (method.as_str(), rest) {
+        ("GET", "") | ("GET", "/") => list(inner, q),
+        ("POST", "") | ("POST", "/") => {
+            let mut m = match parse_body() {
+                Ok(m) => m,
+                Err(e) => return e,
+            };
+            if let Err(e) = validate(&m) {
+                return err(StatusCode::BAD_REQUEST, &e);
+            }
+            inner.next_id += 1;
+            let id = inner.next_id;
+            normalize(&mut m);
+            server_fields(&mut m, id, None);
+            inner.monitors.insert(id, m.clone());
+            (StatusCode::OK, m)
+        }
+        ("POST", "/validate") => match parse_body() {
+            Err(e) => e,
+            Ok(m) => match validate(&m) {
+                Ok(()) => (StatusCode::OK, json!({})),
+                Err(e) => err(StatusCode::BAD_REQUEST, &e),
+            },
+        },
+        ("GET", "/can_delete") => can_delete(inner, q),
+        (_, r) => {
+            let Some(id) = r.strip_prefix('/').and_then(|s| s.parse::<i64>().ok()) else {
+                return err(StatusCode::NOT_FOUND, "Not found");
+            };
+            let Some(existing) = inner.monitors.get(&id).cloned() else {
+                return err(StatusCode::NOT_FOUND, "Monitor not found");
+            };
+            match method.as_str() {
+                "GET" => (StatusCode::OK, existing),
+                "PUT" => {
+                    let patch = match parse_body() {
+                        Ok(m) => m,
+                        Err(e) => return e,
+                    };
+                    let mut m = existing.clone();
+                    if let (Some(o), Some(p)) = (m.as_object_mut(), patch.as_object()) {
+                        for (k, v) in p {
+                            if ["id", "created", "creator", "org_id", "overall_state"]
+                                .contains(&k.as_str())
+                            {
+                                continue;
+                            }
+                            o.insert(k.clone(), v.clone());
+                        }
+                    }
+                    let old_t = canon_type(existing.get("type").and_then(J::as_str).unwrap_or(""));
+                    let new_t = canon_type(m.get("type").and_then(J::as_str).unwrap_or(""));
+                    if old_t != new_t {
+                        return err(StatusCode::BAD_REQUEST, "The value provided for parameter 'type' is invalid: a monitor's type cannot be changed");
+                    }
+                    if let Err(e) = validate(&m) {
+                        return err(StatusCode::BAD_REQUEST, &e);
+                    }
+                    normalize(&mut m);
+                    server_fields(&mut m, id, existing.get("created").cloned());
+                    inner.monitors.insert(id, m.clone());
+                    (StatusCode::OK, m)
+                }
+                "DELETE" => {
+                    let force = q.get("force").is_some_and(|v| v == "true");
+                    if let Some(refs) = referenced_by(inner, id).filter(|_| !force) {
+                        return err(StatusCode::BAD_REQUEST, &refs);
+                    }
+                    inner.monitors.remove(&id);
+                    (StatusCode::OK, json!({ "deleted_monitor_id": id }))
+                }
+                _ => err(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+            }
+        }
+    }
+}
+
+fn tags_of(m: &J) -> Vec<String> {
+    m.get("tags")
+        .and_then(J::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+    let want_tags: Vec<&str> = q
+        .get("monitor_tags")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = q.get("name").map(|n| n.to_lowercase());
+    let mut items: Vec<&J> = inner
+        .monitors
+        .values()
+        .filter(|m| {
+            let tags = tags_of(m);
+            want_tags.iter().all(|w| tags.iter().any(|t| t == w))
+        })
+        .filter(|m| match &name {
+            Some(n) => m
+                .get("name")
+                .and_then(J::as_str)
+                .is_some_and(|s| s.to_lowercase().contains(n)),
+            None => true,
+        })
+        .collect();
+    if let Some(off) = q.get("id_offset").and_then(|s| s.parse::<i64>().ok()) {
+        items.retain(|m| m.get("id").and_then(J::as_i64).is_some_and(|i| i > off));
+    }
+    if let Some(page) = q.get("page") {
+        let Ok(page) = page.parse::<usize>() else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "The value provided for parameter 'page' is invalid",
+            );
+        };
+        let size = match q.get("page_size").map(|s| s.parse::<usize>()) {
+            None => 100,
+            Some(Ok(s)) if (1..=MAX_PAGE_SIZE).contains(&s) => s,
+            Some(_) => return err(StatusCode::BAD_REQUEST, "The value provided for parameter 'page_size' is invalid: it must be between 1 and 1000"),
+        };
+        items = items
+            .into_iter()
+            .skip(page.saturating_mul(size))
+            .take(size)
+            .collect();
+    }
+    (
+        StatusCode::OK,
+        J::Array(items.into_iter().cloned().collect()),
+    )
+}
+
+fn referenced_by(inner: &Inner, id: i64) -> Option<String> {
+    let needle = id.to_string();
+    let refs: Vec<String> = inner
+        .monitors
+        .iter()
+        .filter(|(other, m)| {
+            **other != id
+                && m.get("type").and_then(J::as_str) == Some("composite")
+                && m.get("query").and_then(J::as_str).is_some_and(|q| {
+                    q.split(|c: char| !c.is_ascii_digit())
+                        .any(|tok| tok == needle)
+                })
+        })
+        .map(|(o, _)| o.to_string())
+        .collect();
+    (!refs.is_empty()).then(|| {
+        format!(
+            "monitor [{id},] is referenced in composite monitors: [{}]",
+            refs.join(", ")
+        )
+    })
+}
+
+fn can_delete(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+    let Some(ids) = q.get("monitor_ids") else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "The value provided for parameter 'monitor_ids' is invalid",
+        );
+    };
+    let mut ok = Vec::new();
+    let mut errors = Map::new();
+    for s in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Ok(id) = s.parse::<i64>() else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "The value provided for parameter 'monitor_ids' is invalid",
+            );
+        };
+        if !inner.monitors.contains_key(&id) {
+            errors.insert(id.to_string(), json!(["Monitor not found"]));
+        } else if let Some(why) = referenced_by(inner, id) {
+            errors.insert(id.to_string(), json!([why]));
+        } else {
+            ok.push(id);
+        }
+    }
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    let errors = if errors.is_empty() {
+        J::Null
+    } else {
+        J::Object(errors)
+    };
+    (status, json!({ "data": { "ok": ok }, "errors": errors }))
+}
+
+fn canon_type(t: &str) -> &str {
+    match t.trim() {
+        "metric alert" => "query alert",
+        other => other,
+    }
+}
+
+/// Python's float repr, which Datadog's error texts use (`50.0`, `0.25`).
+fn py_float(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e16 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Checks a metric query's shape; returns the comparator and threshold.
+fn check_metric_query(q: &str) -> Option<(String, f64)> {
+    let q = q.trim();
+    let open = q.find('(')?;
+    let aggr = &q[..open];
+    if ![
+        "avg",
+        "sum",
+        "min",
+        "max",
+        "change",
+        "pct_change",
+        "percentile",
+    ]
+    .iter()
+    .any(|a| aggr.starts_with(a))
+    {
+        return None;
+    }
+    let close = open + q[open..].find(')')?;
+    let window = &q[open + 1..close];
+    let w = window.strip_prefix("last_")?;
+    let (n, unit) = w.split_at(w.len().checked_sub(1)?);
+    n.parse::<u32>().ok().filter(|n| *n > 0)?;
+    if !["m", "h", "d", "w"].contains(&unit) {
+        return None;
+    }
+    let rest = q[close + 1..].strip_prefix(':')?;
+    if !rest.contains('{') || rest.matches('{').count() != rest.matches('}').count() {
+        return None;
+    }
+    for op in [">=", "<=", ">", "<", "==", "!="] {
+        if let Some(i) = rest.rfind(op) {
+            if rest[..i].matches('{').count() != rest[..i].matches('}').count() {
+                continue;
+            }
+            let thr = rest[i + op.len()..].trim().parse::<f64>().ok()?;
+            let expr = rest[..i].trim();
+            if expr.is_empty() || !expr.contains(':') {
+                return None;
+            }
+            return Some((op.to_string(), thr));
+        }
+    }
+    None
+}
+
+fn num(v: &J) -> Option<f64> {
+    match v {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Datadog's validation of a create/update body, with its error texts.
+fn validate(m: &J) -> Result<(), String> {
+    let s = |k: &str| m.get(k).and_then(J::as_str).map(str::trim).unwrap_or("");
+    let t = s("type");
+    const TYPES: &[&str] = &[
+        "metric alert",
+        "query alert",
+        "service check",
+        "event alert",
+        "event-v2 alert",
+        "log alert",
+        "process alert",
+        "rum alert",
+        "trace-analytics alert",
+        "slo alert",
+        "composite",
+        "audit alert",
+        "ci-pipelines alert",
+        "ci-tests alert",
+        "error-tracking alert",
+        "database-monitoring alert",
+        "network-performance alert",
+        "synthetics alert",
+        "cost alert",
+    ];
+    if !TYPES.contains(&t) {
+        return Err("The value provided for parameter 'type' is invalid".into());
+    }
+    if s("query").is_empty() {
+        return Err("The value provided for parameter 'query' is invalid".into());
+    }
+    if m.get("name").is_some_and(|n| !n.is_string()) {
+        return Err("The value provided for parameter 'name' is invalid".into());
+    }
+    if let Some(p) = m.get("priority").filter(|p| !p.is_null()) {
+        if !num(p).is_some_and(|p| (1.0..=5.0).contains(&p) && p.fract() == 0.0) {
+            return Err("The value provided for parameter 'priority' is invalid".into());
+        }
+    }
+    let th = m.pointer("/options/thresholds").filter(|t| !t.is_null());
+    if let Some(th) = th {
+        let Some(o) = th.as_object() else {
+            return Err("The value provided for parameter 'thresholds' is invalid".into());
+        };
+        if o.values().any(|v| !v.is_null() && num(v).is_none()) {
+            return Err("The value provided for parameter 'thresholds' is invalid".into());
+        }
+    }
+    if t == "metric alert" || t == "query alert" {
+        let Some((op, qthr)) = check_metric_query(s("query")) else {
+            return Err("The value provided for parameter 'query' is invalid".into());
+        };
+        let get = |k: &str| th.and_then(|t| t.get(k)).and_then(num);
+        let crit = get("critical");
+        if crit.is_none()
+            && th
+                .and_then(J::as_object)
+                .is_some_and(|o| o.values().any(|v| !v.is_null()))
+        {
+            return Err("Alert status is required.".into());
+        }
+        if let Some(c) = crit {
+            if c != qthr {
+                return Err(format!(
+                    "Alert threshold ({}) does not match that used in the query ({}).",
+                    py_float(c),
+                    py_float(qthr)
+                ));
+            }
+            if let Some(w) = get("warning") {
+                let up = op.starts_with('>');
+                if up && w >= c {
+                    return Err(format!(
+                        "Warning threshold ({}) must be less than the alert threshold ({}).",
+                        py_float(w),
+                        py_float(c)
+                    ));
+                }
+                if !up && w <= c {
+                    return Err(format!(
+                        "Warning threshold ({}) must be greater than the alert threshold ({}).",
+                        py_float(w),
+                        py_float(c)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Datadog's normalization of a stored monitor.
+fn normalize(m: &mut J) {
+    let Some(o) = m.as_object_mut() else { return };
+    for k in ["name", "message", "query"] {
+        if let Some(J::String(s)) = o.get_mut(k) {
+            *s = s.trim().to_string();
+        }
+    }
+    if o.get("type").and_then(J::as_str) == Some("metric alert") {
+        o.insert("type".into(), J::from("query alert"));
+    }
+    let mut tags: Vec<String> = o
+        .get("tags")
+        .and_then(J::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags.dedup();
+    o.insert("tags".into(), J::from(tags));
+    if let Some(J::String(p)) = o.get("priority") {
+        let p = p.trim().parse::<i64>().ok();
+        o.insert("priority".into(), p.map(J::from).unwrap_or(J::Null));
+    }
+    let mut opts = match o.remove("options") {
+        Some(J::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for (k, v) in [
+        ("notify_audit", J::Bool(false)),
+        ("include_tags", J::Bool(true)),
+        ("new_host_delay", json!(300)),
+        ("notify_no_data", J::Bool(false)),
+        ("require_full_window", J::Bool(true)),
+        ("renotify_interval", J::Null),
+        ("timeout_h", J::Null),
+        ("no_data_timeframe", J::Null),
+        ("escalation_message", J::from("")),
+        ("locked", J::Bool(false)),
+        ("silenced", json!({})),
+    ] {
+        match opts.get(k) {
+            None | Some(J::Null) => {
+                opts.insert(k.to_string(), v);
+            }
+            _ => {}
+        }
+    }
+    if let Some(J::String(s)) = opts.get_mut("escalation_message") {
+        *s = s.trim().to_string();
+    }
+    if let Some(J::Object(th)) = opts.get_mut("thresholds") {
+        for v in th.values_mut() {
+            if let Some(f) = num(v) {
+                *v = json!(f);
+            }
+        }
+    }
+    o.insert("options".into(), J::Object(opts));
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+fn server_fields(m: &mut J, id: i64, created: Option<J>) {
+    let Some(o) = m.as_object_mut() else { return };
+    let now = J::from(rfc3339(SystemTime::now()));
+    o.insert("id".into(), J::from(id));
+    o.insert("org_id".into(), J::from(2));
+    o.insert("created".into(), created.unwrap_or_else(|| now.clone()));
+    o.insert("modified".into(), now);
+    o.insert("deleted".into(), J::Null);
+    o.insert(
+        "creator".into(),
+        json!({"email": "ci@example.com", "handle": "ci@example.com", "name": "CI", "id": 1}),
+    );
+    o.entry("overall_state").or_insert(J::from("No Data"));
+    o.insert("overall_state_modified".into(), J::Null);
+    o.entry("priority").or_insert(J::Null);
+    o.entry("restricted_roles").or_insert(J::Null);
+    o.entry("message").or_insert(J::from(""));
+    o.entry("name").or_insert(J::from(""));
+    let multi = o
+        .get("query")
+        .and_then(J::as_str)
+        .is_some_and(|q| q.contains(" by "));
+    o.insert("multi".into(), J::Bool(multi));
+    o.insert("draft_status".into(), J::from("published"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datadog_error_texts() {
+        let m = json!({"type": "metric alert", "query": "avg(last_5m):avg:a{*} > 50", "options": {"thresholds": {"critical": 40}}});
+        assert_eq!(
+            validate(&m).unwrap_err(),
+            "Alert threshold (40.0) does not match that used in the query (50.0)."
+        );
+        let m = json!({"type": "metric alert", "query": "avg(last_5m):avg:a{*} > 50", "options": {"thresholds": {"critical": 50, "warning": 60}}});
+        assert_eq!(
+            validate(&m).unwrap_err(),
+            "Warning threshold (60.0) must be less than the alert threshold (50.0)."
+        );
+        let m = json!({"type": "metric alert", "query": "avg(last_5m):avg:a{*} > 50", "options": {"thresholds": {"warning": 10}}});
+        assert_eq!(validate(&m).unwrap_err(), "Alert status is required.");
+        let m = json!({"type": "metric alert", "query": "avg:a{*} > 50"});
+        assert_eq!(
+            validate(&m).unwrap_err(),
+            "The value provided for parameter 'query' is invalid"
+        );
+        let m = json!({"type": "query alert", "query": "sum(last_1h):sum:a{x:y}.as_count() / sum:b{*}.as_count() >= 0.5"});
+        assert!(validate(&m).is_ok());
+    }
+
+    #[test]
+    fn normalization() {
+        let mut m = json!({"type": "metric alert", "name": " n ", "tags": ["b", "a", "a"], "options": {"thresholds": {"critical": 5}}});
+        normalize(&mut m);
+        assert_eq!(m["type"], "query alert");
+        assert_eq!(m["name"], "n");
+        assert_eq!(m["tags"], json!(["a", "b"]));
+        assert_eq!(m["options"]["thresholds"]["critical"], json!(5.0));
+        assert_eq!(m["options"]["new_host_delay"], json!(300));
+        assert_eq!(m["options"]["include_tags"], json!(true));
+        assert!(rfc3339(UNIX_EPOCH + Duration::from_secs(86_400 * 365))
+            .starts_with("1971-01-01T00:00:00"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("managed-by%3Akelpie%2Ca+b"),
+            "managed-by:kelpie,a b"
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

@@ -1,0 +1,113 @@
+//! Positions and diagnostics: every error about a file names `file:line:col` and, when known, the address of
+//! the resource it is about.
+
+use std::fmt;
+
+/// A place in a source file (1-based line and column, the column counted in characters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pos {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// One error found while loading or validating monitor files.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Diag {
+    pub pos: Option<Pos>,
+    pub address: Option<String>,
+    pub message: String,
+}
+
+impl Diag {
+    pub fn new(pos: Option<Pos>, address: Option<&str>, message: impl Into<String>) -> Diag {
+        Diag {
+            pos,
+            address: address.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.pos {
+            write!(f, "{p}: ")?;
+        }
+        if let Some(a) = &self.address {
+            write!(f, "{a}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The text of one file with its line starts, to turn byte offsets into positions.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(name: String, text: String) -> Source {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source {
+            name,
+            text,
+            line_starts,
+        }
+    }
+
+    /// The position of byte `offset`.
+    pub fn pos(&self, offset: usize) -> Pos {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
+        Pos {
+            file: self.name.clone(),
+            line: line + 1,
+            col,
+        }
+    }
+
+    /// The position of the start of a span, or of the file when the span is unknown.
+    pub fn span_pos(&self, span: Option<std::ops::Range<usize>>) -> Pos {
+        self.pos(span.map(|s| s.start).unwrap_or(0))
+    }
+
+    /// The source text of a span, trimmed.
+    pub fn slice(&self, span: Option<std::ops::Range<usize>>) -> Option<&str> {
+        span.and_then(|s| self.text.get(s)).map(str::trim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let s = Source::new("f.tf".into(), "ab\ncdé\nx".into());
+        assert_eq!(s.pos(0).to_string(), "f.tf:1:1");
+        assert_eq!(s.pos(4).to_string(), "f.tf:2:2");
+        assert_eq!(s.pos(8).to_string(), "f.tf:3:1");
+        assert_eq!(s.pos(7).to_string(), "f.tf:2:4");
+        assert_eq!(s.pos(999).line, 3);
+    }
+}

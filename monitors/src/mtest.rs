@@ -1,0 +1,466 @@
+//! Unit tests of alert logic (`*.monitortest.hcl`), in the spirit of `promtool test rules`: synthetic series,
+//! one value per minute, evaluated offline with the monitor's time and space aggregation, `by {…}` groups and
+//! thresholds; each `expect` checks the state at a minute.
+
+use crate::diag::{Diag, Source};
+use crate::load::{base_context, eval, parse_diag};
+use crate::model::{address_tag, Monitor};
+use crate::query::{self, fmt_num};
+use hcl::edit::structure::{Block, Structure};
+use hcl::edit::Span;
+use hcl::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Longest series accepted (minutes), so that `0x99999999` cannot exhaust memory.
+const MAX_POINTS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Ok,
+    NoData,
+    Warn,
+    Alert,
+}
+
+impl State {
+    fn parse(s: &str) -> Option<State> {
+        Some(match s.trim().to_lowercase().as_str() {
+            "ok" => State::Ok,
+            "warn" | "warning" => State::Warn,
+            "alert" | "critical" => State::Alert,
+            "no data" | "no_data" | "nodata" => State::NoData,
+            _ => return None,
+        })
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Warn => "warn",
+            State::Alert => "alert",
+            State::NoData => "no data",
+        }
+    }
+}
+
+/// The result of one test case.
+#[derive(Debug)]
+pub struct CaseResult {
+    pub name: String,
+    pub file: String,
+    pub failure: Option<String>,
+}
+
+struct Series {
+    tags: Vec<String>,
+    values: Vec<Option<f64>>,
+}
+
+/// Parses promtool-style values: `1 2 _ 5x3 1+2x3 _x2`.
+pub fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
+    let mut out = Vec::new();
+    for tok in s.split_whitespace() {
+        let (base, times) = match tok.rsplit_once('x') {
+            Some((b, n)) => (
+                b,
+                n.parse::<usize>()
+                    .map_err(|_| format!("`{tok}`: the count after x must be a whole number"))?,
+            ),
+            None => (tok, 0),
+        };
+        if out.len() + times + 1 > MAX_POINTS {
+            return Err(format!("series longer than {MAX_POINTS} points"));
+        }
+        if base == "_" {
+            out.extend(std::iter::repeat_n(None, times + 1));
+            continue;
+        }
+        // `a+b` / `a-b` (the sign after the first character) is a start and a step.
+        let split = base
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| *c == '+' || *c == '-')
+            .map(|(i, _)| i);
+        let (start, step) = match split {
+            Some(i) if times > 0 => {
+                let a: f64 = base[..i]
+                    .parse()
+                    .map_err(|_| format!("`{tok}` is not a number"))?;
+                let b: f64 = base[i + 1..]
+                    .parse()
+                    .map_err(|_| format!("`{tok}` is not a number"))?;
+                (a, if &base[i..i + 1] == "-" { -b } else { b })
+            }
+            _ => (
+                base.parse::<f64>()
+                    .map_err(|_| format!("`{tok}` is not a number"))?,
+                0.0,
+            ),
+        };
+        for i in 0..=times {
+            out.push(Some(start + step * i as f64));
+        }
+    }
+    Ok(out)
+}
+
+fn minutes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<usize>() {
+        return Some(n);
+    }
+    let unit = s.chars().last()?;
+    let n: usize = s[..s.len() - 1].parse().ok()?;
+    Some(match unit {
+        'm' => n,
+        'h' => n * 60,
+        'd' => n * 1440,
+        _ => return None,
+    })
+}
+
+fn scope_matches(scope: &[String], tags: &[String]) -> bool {
+    scope.iter().all(|s| {
+        let (neg, s) = match s.strip_prefix('!') {
+            Some(r) => (true, r),
+            None => (false, s.as_str()),
+        };
+        let hit = tags.iter().any(|t| match s.strip_suffix('*') {
+            Some(prefix) => t.starts_with(prefix),
+            None => t == s,
+        });
+        hit != neg
+    })
+}
+
+fn aggregate(how: &str, xs: &[f64]) -> f64 {
+    match how {
+        "sum" => xs.iter().sum(),
+        "min" => xs.iter().copied().fold(f64::INFINITY, f64::min),
+        "max" => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        _ => xs.iter().sum::<f64>() / xs.len() as f64,
+    }
+}
+
+/// State (and value) of each group of `mon` at minute `at`.
+fn evaluate(
+    mon: &Monitor,
+    series: &[(String, Series)],
+    at: usize,
+) -> Result<BTreeMap<String, (State, Option<f64>)>, String> {
+    let q = query::parse(&mon.query).map_err(|e| format!("invalid query: {e}"))?;
+    let simple = q
+        .simple
+        .as_ref()
+        .ok_or("only simple queries (`<aggr>:<metric>{scope} by {keys}`) can be unit-tested")?;
+    if !query::TIME_AGGRS.contains(&q.time_aggr.as_str()) {
+        return Err(format!(
+            "time aggregator `{}` cannot be unit-tested",
+            q.time_aggr
+        ));
+    }
+    let th = mon.options.get("thresholds");
+    let critical = th
+        .and_then(|t| t.get("critical"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(q.threshold);
+    let warning = th.and_then(|t| t.get("warning")).and_then(|v| v.as_f64());
+    let n = q.window_minutes as usize;
+    let lo = (at + 1).saturating_sub(n);
+    // group → per minute values
+    let mut groups: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
+    if simple.by.is_empty() {
+        groups.insert("*".into(), vec![Vec::new(); n]);
+    }
+    for (metric, s) in series {
+        if metric != &simple.metric || !scope_matches(&simple.scope, &s.tags) {
+            continue;
+        }
+        let key = if simple.by.is_empty() {
+            "*".to_string()
+        } else {
+            let mut parts = Vec::new();
+            for k in &simple.by {
+                match s
+                    .tags
+                    .iter()
+                    .find(|t| t.split_once(':').map(|(a, _)| a) == Some(k.as_str()))
+                {
+                    Some(t) => parts.push(t.clone()),
+                    None => parts.push(format!("{k}:N/A")),
+                }
+            }
+            parts.join(",")
+        };
+        let slots = groups.entry(key).or_insert_with(|| vec![Vec::new(); n]);
+        for (i, minute) in (lo..=at).enumerate() {
+            if let Some(Some(v)) = s.values.get(minute) {
+                if let Some(slot) = slots.get_mut(i) {
+                    slot.push(*v);
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (g, slots) in groups {
+        let per_minute: Vec<f64> = slots
+            .iter()
+            .filter(|xs| !xs.is_empty())
+            .map(|xs| aggregate(&simple.space_aggr, xs))
+            .collect();
+        if per_minute.is_empty() {
+            out.insert(g, (State::NoData, None));
+            continue;
+        }
+        let v = aggregate(&q.time_aggr, &per_minute);
+        let st = if q.op.breaches(v, critical) {
+            State::Alert
+        } else if warning.is_some_and(|w| q.op.breaches(v, w)) {
+            State::Warn
+        } else {
+            State::Ok
+        };
+        out.insert(g, (st, Some(v)));
+    }
+    Ok(out)
+}
+
+fn test_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".monitortest.hcl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn attr<'a>(b: &'a Block, key: &str) -> Option<&'a hcl::edit::structure::Attribute> {
+    b.body
+        .iter()
+        .find_map(|s| s.as_attribute().filter(|a| a.key.as_str() == key))
+}
+
+/// Runs every test of every `*.monitortest.hcl` in `dir` against `monitors`.
+pub fn run(dir: &Path, monitors: &[Monitor]) -> Vec<CaseResult> {
+    let mut results = Vec::new();
+    let ctx = base_context();
+    for path in test_files(dir) {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                results.push(CaseResult {
+                    name: path.display().to_string(),
+                    file: path.display().to_string(),
+                    failure: Some(format!("cannot read: {e}")),
+                });
+                continue;
+            }
+        };
+        let src = Source::new(path.display().to_string(), text);
+        let body = match hcl::edit::parser::parse_body(&src.text) {
+            Ok(b) => b,
+            Err(e) => {
+                results.push(CaseResult {
+                    name: src.name.clone(),
+                    file: src.name.clone(),
+                    failure: Some(parse_diag(&src, &e).to_string()),
+                });
+                continue;
+            }
+        };
+        for b in body.iter().filter_map(Structure::as_block) {
+            let pos = src.span_pos(b.span());
+            let name = b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_else(|| pos.to_string());
+            let failure = if b.ident.as_str() != "test" {
+                Some(
+                    Diag::new(
+                        Some(pos),
+                        None,
+                        format!("unexpected block `{}` (expected `test`)", b.ident.as_str()),
+                    )
+                    .to_string(),
+                )
+            } else {
+                run_case(&src, b, monitors, &ctx).err()
+            };
+            results.push(CaseResult {
+                name,
+                file: src.name.clone(),
+                failure,
+            });
+        }
+    }
+    results
+}
+
+fn run_case(
+    src: &Source,
+    b: &Block,
+    monitors: &[Monitor],
+    ctx: &hcl::eval::Context<'_>,
+) -> Result<(), String> {
+    let pos = src.span_pos(b.span());
+    let err = |p: &crate::diag::Pos, m: String| Diag::new(Some(p.clone()), None, m).to_string();
+    let target = attr(b, "monitor")
+        .and_then(|a| src.slice(a.value.span()))
+        .map(|s| s.trim_matches('"').to_string())
+        .ok_or_else(|| err(&pos, "a test needs `monitor = <resource address>`".into()))?;
+    let mon = monitors
+        .iter()
+        .find(|m| m.address == target || address_tag(&m.address) == address_tag(&target))
+        .ok_or_else(|| {
+            err(
+                &pos,
+                format!("no monitor with address {target} in the directory"),
+            )
+        })?;
+    let mut series = Vec::new();
+    let mut expects = Vec::new();
+    for inner in b.body.iter().filter_map(Structure::as_block) {
+        let ipos = src.span_pos(inner.span());
+        let get = |key: &str| -> Result<Option<Value>, String> {
+            match attr(inner, key) {
+                None => Ok(None),
+                Some(a) => eval(&a.value, ctx)
+                    .map(Some)
+                    .map_err(|m| err(&src.span_pos(a.span()), format!("{key}: {m}"))),
+            }
+        };
+        match inner.ident.as_str() {
+            "series" => {
+                let metric = inner
+                    .labels
+                    .first()
+                    .map(|l| l.as_str().to_string())
+                    .ok_or_else(|| {
+                        err(
+                            &ipos,
+                            "a series block needs the metric name as its label".into(),
+                        )
+                    })?;
+                let tags = match get("tags")? {
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect(),
+                    Some(Value::String(s)) => vec![s],
+                    _ => Vec::new(),
+                };
+                let values = match get("values")? {
+                    Some(Value::String(s)) => {
+                        parse_values(&s).map_err(|m| err(&ipos, format!("values: {m}")))?
+                    }
+                    _ => return Err(err(&ipos, "a series needs `values = \"...\"`".into())),
+                };
+                series.push((metric, Series { tags, values }));
+            }
+            "expect" => {
+                let at = match get("at")? {
+                    Some(Value::String(s)) => minutes(&s),
+                    Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
+                    _ => None,
+                }
+                .ok_or_else(|| err(&ipos, "an expect needs `at = \"<N>m\"`".into()))?;
+                let state = match get("state")? {
+                    Some(Value::String(s)) => State::parse(&s),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    err(
+                        &ipos,
+                        "an expect needs `state` = \"ok\", \"warn\", \"alert\" or \"no data\""
+                            .into(),
+                    )
+                })?;
+                let group = match get("group")? {
+                    Some(Value::String(s)) => Some(s),
+                    _ => None,
+                };
+                expects.push((at, state, group));
+            }
+            other => {
+                return Err(err(
+                    &ipos,
+                    format!("unexpected block `{other}` in a test (expected series or expect)"),
+                ))
+            }
+        }
+    }
+    if expects.is_empty() {
+        return Err(err(&pos, "the test has no expect block".into()));
+    }
+    for (at, want, group) in expects {
+        let states =
+            evaluate(mon, &series, at).map_err(|m| err(&pos, format!("{}: {m}", mon.address)))?;
+        let (got, value, label) = match &group {
+            Some(g) => {
+                let key = g.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+                let (s, v) = states.get(&key).copied().unwrap_or((State::NoData, None));
+                (s, v, format!(" for group {key}"))
+            }
+            None => {
+                let worst = states.iter().max_by_key(|(_, (s, _))| *s);
+                match worst {
+                    Some((g, (s, v))) if g != "*" => (*s, *v, format!(" (worst group {g})")),
+                    Some((_, (s, v))) => (*s, *v, String::new()),
+                    None => (State::NoData, None, String::new()),
+                }
+            }
+        };
+        if got != want {
+            let v = value
+                .map(|v| format!(", value {}", fmt_num((v * 1000.0).round() / 1000.0)))
+                .unwrap_or_default();
+            return Err(format!(
+                "at {at}m expected {}, got {}{label}{v}",
+                want.as_str(),
+                got.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promtool_values() {
+        assert_eq!(
+            parse_values("0 5x2 _ 1+2x2").unwrap(),
+            vec![
+                Some(0.0),
+                Some(5.0),
+                Some(5.0),
+                Some(5.0),
+                None,
+                Some(1.0),
+                Some(3.0),
+                Some(5.0)
+            ]
+        );
+        assert_eq!(
+            parse_values("10-5x2").unwrap(),
+            vec![Some(10.0), Some(5.0), Some(0.0)]
+        );
+        assert!(parse_values("a").is_err());
+        assert!(parse_values("1x999999999").is_err());
+    }
+
+    #[test]
+    fn scopes() {
+        let tags = vec!["env:prod".to_string(), "service:api".to_string()];
+        assert!(scope_matches(&[], &tags));
+        assert!(scope_matches(&["env:prod".into()], &tags));
+        assert!(!scope_matches(&["!env:prod".into()], &tags));
+        assert!(scope_matches(&["service:a*".into()], &tags));
+    }
+}

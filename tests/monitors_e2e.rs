@@ -1,0 +1,690 @@
+//! End-to-end tests of `kelpie monitors` (the real binary) against the Monitors API stand-in.
+
+use kelpie_standin::monitors_api::{MonitorsApi, MonitorsApiHandle};
+use serde_json::{json, Value as J};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitors")
+}
+
+fn kelpie(api: &MonitorsApiHandle, args: &[&str]) -> (i32, String, String) {
+    kelpie_env(api, args, &[])
+}
+
+fn kelpie_env(
+    api: &MonitorsApiHandle,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kelpie"));
+    cmd.arg("monitors")
+        .args(args)
+        .env("DD_HOST", api.url())
+        .env("DD_API_KEY", "test-api-key")
+        .env("DD_APP_KEY", "test-app-key")
+        .env("NO_COLOR", "1")
+        .env_remove("DD_SITE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run kelpie");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn writes(api: &MonitorsApiHandle) -> usize {
+    api.request_log().iter().filter(|e| e.is_write()).count()
+}
+
+fn by_address(api: &MonitorsApiHandle, addr: &str) -> Option<J> {
+    let tag = format!("kelpie-address:{addr}");
+    api.monitors().into_iter().find(|m| {
+        m["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &J::from(tag.as_str()))
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn example_plan_sync_and_second_sync_is_a_no_op() {
+    let api = MonitorsApi::start();
+    let dir = example_dir();
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = kelpie(&api, &["plan", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("+ module.api.datadog_monitor_metric.errors"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ datadog_monitor.disk_space[\"warn_only\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "ignored 2 resource(s) of other types (aws_cloudwatch_log_group, aws_sns_topic)"
+        ),
+        "{err}"
+    );
+
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Sync: 11 created, 0 updated, 0 replaced, 0 deleted, 0 failed."),
+        "{out}"
+    );
+    assert_eq!(api.monitors().len(), 11);
+
+    // The compact form became one metric alert with warning and critical and per-level notifications.
+    let m =
+        by_address(&api, "datadog_monitor_metric.app.internal_errors").expect("compact monitor");
+    assert_eq!(m["type"], "query alert");
+    assert_eq!(
+        m["query"],
+        "avg(last_5m):avg:app.5xx{env:prod} by {service} > 50"
+    );
+    assert_eq!(
+        m["options"]["thresholds"],
+        json!({"critical": 50.0, "warning": 10.0})
+    );
+    assert_eq!(m["options"]["notify_no_data"], true);
+    let msg = m["message"].as_str().unwrap();
+    assert!(msg.starts_with("App Internal Error Alerts\n{{#is_warning}}@slack-shop-alerts{{/is_warning}}\n{{#is_alert}}@slack-shop-alerts @pagerduty-shop{{/is_alert}}"), "{msg}");
+    assert!(
+        msg.contains("Managed by kelpie from main.tf (datadog_monitor_metric.app.internal_errors)"),
+        "{msg}"
+    );
+    let tags = m["tags"].as_array().unwrap();
+    for t in ["managed-by:kelpie", "kelpie-project:shop", "team:shop"] {
+        assert!(tags.contains(&J::from(t)), "{tags:?}");
+    }
+    let lat = by_address(&api, "module.worker.datadog_monitor.latency").expect("module monitor");
+    assert_eq!(
+        lat["options"]["thresholds"],
+        json!({"critical": 30000.0, "warning": 24000.0})
+    );
+    assert!(lat["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&J::from("queue:jobs")));
+
+    // After the API's normalizations nothing differs: plan is clean and a second sync writes nothing.
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("No changes. 11 monitor(s) of project \"shop\" are up to date."),
+        "{out}"
+    );
+    api.clear_log();
+    let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(writes(&api), 0, "{:?}", api.request_log());
+    assert_eq!(api.request_log().len(), 1, "one list request");
+}
+
+#[test]
+fn drift_in_the_ui_shows_in_plan_and_sync_puts_it_back() {
+    let api = MonitorsApi::start();
+    let d = example_dir();
+    let d = d.to_str().unwrap();
+    assert_eq!(
+        kelpie(&api, &["sync", "--dir", d, "--project", "shop"]).0,
+        0
+    );
+    let mut m = by_address(&api, "module.api.datadog_monitor.latency").unwrap();
+    let id = m["id"].as_i64().unwrap();
+    m["name"] = J::from("Api: latency (edited in the UI)");
+    m["query"] =
+        J::from("avg(last_10m):avg:app.request.duration.95percentile{service:api,env:prod} > 900");
+    m["options"]["thresholds"] = json!({"critical": 900.0, "warning": 500.0});
+    m["options"]["renotify_interval"] = json!(30); // not managed by the file: left alone
+    api.insert_raw(m);
+
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("~ module.api.datadog_monitor.latency (id {id})")),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "name: \"Api: latency (edited in the UI)\" → \"Api: p95 latency above 400 ms\""
+        ),
+        "{out}"
+    );
+    assert!(out.contains("options.thresholds: { critical = 900, warning = 500 } → { critical = 400, warning = 320 }"), "{out}");
+    assert!(
+        out.contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 10 unchanged."),
+        "{out}"
+    );
+
+    let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "shop"]);
+    assert_eq!(code, 0, "{out}");
+    let back = api.get(id).unwrap();
+    assert_eq!(back["name"], "Api: p95 latency above 400 ms");
+    assert_eq!(back["options"]["thresholds"]["critical"], json!(400.0));
+    assert_eq!(back["options"]["renotify_interval"], json!(30));
+    assert_eq!(
+        kelpie(&api, &["plan", "--dir", d, "--project", "shop"]).0,
+        0
+    );
+
+    // JSON plan for CI bots.
+    let mut m = api.get(id).unwrap();
+    m["message"] = J::from("edited");
+    api.insert_raw(m);
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "shop", "--json"]);
+    assert_eq!(code, 2);
+    let plan: J = serde_json::from_str(&out).expect("json plan");
+    assert_eq!(plan["update"][0]["id"], json!(id));
+    assert_eq!(plan["update"][0]["changes"][0]["field"], "message");
+    assert_eq!(plan["unchanged"], 10);
+}
+
+const ONE: &str = r#"
+resource "datadog_monitor" "cpu" {
+  name    = "CPU high"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:system.cpu.user{*} by {host} > 90"
+  message = "CPU @slack-ops"
+}
+"#;
+
+#[test]
+fn rename_with_moved_keeps_the_monitor() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", ONE);
+    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
+    let id = by_address(&api, "datadog_monitor.cpu").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    write(
+        tmp.path(),
+        "main.tf",
+        &(ONE.replace("\"cpu\"", "\"cpu_user\"")
+            + "moved {\n  from = datadog_monitor.cpu\n  to   = datadog_monitor.cpu_user\n}\n"),
+    );
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains(&format!(
+            "~ datadog_monitor.cpu_user (id {id}, moved from datadog_monitor.cpu)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 to create") && out.contains("0 to delete"),
+        "{out}"
+    );
+    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
+    assert_eq!(api.monitors().len(), 1);
+    assert_eq!(
+        by_address(&api, "datadog_monitor.cpu_user").unwrap()["id"].as_i64(),
+        Some(id)
+    );
+    assert_eq!(kelpie(&api, &["plan", "--dir", d, "--project", "p"]).0, 0);
+}
+
+fn many(n: usize) -> String {
+    format!(
+        r#"
+variable "n" {{ default = {n} }}
+resource "datadog_monitor" "m" {{
+  count   = var.n
+  name    = "Monitor ${{count.index}}"
+  type    = "query alert"
+  query   = "avg(last_5m):avg:app.m${{count.index}}{{*}} > 10"
+  message = "m"
+}}
+"#
+    )
+}
+
+#[test]
+fn deletion_is_safe() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(6));
+    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
+    // Somebody else's monitors, and a composite referencing one of ours.
+    let unmanaged = api.insert_raw(json!({"name": "hand made", "type": "query alert", "query": "avg(last_5m):avg:x{*} > 1", "tags": []}));
+    let other = api.insert_raw(json!({"name": "other", "type": "query alert", "query": "avg(last_5m):avg:y{*} > 1",
+        "tags": ["managed-by:kelpie", "kelpie-project:other", "kelpie-address:datadog_monitor.m.0"]}));
+    let m5 = by_address(&api, "datadog_monitor.m.5").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let composite = api.insert_raw(json!({"name": "composite", "type": "composite", "query": format!("{m5} && {unmanaged}"), "tags": []}));
+
+    // Deleting 4 of 6 is more than half: refused, nothing written.
+    api.clear_log();
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p", "-var", "n=2"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refusing to delete 4 of the 6 monitors of project \"p\" (more than half)"),
+        "{err}"
+    );
+    assert_eq!(writes(&api), 0);
+    // --no-delete plans no deletion at all.
+    let (code, out, _) = kelpie(
+        &api,
+        &[
+            "sync",
+            "--dir",
+            d,
+            "--project",
+            "p",
+            "-var",
+            "n=2",
+            "--no-delete",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(api.monitors().len(), 9);
+
+    // Allowed: deletes what can_delete allows, reports the composite-referenced one, exits 1.
+    let (code, out, err) = kelpie(
+        &api,
+        &[
+            "sync",
+            "--dir",
+            d,
+            "--project",
+            "p",
+            "-var",
+            "n=2",
+            "--allow-mass-delete",
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&format!("not deleting datadog_monitor.m.5 (id {m5}): monitor [{m5},] is referenced in composite monitors: [{composite}]")), "{err}");
+    assert!(
+        out.contains("Sync: 0 created, 0 updated, 0 replaced, 3 deleted, 1 failed."),
+        "{out}"
+    );
+    assert!(
+        api.get(unmanaged).is_some() && api.get(other).is_some() && api.get(composite).is_some()
+    );
+    assert!(
+        out.contains(
+            "Left alone: 2 monitor(s) not managed by kelpie and 1 of other kelpie projects"
+        ),
+        "{out}"
+    );
+    let log = api.request_log();
+    assert!(log.iter().any(|e| e.path == "/api/v1/monitor/can_delete"));
+    assert!(!log.iter().any(|e| e.method == "DELETE"
+        && (e.path.ends_with(&unmanaged.to_string()) || e.path.ends_with(&other.to_string()))));
+}
+
+#[test]
+fn bad_files_get_exact_messages_all_at_once() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let p = |f: &str| tmp.path().join(f).display().to_string();
+    write(
+        tmp.path(),
+        "a.tf",
+        "resource \"datadog_monitor\" \"x\" {\n  name = \"x\"\n  query = \n}\n",
+    );
+    write(
+        tmp.path(),
+        "b.tf",
+        r#"resource "datadog_monitor" "unknown_arg" {
+  name    = "U"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:a{*} > 5"
+  message = "m"
+  silenced = { "*" = 0 }
+}
+
+resource "datadog_monitor" "mismatch" {
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:a{*} > 50"
+  message = "m"
+  monitor_thresholds {
+    critical = 40
+    warning  = 60
+  }
+}
+
+resource "datadog_monitor_metric" "dup" {
+  name    = "M"
+  message = "m"
+  metric  = "a.b"
+  time_window = "last_7m"
+  critical {
+    threshold = 5
+    notify    = "slack-ops"
+  }
+}
+"#,
+    );
+    let (code, out, err) = kelpie(&api, &["validate", "--dir", d]);
+    assert_eq!(code, 1, "{out}");
+    let want = [
+        format!("error: {}:3:11: syntax error: invalid expression", p("a.tf")),
+        format!("error: {}:6:3: datadog_monitor.unknown_arg: unsupported argument `silenced` for datadog_monitor", p("b.tf")),
+        format!("error: {}:14:3: datadog_monitor.mismatch: critical threshold (40) does not match the threshold in the query (50)", p("b.tf")),
+        format!("error: {}:14:3: datadog_monitor.mismatch: warning threshold (60) must be below the critical threshold (50) for `>`", p("b.tf")),
+        format!("error: {}:24:3: datadog_monitor_metric.dup: `time_window` is \"last_7m\"; expected one of", p("b.tf")),
+        format!("error: {}:25:3: datadog_monitor_metric.dup: critical.notify: \"slack-ops\" is not a notification handle like @slack-channel or @user@example.com", p("b.tf")),
+    ];
+    for w in &want {
+        assert!(err.contains(w.as_str()), "missing {w:?} in:\n{err}");
+    }
+    assert!(
+        err.contains("error(s); nothing was sent to Datadog."),
+        "{err}"
+    );
+    assert!(api.request_log().is_empty());
+
+    // Duplicate names are reported with both places.
+    std::fs::remove_file(tmp.path().join("a.tf")).unwrap();
+    write(
+        tmp.path(),
+        "b.tf",
+        &(ONE.to_string() + &ONE.replace("\"cpu\"", "\"cpu2\"")),
+    );
+    let (code, _, err) = kelpie(&api, &["validate", "--dir", d]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{}:9:1: datadog_monitor.cpu2: duplicate name \"CPU high\": datadog_monitor.cpu at {}:2:1 has the same name", p("b.tf"), p("b.tf"))), "{err}");
+}
+
+#[test]
+fn remote_validation_uses_the_api() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    // Offline checks cannot know this type's query grammar; the API rejects the empty-looking query.
+    write(
+        tmp.path(),
+        "main.tf",
+        &ONE.replace("metric alert", "service check")
+            .replace("avg(last_5m):avg:system.cpu.user{*} by {host} > 90", " "),
+    );
+    let (code, out, err) = kelpie(&api, &["validate", "--dir", d, "--remote"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("datadog_monitor.cpu: the Datadog API rejects it: The value provided for parameter 'query' is invalid"), "{err}");
+    write(tmp.path(), "main.tf", ONE);
+    let (code, out, _) = kelpie(&api, &["validate", "--dir", d, "--remote"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(api
+        .request_log()
+        .iter()
+        .any(|e| e.path == "/api/v1/monitor/validate" && e.status == 200));
+    assert!(api.monitors().is_empty());
+}
+
+#[test]
+fn failures_are_reported_and_the_next_sync_converges() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(5));
+    // Two 503s are retried; one 400 fails one create.
+    api.fail_next("POST /api/v1/monitor", 503, 2);
+    let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(api.monitors().len(), 5);
+    write(tmp.path(), "main.tf", &many(8));
+    api.fail_next("POST /api/v1/monitor", 400, 1);
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("failed to create datadog_monitor.m["), "{err}");
+    assert!(
+        out.contains("Sync: 2 created, 0 updated, 0 replaced, 0 deleted, 1 failed."),
+        "{out}"
+    );
+    assert_eq!(api.monitors().len(), 7);
+    let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Sync: 1 created"), "{out}");
+    assert_eq!(api.monitors().len(), 8);
+}
+
+#[test]
+fn rate_limits_are_honoured() {
+    let api = MonitorsApi::start();
+    api.set_rate_limit(10, Duration::from_secs(1));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(25));
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(api.monitors().len(), 25);
+    let log = api.request_log();
+    let limited = log.iter().filter(|e| e.status == 429).count();
+    // The client paces itself by X-RateLimit-Remaining; a 429 can only come from requests already in flight.
+    assert!(limited <= 8, "{limited} requests were rate limited");
+}
+
+#[test]
+fn import_writes_hcl_and_the_next_sync_adopts() {
+    let api = MonitorsApi::start();
+    let a = api.insert_raw(json!({"name": "Queue backlog", "type": "metric alert",
+        "query": "max(last_10m):max:queue.depth{env:prod} by {queue} > 1000", "message": "Backlog ${x} @slack-infra",
+        "tags": ["team:infra"], "priority": 2, "options": {"thresholds": {"critical": 1000, "warning": 500}, "renotify_interval": 60}}));
+    let b = api.insert_raw(json!({"name": "Host down", "type": "service check", "query": "\"datadog.agent.up\".over(\"*\").by(\"host\").last(2).count_by_status()",
+        "message": "down", "tags": ["team:infra"], "options": {"thresholds": {"critical": 1, "ok": 1}}}));
+    let c = api.insert_raw(json!({"name": "Not ours", "type": "query alert", "query": "avg(last_5m):avg:z{*} > 1", "tags": ["team:web"]}));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let out_file = tmp.path().join("imported.tf");
+    let (code, _, err) = kelpie(
+        &api,
+        &[
+            "import",
+            "--query",
+            "tag:team:infra",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let hcl = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        hcl.contains("resource \"datadog_monitor\" \"queue_backlog\""),
+        "{hcl}"
+    );
+    assert!(
+        hcl.contains(&format!(
+            "import {{\n  to = datadog_monitor.queue_backlog\n  id = \"{a}\"\n}}"
+        )),
+        "{hcl}"
+    );
+    assert!(
+        hcl.contains("message = \"Backlog $${x} @slack-infra\""),
+        "{hcl}"
+    );
+    assert!(hcl.contains("renotify_interval = 60"), "{hcl}");
+    assert!(!hcl.contains("Not ours"));
+
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "infra"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("~ datadog_monitor.queue_backlog (id {a}, adopting an existing monitor by import block (id {a}))")), "{out}");
+    assert!(out.contains("0 to create"), "{out}");
+    assert_eq!(
+        kelpie(&api, &["sync", "--dir", d, "--project", "infra"]).0,
+        0
+    );
+    assert_eq!(api.monitors().len(), 3);
+    for id in [a, b] {
+        let tags = api.get(id).unwrap()["tags"].clone();
+        assert!(
+            tags.as_array()
+                .unwrap()
+                .contains(&J::from("kelpie-project:infra")),
+            "{tags}"
+        );
+    }
+    assert_eq!(
+        api.get(a).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .next(),
+        Some("Backlog ${x} @slack-infra")
+    );
+    assert!(!api.get(c).unwrap()["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&J::from("managed-by:kelpie")));
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "infra"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn unmanaged_monitor_with_same_name_and_query_is_adopted() {
+    let api = MonitorsApi::start();
+    let id = api.insert_raw(json!({"name": "CPU high", "type": "metric alert",
+        "query": "avg(last_5m):avg:system.cpu.user{*} by {host}  > 90", "message": "old", "tags": []}));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", ONE);
+    let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "~ datadog_monitor.cpu (id {id}, adopting an existing monitor by same name and query)"
+        )),
+        "{out}"
+    );
+    assert_eq!(api.monitors().len(), 1);
+    assert!(api.get(id).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("CPU @slack-ops"));
+}
+
+#[test]
+fn variables_from_flags_env_and_files() {
+    let api = MonitorsApi::start();
+    let d = example_dir();
+    let d = d.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let vf = tmp.path().join("staging.tfvars");
+    std::fs::write(&vf, "oncall = \"@pagerduty-staging\"\n").unwrap();
+    let (code, out, err) = kelpie_env(
+        &api,
+        &[
+            "sync",
+            "--dir",
+            d,
+            "--project",
+            "shop",
+            "-var",
+            "env=staging",
+            "-var-file",
+            vf.to_str().unwrap(),
+        ],
+        &[("TF_VAR_env", "ignored-because-var-wins")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let m = by_address(&api, "datadog_monitor_metric.app.internal_errors").unwrap();
+    assert_eq!(m["name"], "App Internal Errors (staging)");
+    assert!(m["message"]
+        .as_str()
+        .unwrap()
+        .contains("@pagerduty-staging"));
+    let (code, _, err) = kelpie_env(&api, &["validate", "--dir", d, "-var", "nope=1"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("-var sets \"nope\", but no variable \"nope\" is declared"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_pages_the_list() {
+    let api = MonitorsApi::start();
+    for i in 0..1500 {
+        api.insert_raw(json!({"name": format!("hand {i}"), "type": "query alert", "query": "avg(last_5m):avg:x{*} > 1", "tags": []}));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "main.tf", ONE);
+    let (code, out, _) = kelpie(
+        &api,
+        &[
+            "plan",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+            "--project",
+            "p",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("Left alone: 1500 monitor(s) not managed by kelpie"),
+        "{out}"
+    );
+    let lists: Vec<_> = api
+        .request_log()
+        .into_iter()
+        .filter(|e| e.path == "/api/v1/monitor")
+        .collect();
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert!(lists[0].query.contains("page_size=1000"));
+}
+
+#[test]
+fn monitor_unit_tests_report_like_promtool() {
+    let api = MonitorsApi::start();
+    let (code, out, _) = kelpie(&api, &["test", "--dir", example_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("PASS  api errors warn, then page, then recover"),
+        "{out}"
+    );
+    assert!(out.contains("5 passed, 0 failed"), "{out}");
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "main.tf", ONE);
+    write(
+        tmp.path(),
+        "cpu.monitortest.hcl",
+        r#"test "cpu pages" {
+  monitor = datadog_monitor.cpu
+  series "system.cpu.user" {
+    tags   = ["host:a"]
+    values = "95x10"
+  }
+  series "system.cpu.user" {
+    tags   = ["host:b"]
+    values = "10x10"
+  }
+  expect {
+    at    = "5m"
+    group = "host:b"
+    state = "alert"
+  }
+}
+"#,
+    );
+    let (code, out, _) = kelpie(&api, &["test", "--dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  cpu pages: at 5m expected alert, got ok for group host:b, value 10"),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
