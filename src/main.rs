@@ -135,7 +135,7 @@ fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<
 }
 
 fn main() -> ExitCode {
-    let args = kelpie_monitors::cli::preprocess_args(std::env::args_os().collect());
+    let args = kelpie_monitors::cli::preprocess_args(std::env::args_os());
     let cli = Cli::parse_from(args);
     if !matches!(cli.command, Command::Version) {
         init_logging();

@@ -105,7 +105,8 @@ pub struct Payload {
     pub endpoint: Endpoint,
     /// The body as sent (compressed when `content_encoding` is set).
     pub body: Bytes,
-    pub content_type: &'static str,
+    /// Owned for profiles, whose multipart boundary differs per upload.
+    pub content_type: std::borrow::Cow<'static, str>,
     pub content_encoding: Option<&'static str>,
     /// Length of the body before compression.
     pub uncompressed_len: usize,
@@ -316,7 +317,7 @@ pub fn encode_event(cfg: &EncodeConfig, ev: &Event) -> Result<Payload, EncodeErr
     Ok(Payload {
         endpoint: Endpoint::Events,
         body: Bytes::from(body),
-        content_type: CONTENT_TYPE_JSON,
+        content_type: CONTENT_TYPE_JSON.into(),
         content_encoding: Some(codec.content_encoding()),
         uncompressed_len: raw.len(),
         items: 1,
@@ -560,7 +561,7 @@ impl Packer<'_> {
         self.out.payloads.push(Payload {
             endpoint: self.endpoint,
             body: Bytes::from(body),
-            content_type: self.content_type,
+            content_type: self.content_type.into(),
             content_encoding: Some(self.codec.content_encoding()),
             uncompressed_len: raw.len(),
             items: chunk.len(),

@@ -649,7 +649,7 @@ fn build_request(
     let mut req = client
         .post(endpoint_url(base, meta.endpoint))
         .header("DD-API-KEY", api_key)
-        .header("Content-Type", meta.content_type)
+        .header("Content-Type", meta.content_type.as_ref())
         .header("DD-Agent-Version", env!("CARGO_PKG_VERSION"))
         .body(body);
     if let Some(enc) = meta.content_encoding {

@@ -22,7 +22,7 @@ const MAX_HEADER: usize = 4096;
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Meta {
     pub endpoint: Endpoint,
-    pub content_type: &'static str,
+    pub content_type: std::borrow::Cow<'static, str>,
     pub content_encoding: Option<&'static str>,
     pub uncompressed_len: usize,
     pub items: usize,
@@ -32,7 +32,7 @@ impl Meta {
     pub fn of(p: &Payload) -> Meta {
         Meta {
             endpoint: p.endpoint,
-            content_type: p.content_type,
+            content_type: p.content_type.clone(),
             content_encoding: p.content_encoding,
             uncompressed_len: p.uncompressed_len,
             items: p.items,
@@ -60,7 +60,7 @@ impl Meta {
             "-" => None,
             enc => Some(intern(enc)?),
         };
-        let content_type = intern(it.next()?.trim_end())?;
+        let content_type = content_type(it.next()?.trim_end())?;
         Some(Meta {
             endpoint,
             content_type,
@@ -69,6 +69,17 @@ impl Meta {
             items,
         })
     }
+}
+
+/// A content type read back from disk: the known ones borrowed, others (a profile's multipart boundary) owned.
+fn content_type(s: &str) -> Option<std::borrow::Cow<'static, str>> {
+    if s.is_empty() || s.len() > 256 {
+        return None;
+    }
+    Some(match [CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON].iter().find(|k| **k == s) {
+        Some(k) => std::borrow::Cow::Borrowed(*k),
+        None => std::borrow::Cow::Owned(s.to_string()),
+    })
 }
 
 /// `Payload` carries `&'static str` headers; values read back from disk are interned once each. At most 64
