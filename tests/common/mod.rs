@@ -65,6 +65,9 @@ impl AgentProc {
             .env("DD_DOGSTATSD_PORT", udp_port.to_string())
             .env("DD_HOSTNAME", "e2e-host")
             .env("DD_CONTAINER_COLLECTION", "false")
+            // Tests burst hundreds of tiny datagrams at a debug build on a busy 2-core machine: a 4 MiB
+            // receive buffer (the usual net.core.rmem_max) keeps the kernel from dropping them.
+            .env("DD_DOGSTATSD_SO_RCVBUF", "4194304")
             .env("RUST_LOG", "info");
         for (k, v) in envs {
             cmd.env(k, v);
