@@ -26,9 +26,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    // LEAD: mount the monitors API stand-in here once it exists on main:
-    // let extra_routes = Some(kelpie_standin::monitors_api::router());
-    let extra_routes: Option<axum::Router> = None;
+    // The same server also plays Datadog's Monitors API (`/api/v1/monitor...`).
+    let extra_routes = Some(kelpie_standin::monitors_api::router(Default::default()));
     let intake = Intake::start_with(IntakeConfig {
         listen: args.listen,
         api_key: args.api_key,
