@@ -33,7 +33,11 @@ fn counted(series: &[ReceivedSeries], name: &str) -> f64 {
         .sum()
 }
 
-async fn wait_until(intake: &IntakeHandle, secs: u64, pred: impl Fn(&IntakeHandle) -> bool) -> bool {
+async fn wait_until(
+    intake: &IntakeHandle,
+    secs: u64,
+    pred: impl Fn(&IntakeHandle) -> bool,
+) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
         if pred(intake) {
@@ -80,8 +84,15 @@ s.close_socket()
 "#,
         port = agent.udp.port()
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     agent.wait_samples(1000 + 3 + 4 + 100 + 1000, Duration::from_secs(15));
 
     let ok = wait_until(&intake, 20, |i| {
@@ -104,19 +115,44 @@ s.close_socket()
     assert_eq!(req.kind, 2, "counters are rates");
     assert_eq!(req.interval, 2);
     assert_eq!(req.host.as_deref(), Some("e2e-host"));
-    for t in ["route:/a", "client:python", "team:infra", "region:eu", "env:e2e", "via:dogstatsd"] {
-        assert!(req.tags.iter().any(|x| x == t), "missing tag {t} in {:?}", req.tags);
+    for t in [
+        "route:/a",
+        "client:python",
+        "team:infra",
+        "region:eu",
+        "env:e2e",
+        "via:dogstatsd",
+    ] {
+        assert!(
+            req.tags.iter().any(|x| x == t),
+            "missing tag {t} in {:?}",
+            req.tags
+        );
     }
     // Gauge: last value.
     let queue = named(&series, "e2e.py.queue");
-    assert_eq!(queue.last().and_then(|s| s.points.last()).map(|p| p.1), Some(3.0));
+    assert_eq!(
+        queue.last().and_then(|s| s.points.last()).map(|p| p.1),
+        Some(3.0)
+    );
     assert_eq!(queue[0].kind, 3);
     // Set: unique count as a gauge.
     let users = named(&series, "e2e.py.users");
-    assert_eq!(users.iter().map(|s| s.points.iter().map(|p| p.1).sum::<f64>()).sum::<f64>(), 3.0);
+    assert_eq!(
+        users
+            .iter()
+            .map(|s| s.points.iter().map(|p| p.1).sum::<f64>())
+            .sum::<f64>(),
+        3.0
+    );
     // Histogram aggregates (max, median, avg, count, 95percentile by default).
     let max = named(&series, "e2e.py.latency.max");
-    assert_eq!(max.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max), 100.0);
+    assert_eq!(
+        max.iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0.0, f64::max),
+        100.0
+    );
     assert_eq!(counted(&series, "e2e.py.latency.count"), 100.0);
     let avg = named(&series, "e2e.py.latency.avg");
     if avg.len() == 1 {
@@ -147,7 +183,10 @@ s.close_socket()
     assert_eq!(ev["alert_type"], "success");
     assert_eq!(ev["host"], "e2e-host");
     let evtags: Vec<String> = serde_json::from_value(ev["tags"].clone()).unwrap();
-    assert!(evtags.contains(&"team:x".into()) && evtags.contains(&"env:e2e".into()), "{evtags:?}");
+    assert!(
+        evtags.contains(&"team:x".into()) && evtags.contains(&"env:e2e".into()),
+        "{evtags:?}"
+    );
     let sc = &intake.service_checks()[0];
     assert_eq!(sc["check"], "e2e.py.check");
     assert_eq!(sc["status"], 1);
@@ -155,10 +194,16 @@ s.close_socket()
     assert_eq!(sc["host_name"], "e2e-host");
     // Datadog's headers and compression.
     let reqs = intake.requests();
-    let series_req = reqs.iter().find(|r| r.path == "/api/v2/series").expect("a series request");
+    let series_req = reqs
+        .iter()
+        .find(|r| r.path == "/api/v2/series")
+        .expect("a series request");
     assert_eq!(series_req.header("dd-api-key"), Some("e2e-key"));
     assert_eq!(series_req.header("content-encoding"), Some("zstd"));
-    assert_eq!(series_req.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(
+        series_req.header("content-type"),
+        Some("application/x-protobuf")
+    );
     // The agent's own heartbeat and telemetry.
     assert!(!named(&series, "datadog.agent.running").is_empty());
     assert!(counted(&series, "kelpie.dogstatsd.metric_samples") >= 2107.0);
@@ -174,10 +219,16 @@ async fn cadence_client_counters_and_timers_arrive() {
     let sink = UdpMetricSink::from(agent.udp, sock).unwrap();
     let client = StatsdClient::from_sink("svc", sink);
     for _ in 0..300 {
-        client.count_with_tags("jobs", 2).with_tag("queue", "q1").send();
+        client
+            .count_with_tags("jobs", 2)
+            .with_tag("queue", "q1")
+            .send();
     }
     for ms in 1..=50u64 {
-        client.time_with_tags("handle", ms).with_tag("queue", "q1").send();
+        client
+            .time_with_tags("handle", ms)
+            .with_tag("queue", "q1")
+            .send();
     }
     client.gauge("depth", 7).unwrap();
     agent.wait_samples(351, Duration::from_secs(10));
@@ -191,7 +242,9 @@ async fn cadence_client_counters_and_timers_arrive() {
     let s = intake.series();
     assert_eq!(counted(&s, "svc.jobs"), 600.0);
     assert_eq!(counted(&s, "svc.handle.count"), 50.0);
-    assert!(named(&s, "svc.jobs")[0].tags.contains(&"queue:q1".to_string()));
+    assert!(named(&s, "svc.jobs")[0]
+        .tags
+        .contains(&"queue:q1".to_string()));
     assert_eq!(named(&s, "svc.depth")[0].points[0].1, 7.0);
 }
 
@@ -221,13 +274,33 @@ async fn intake_down_for_a_minute_then_every_increment_arrives_exactly_once() {
     }
     agent.wait_samples(sent, Duration::from_secs(10));
     let status = agent.status_json();
-    assert!(status["forwarder"]["transactions"]["retried"].as_u64().unwrap_or(0) > 0, "{status}");
-    let ok = wait_until(&intake, 60, |i| counted(&i.series(), "e2e.down.count") >= sent as f64).await;
-    assert!(ok, "only {} of {sent} arrived", counted(&intake.series(), "e2e.down.count"));
+    assert!(
+        status["forwarder"]["transactions"]["retried"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{status}"
+    );
+    let ok = wait_until(&intake, 60, |i| {
+        counted(&i.series(), "e2e.down.count") >= sent as f64
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of {sent} arrived",
+        counted(&intake.series(), "e2e.down.count")
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(counted(&intake.series(), "e2e.down.count"), sent as f64, "exactly once");
+    assert_eq!(
+        counted(&intake.series(), "e2e.down.count"),
+        sent as f64,
+        "exactly once"
+    );
     let status = agent.status_json();
-    assert_eq!(status["forwarder"]["transactions"]["dropped"], serde_json::json!({}));
+    assert_eq!(
+        status["forwarder"]["transactions"]["dropped"],
+        serde_json::json!({})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +324,10 @@ async fn disk_queue_survives_an_agent_restart() {
     assert_eq!(counted(&intake.series(), "e2e.disk.count"), 0.0);
     intake.clear_failure();
     let _second = agent_for(&intake, &extra);
-    let ok = wait_until(&intake, 30, |i| counted(&i.series(), "e2e.disk.count") >= 25.0).await;
+    let ok = wait_until(&intake, 30, |i| {
+        counted(&i.series(), "e2e.disk.count") >= 25.0
+    })
+    .await;
     assert!(ok, "persisted payloads were not sent after restart");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(counted(&intake.series(), "e2e.disk.count"), 25.0);
@@ -265,9 +341,17 @@ async fn rejected_payloads_are_dropped_and_counted() {
     agent.send("e2e.rejected:1|c");
     let doc = wait_for(Duration::from_secs(15), || {
         let d = agent.status_json();
-        (d["forwarder"]["transactions"]["dropped"]["http_403"].as_u64().unwrap_or(0) > 0).then_some(d)
+        (d["forwarder"]["transactions"]["dropped"]["http_403"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0)
+        .then_some(d)
     });
-    assert!(doc.is_some(), "403 drops not counted: {}", agent.status_json());
+    assert!(
+        doc.is_some(),
+        "403 drops not counted: {}",
+        agent.status_json()
+    );
     // Still healthy: an intake problem is not a health failure.
     assert_eq!(http_get(agent.status, "/health").map(|r| r.0), Some(200));
 }

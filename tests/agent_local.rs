@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 fn series_points(agent: &AgentProc, query: &str) -> Vec<Value> {
-    let (code, body) = http_get(agent.status, &format!("/api/series?{query}")).expect("GET /api/series");
+    let (code, body) =
+        http_get(agent.status, &format!("/api/series?{query}")).expect("GET /api/series");
     assert_eq!(code, 200, "{body}");
     let doc: Value = serde_json::from_str(&body).expect("json");
     doc["series"].as_array().cloned().unwrap_or_default()
@@ -43,7 +44,10 @@ fn local_mode_counts_exactly_and_serves_history() {
     let (series, total) = found.expect("counter history within 10 s");
     // One context whatever the tag order; 250 + 250×2 increments.
     assert_eq!(series.len(), 1, "{series:?}");
-    assert_eq!(series[0]["tags"], serde_json::json!(["env:test", "service:api"]));
+    assert_eq!(
+        series[0]["tags"],
+        serde_json::json!(["env:test", "service:api"])
+    );
     assert_eq!(series[0]["kind"], "rate");
     assert!((total - 750.0).abs() < 1e-9, "total {total}");
     let gauge = wait_for(Duration::from_secs(5), || {
@@ -61,7 +65,10 @@ fn local_mode_counts_exactly_and_serves_history() {
     // Missing metric parameter is a clear 400.
     let (code, body) = http_get(agent.status, "/api/series").unwrap();
     assert_eq!(code, 400);
-    assert!(body.contains("metric query parameter is required"), "{body}");
+    assert!(
+        body.contains("metric query parameter is required"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -90,7 +97,14 @@ fn status_command_prints_sections_and_health() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for section in ["DogStatsD", "Forwarder", "Udp Packets:", "Metric Samples: 1", "Mode: local", "Parse Errors: 0"] {
+    for section in [
+        "DogStatsD",
+        "Forwarder",
+        "Udp Packets:",
+        "Metric Samples: 1",
+        "Mode: local",
+        "Parse Errors: 0",
+    ] {
         assert!(text.contains(section), "missing {section:?} in:\n{text}");
     }
     let out = Command::new(kelpie_bin())
@@ -98,7 +112,16 @@ fn status_command_prints_sections_and_health() {
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).expect("status --json");
-    for key in ["version", "hostname", "uptime_seconds", "mode", "site", "dogstatsd", "forwarder", "collectors"] {
+    for key in [
+        "version",
+        "hostname",
+        "uptime_seconds",
+        "mode",
+        "site",
+        "dogstatsd",
+        "forwarder",
+        "collectors",
+    ] {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
     assert_eq!(doc["hostname"], "e2e-host");
@@ -122,20 +145,30 @@ fn bad_config_values_stop_the_agent_with_one_sentence() {
     let cases: &[(&str, &str, &str)] = &[
         ("DD_DOGSTATSD_PORT", "70000", "`dogstatsd_port`"),
         ("KELPIE_FLUSH_INTERVAL", "often", "KELPIE_FLUSH_INTERVAL"),
-        ("DD_DOGSTATSD_SOCKET", "/nonexistent-dir/dsd.socket", "`dogstatsd_socket`"),
+        (
+            "DD_DOGSTATSD_SOCKET",
+            "/nonexistent-dir/dsd.socket",
+            "`dogstatsd_socket`",
+        ),
     ];
     for (key, value, expect) in cases {
         let out = Command::new(kelpie_bin())
             .args(["agent", "--config", "/dev/null"])
             .env(key, value)
-            .env("KELPIE_STATUS_ADDR", format!("127.0.0.1:{}", free_tcp_port()))
+            .env(
+                "KELPIE_STATUS_ADDR",
+                format!("127.0.0.1:{}", free_tcp_port()),
+            )
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{key}={value}");
         let err = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("kelpie:")).collect();
         assert_eq!(lines.len(), 1, "{err}");
-        assert!(lines[0].contains(expect) && lines[0].contains(value), "{err}");
+        assert!(
+            lines[0].contains(expect) && lines[0].contains(value),
+            "{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }

@@ -76,10 +76,8 @@ impl DatagramSink for AggregatingSink {
                         (Some(o), Some(id)) => o.tags_for_container_id(id).map(|t| to_istrs(&t)),
                         _ => None,
                     };
-                    let origin: &[IStr] = cid_tags
-                        .as_deref()
-                        .or(pid_tags.as_deref())
-                        .unwrap_or(&[]);
+                    let origin: &[IStr] =
+                        cid_tags.as_deref().or(pid_tags.as_deref()).unwrap_or(&[]);
                     agg.insert(&m, origin, now);
                 }
                 Parsed::Event(mut e) => {
@@ -123,7 +121,11 @@ impl crate::profiles::ProfileSink for ProfileForwarder {
                 content_encoding: None,
                 items: 1,
             }]),
-            None => self.telemetry.forwarder.dropped.add("profile_local_mode", 1),
+            None => self
+                .telemetry
+                .forwarder
+                .dropped
+                .add("profile_local_mode", 1),
         }
     }
 }
@@ -187,7 +189,11 @@ impl SelfMetrics {
         let mut out = Vec::new();
         let gauge = |name: &str, tags: &[&str], v: f64| Series {
             name: IStr::from(name),
-            tags: tags.iter().map(|t| IStr::from(*t)).collect::<Vec<_>>().into(),
+            tags: tags
+                .iter()
+                .map(|t| IStr::from(*t))
+                .collect::<Vec<_>>()
+                .into(),
             host: IStr::from(""),
             kind: SeriesKind::Gauge,
             interval: 0,
@@ -197,37 +203,93 @@ impl SelfMetrics {
         let d = &t.dogstatsd;
         let f = &t.forwarder;
         let mut counts: Vec<(String, Vec<String>, u64)> = vec![
-            ("kelpie.dogstatsd.packets".into(), vec!["transport:udp".into()], d.packets_udp.get()),
-            ("kelpie.dogstatsd.packets".into(), vec!["transport:uds_dgram".into()], d.packets_uds_dgram.get()),
-            ("kelpie.dogstatsd.packets".into(), vec!["transport:uds_stream".into()], d.packets_uds_stream.get()),
-            ("kelpie.dogstatsd.metric_samples".into(), vec![], d.metric_samples.get()),
+            (
+                "kelpie.dogstatsd.packets".into(),
+                vec!["transport:udp".into()],
+                d.packets_udp.get(),
+            ),
+            (
+                "kelpie.dogstatsd.packets".into(),
+                vec!["transport:uds_dgram".into()],
+                d.packets_uds_dgram.get(),
+            ),
+            (
+                "kelpie.dogstatsd.packets".into(),
+                vec!["transport:uds_stream".into()],
+                d.packets_uds_stream.get(),
+            ),
+            (
+                "kelpie.dogstatsd.metric_samples".into(),
+                vec![],
+                d.metric_samples.get(),
+            ),
             ("kelpie.dogstatsd.events".into(), vec![], d.events.get()),
-            ("kelpie.dogstatsd.service_checks".into(), vec![], d.service_checks.get()),
-            ("kelpie.dogstatsd.parse_errors".into(), vec![], d.parse_errors.get()),
-            ("kelpie.forwarder.transactions".into(), vec!["outcome:success".into()], f.success.get()),
-            ("kelpie.forwarder.transactions".into(), vec!["outcome:retried".into()], f.retried.get()),
-            ("kelpie.forwarder.bytes_sent".into(), vec![], f.bytes_sent.get()),
+            (
+                "kelpie.dogstatsd.service_checks".into(),
+                vec![],
+                d.service_checks.get(),
+            ),
+            (
+                "kelpie.dogstatsd.parse_errors".into(),
+                vec![],
+                d.parse_errors.get(),
+            ),
+            (
+                "kelpie.forwarder.transactions".into(),
+                vec!["outcome:success".into()],
+                f.success.get(),
+            ),
+            (
+                "kelpie.forwarder.transactions".into(),
+                vec!["outcome:retried".into()],
+                f.retried.get(),
+            ),
+            (
+                "kelpie.forwarder.bytes_sent".into(),
+                vec![],
+                f.bytes_sent.get(),
+            ),
         ];
         for (reason, n) in d.dropped.snapshot() {
-            counts.push(("kelpie.dogstatsd.dropped".into(), vec![format!("reason:{reason}")], n));
+            counts.push((
+                "kelpie.dogstatsd.dropped".into(),
+                vec![format!("reason:{reason}")],
+                n,
+            ));
         }
         for (reason, n) in f.dropped.snapshot() {
-            counts.push(("kelpie.forwarder.dropped".into(), vec![format!("reason:{reason}")], n));
+            counts.push((
+                "kelpie.forwarder.dropped".into(),
+                vec![format!("reason:{reason}")],
+                n,
+            ));
         }
         for (name, tags, total) in counts {
             let key = format!("{name}|{}", tags.join(","));
             let prev = self.last.insert(key, total).unwrap_or(0);
             out.push(Series {
                 name: IStr::from(name.as_str()),
-                tags: tags.iter().map(|t| IStr::from(t.as_str())).collect::<Vec<_>>().into(),
+                tags: tags
+                    .iter()
+                    .map(|t| IStr::from(t.as_str()))
+                    .collect::<Vec<_>>()
+                    .into(),
                 host: IStr::from(""),
                 kind: SeriesKind::Count,
                 interval,
                 points: vec![(now, total.saturating_sub(prev) as f64)],
             });
         }
-        out.push(gauge("kelpie.dogstatsd.contexts", &[], d.contexts.get() as f64));
-        out.push(gauge("kelpie.forwarder.queued_bytes", &[], f.queued_bytes.get() as f64));
+        out.push(gauge(
+            "kelpie.dogstatsd.contexts",
+            &[],
+            d.contexts.get() as f64,
+        ));
+        out.push(gauge(
+            "kelpie.forwarder.queued_bytes",
+            &[],
+            f.queued_bytes.get() as f64,
+        ));
         out.push(gauge(
             "kelpie.forwarder.queued_on_disk_bytes",
             &[],
@@ -281,13 +343,19 @@ impl Flusher {
         batch.series.extend(self.host.collect(now));
         if let Some(c) = &self.containers {
             match c.collect().await {
-                Ok(points) => batch
-                    .series
-                    .extend(points.into_iter().map(|p| point_to_series(p, now, interval))),
+                Ok(points) => batch.series.extend(
+                    points
+                        .into_iter()
+                        .map(|p| point_to_series(p, now, interval)),
+                ),
                 Err(e) => warn!("docker collection failed: {e}"),
             }
             let st = c.status();
-            let mut cs = CollectorStatus::new(if st.last_error.is_some() { "error" } else { "ok" });
+            let mut cs = CollectorStatus::new(if st.last_error.is_some() {
+                "error"
+            } else {
+                "ok"
+            });
             cs.containers = Some(st.running as u64);
             cs.error = st.last_error.clone();
             self.state.collectors.lock().insert("docker", cs);
@@ -356,7 +424,9 @@ pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usiz
     let mapper = match &cfg.dogstatsd_mapper_profiles {
         Some(v) => {
             let profiles: Vec<crate::mapper::ProfileConfig> = serde_yaml::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}")
+                })?;
             Some(MapperProfiles::new(&profiles, 1000).map_err(|e| {
                 anyhow::anyhow!("invalid value for `dogstatsd_mapper_profiles`: {e}")
             })?)
@@ -429,7 +499,10 @@ pub async fn run(
                     .collectors
                     .lock()
                     .insert("docker", CollectorStatus::new("ok"));
-                state.collectors.lock().insert("ecs", CollectorStatus::new("ok"));
+                state
+                    .collectors
+                    .lock()
+                    .insert("ecs", CollectorStatus::new("ok"));
                 Some(c)
             }
             Err(e) => {
@@ -437,7 +510,10 @@ pub async fn run(
                 let mut cs = CollectorStatus::new("error");
                 cs.error = Some(e.to_string());
                 state.collectors.lock().insert("docker", cs);
-                state.collectors.lock().insert("ecs", CollectorStatus::new("off"));
+                state
+                    .collectors
+                    .lock()
+                    .insert("ecs", CollectorStatus::new("off"));
                 None
             }
         }
@@ -446,7 +522,10 @@ pub async fn run(
             .collectors
             .lock()
             .insert("docker", CollectorStatus::new("off"));
-        state.collectors.lock().insert("ecs", CollectorStatus::new("off"));
+        state
+            .collectors
+            .lock()
+            .insert("ecs", CollectorStatus::new("off"));
         None
     };
 
@@ -471,9 +550,15 @@ pub async fn run(
     };
 
     // Status server.
-    let (status_addr, status_fut) = status::bind(cfg.status_addr, state.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on the status address {}: {e}", cfg.status_addr))?;
+    let (status_addr, status_fut) =
+        status::bind(cfg.status_addr, state.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on the status address {}: {e}",
+                    cfg.status_addr
+                )
+            })?;
     let status_task = tokio::spawn(status_fut);
 
     // Profiles intake (the toolkit's profiler posts here; forwarded like the rest).

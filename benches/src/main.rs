@@ -12,7 +12,10 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(name = "kelpie-loadgen", about = "DogStatsD load generator for kelpie benchmarks")]
+#[command(
+    name = "kelpie-loadgen",
+    about = "DogStatsD load generator for kelpie benchmarks"
+)]
 struct Args {
     /// Where to send (must be a loopback address).
     #[arg(long, default_value = "127.0.0.1:8125")]
@@ -129,7 +132,10 @@ fn main() -> anyhow::Result<()> {
             in_packet += 1;
         }
         if in_packet == 0 {
-            bail!("--packet-size {} is smaller than one line", args.packet_size);
+            bail!(
+                "--packet-size {} is smaller than one line",
+                args.packet_size
+            );
         }
         match sock.send(&buf) {
             Ok(_) => {

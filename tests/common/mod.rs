@@ -162,7 +162,10 @@ impl AgentProc {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "agent did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -199,7 +202,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&raw).to_string();
     let code: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()

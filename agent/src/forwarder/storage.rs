@@ -76,10 +76,15 @@ fn content_type(s: &str) -> Option<std::borrow::Cow<'static, str>> {
     if s.is_empty() || s.len() > 256 {
         return None;
     }
-    Some(match [CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON].iter().find(|k| **k == s) {
-        Some(k) => std::borrow::Cow::Borrowed(*k),
-        None => std::borrow::Cow::Owned(s.to_string()),
-    })
+    Some(
+        match [CONTENT_TYPE_PROTOBUF, CONTENT_TYPE_JSON]
+            .iter()
+            .find(|k| **k == s)
+        {
+            Some(k) => std::borrow::Cow::Borrowed(*k),
+            None => std::borrow::Cow::Owned(s.to_string()),
+        },
+    )
 }
 
 /// `Payload` carries `&'static str` headers; values read back from disk are interned once each. At most 64

@@ -60,9 +60,17 @@ pub fn build_images() {
     if *done {
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testimages/build.sh");
+    // Included from container/tests and from the workspace root's tests.
+    let base = env!("CARGO_MANIFEST_DIR");
+    let script = [
+        format!("{base}/../testimages/build.sh"),
+        format!("{base}/testimages/build.sh"),
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("testimages/build.sh");
     let out = Command::new("sh")
-        .arg(script)
+        .arg(&script)
         .output()
         .expect("run testimages/build.sh");
     assert!(
