@@ -538,7 +538,7 @@ async fn json_series_and_multipart_profiles_are_accepted() {
         endpoint: Endpoint::Profile,
         uncompressed_len: body.len(),
         body: body.into(),
-        content_type: "multipart/form-data; boundary=kelpie-test-boundary",
+        content_type: "multipart/form-data; boundary=kelpie-test-boundary".into(),
         content_encoding: None,
         items: 1,
     });

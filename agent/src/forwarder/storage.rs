@@ -245,14 +245,14 @@ mod tests {
         let s = Storage::open(dir.path().to_path_buf()).unwrap();
         let m1 = Meta {
             endpoint: Endpoint::Profile,
-            content_type: "multipart/form-data; boundary=abc",
+            content_type: "multipart/form-data; boundary=abc".into(),
             content_encoding: None,
             uncompressed_len: 3,
             items: 1,
         };
         let m2 = Meta {
             endpoint: Endpoint::Series,
-            content_type: CONTENT_TYPE_PROTOBUF,
+            content_type: CONTENT_TYPE_PROTOBUF.into(),
             content_encoding: Some("zstd"),
             uncompressed_len: 10,
             items: 4,
