@@ -611,6 +611,26 @@ fn load_module(m: &Module, out: &mut Loaded) {
     let _ = &m.call_pos;
 }
 
+/// `base/rel` with `.` and `..` resolved lexically, so paths in messages read `dir/modules/x/main.tf`.
+fn lexical_join(base: &Path, rel: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 fn value_to_i64(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
@@ -895,7 +915,7 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         ));
         return;
     }
-    let dir = m.dir.join(&source);
+    let dir = lexical_join(&m.dir, &source);
     if !dir.is_dir() {
         out.errors.push(Diag::new(
             Some(pos),

@@ -913,7 +913,9 @@ pub fn diff(desired: &Monitor, payload: &J, remote: &J) -> Vec<Change> {
     let mut out = Vec::new();
     for (k, after) in want {
         let before = have.get(&k).cloned().unwrap_or(J::Null);
-        if before != after {
+        let same_query = k == "query"
+            && matches!((&before, &after), (J::String(b), J::String(a)) if query::canonical(b) == query::canonical(a));
+        if before != after && !same_query {
             out.push(Change {
                 field: k,
                 before,
