@@ -690,19 +690,26 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
                 if let Some(w) = th.get("warning").and_then(J::as_f64) {
                     check_order(c, at.as_ref(), q.op, w, q.threshold);
                 }
-                if let Some(r) = th.get("critical_recovery").and_then(J::as_f64) {
+                let warning = th.get("warning").and_then(J::as_f64);
+                for (rkey, level, lname) in [
+                    ("critical_recovery", Some(q.threshold), "critical"),
+                    ("warning_recovery", warning, "warning"),
+                ] {
+                    let (Some(r), Some(level)) = (th.get(rkey).and_then(J::as_f64), level) else {
+                        continue;
+                    };
                     let bad = if q.op.is_upward() {
-                        r >= q.threshold
+                        r >= level
                     } else {
-                        r <= q.threshold
+                        r <= level
                     };
                     if bad {
                         c.err(
                             at.as_ref(),
                             format!(
-                                "critical_recovery ({}) must be on the other side of the critical threshold ({}) for `{}`",
+                                "{rkey} ({}) must be on the recovery side of the {lname} threshold ({}) for `{}`",
                                 fmt_num(r),
-                                fmt_num(q.threshold),
+                                fmt_num(level),
                                 q.op.as_str()
                             ),
                         );
@@ -984,6 +991,74 @@ mod tests {
         assert_ne!(
             managed_fields(&want, &keys, false, false),
             managed_fields(&changed, &keys, false, false)
+        );
+    }
+
+    fn args(items: Vec<(&str, Value)>) -> Args {
+        let mut a = Args::default();
+        let mut errs = Vec::new();
+        for (i, (k, v)) in items.into_iter().enumerate() {
+            let pos = Pos {
+                file: "t.tf".into(),
+                line: i + 1,
+                col: 3,
+            };
+            a.insert(k, v, pos, false, "x", &mut errs);
+        }
+        a
+    }
+
+    fn thresholds(pairs: &[(&str, f64)]) -> Value {
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn provider_form_checks_thresholds() {
+        let base = |th: Value| {
+            args(vec![
+                ("name", Value::from("n")),
+                ("type", Value::from("metric alert")),
+                ("query", Value::from("avg(last_5m):avg:a{*} < 10")),
+                ("message", Value::from("m")),
+                ("monitor_thresholds", th),
+                ("priority", Value::from("2")),
+            ])
+        };
+        let ok = from_args(
+            MONITOR_RESOURCE,
+            "x",
+            Pos::default(),
+            &base(thresholds(&[("warning", 20.0), ("warning_recovery", 25.0)])),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.options["thresholds"],
+            json!({"warning": 20.0, "warning_recovery": 25.0, "critical": 10.0})
+        );
+        assert_eq!(ok.priority, Some(2));
+        let errs = from_args(
+            MONITOR_RESOURCE,
+            "x",
+            Pos::default(),
+            &base(thresholds(&[("warning", 5.0), ("critical_recovery", 9.0)])),
+        )
+        .unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "warning threshold (5) must be above the critical threshold (10) for `<`".to_string(),
+                "critical_recovery (9) must be on the recovery side of the critical threshold (10) for `<`".to_string(),
+            ]
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "t.tf:5:3: x: warning threshold (5) must be above the critical threshold (10) for `<`"
         );
     }
 }
