@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 const MAX_MODULE_DEPTH: usize = 8;
 /// Upper bound on instances of one `count`/`for_each`, so a typo cannot exhaust memory.
 const MAX_INSTANCES: usize = 10_000;
+/// Upper bound on monitors of one load (Datadog accounts hold far fewer).
+const MAX_MONITORS: usize = 100_000;
 
 /// Inputs of a load besides the directory.
 #[derive(Clone, Debug, Default)]
@@ -792,6 +794,14 @@ fn load_resource(
     let Some(insts) = instances(m, src, b, ctx, &base, out) else {
         return;
     };
+    if out.monitors.len() + insts.len() > MAX_MONITORS {
+        out.errors.push(Diag::new(
+            Some(src.span_pos(b.span())),
+            Some(&base),
+            format!("more than {MAX_MONITORS} monitors in one directory; check count, for_each and module nesting"),
+        ));
+        return;
+    }
     for (suffix, each, count) in insts {
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
