@@ -79,6 +79,11 @@ pub const OPTION_ARGS: &[(&str, Kind)] = &[
     ("notify_by", Kind::StrList),
     ("on_missing_data", Kind::Str),
     ("threshold_windows", Kind::StrMap),
+    // The provider's current name for threshold_windows.
+    ("monitor_threshold_windows", Kind::StrMap),
+    ("notification_preset_name", Kind::Str),
+    ("enable_samples", Kind::Bool),
+    ("group_retention_duration", Kind::Str),
 ];
 
 const MONITOR_ARGS: &[&str] = &[
@@ -359,7 +364,19 @@ impl<'a> Conv<'a> {
                 }),
             };
             if let Some(v) = v {
-                opts.insert(key.to_string(), v);
+                let option = if *key == "monitor_threshold_windows" {
+                    "threshold_windows"
+                } else {
+                    key
+                };
+                if opts.contains_key(option) {
+                    let at = self.present(key).map(|(_, p)| p.clone());
+                    self.err(
+                        at.as_ref(),
+                        format!("`{key}` sets the same option as another argument"),
+                    );
+                }
+                opts.insert(option.to_string(), v);
             }
         }
     }
