@@ -853,6 +853,15 @@ fn canon(v: &J) -> J {
     }
 }
 
+/// The API returns null for an empty list or map (and a file may write `[]`): compare them as equal.
+fn empty_is_null(v: J) -> J {
+    match &v {
+        J::Array(a) if a.is_empty() => J::Null,
+        J::Object(o) if o.is_empty() => J::Null,
+        _ => v,
+    }
+}
+
 fn canon_type(t: &str) -> &str {
     if t.trim() == "metric alert" {
         "query alert"
@@ -896,16 +905,16 @@ pub fn managed_fields(
         f.insert("priority".into(), p);
     }
     if with_roles {
-        f.insert("restricted_roles".into(), canon(&get("restricted_roles")));
+        f.insert(
+            "restricted_roles".into(),
+            empty_is_null(canon(&get("restricted_roles"))),
+        );
     }
     let opts = body.get("options").cloned().unwrap_or(J::Null);
     for k in option_keys {
         let v = opts.get(k).cloned().unwrap_or(J::Null);
-        let v = if v.is_null() {
-            option_default(k)
-        } else {
-            canon(&v)
-        };
+        let v = empty_is_null(canon(&v));
+        let v = if v.is_null() { option_default(k) } else { v };
         f.insert(format!("options.{k}"), v);
     }
     f
@@ -1008,6 +1017,14 @@ mod tests {
         assert_ne!(
             managed_fields(&want, &keys, false, false),
             managed_fields(&changed, &keys, false, false)
+        );
+        let keys = vec!["notify_by".to_string(), "renotify_interval".to_string()];
+        let a =
+            json!({"restricted_roles": [], "options": {"notify_by": [], "renotify_interval": 0}});
+        let b = json!({"restricted_roles": null, "options": {"renotify_interval": null}});
+        assert_eq!(
+            managed_fields(&a, &keys, false, true),
+            managed_fields(&b, &keys, false, true)
         );
     }
 
