@@ -85,9 +85,12 @@ pub enum MonitorsCommand {
     Test,
 }
 
-/// Rewrites Terraform's single-dash `-var`/`-var-file` into clap's `--var`/`--var-file`.
+/// Rewrites Terraform's single-dash `-var`/`-var-file` into clap's `--var`/`--var-file`, and moves every
+/// variable flag right after the `monitors` word (clap keeps only one level's values of a global argument,
+/// so `kelpie monitors -var a=1 plan -var b=2` must reach it as one list).
 pub fn preprocess_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
-    args.into_iter()
+    let renamed: Vec<OsString> = args
+        .into_iter()
         .map(|a| {
             let Some(s) = a.to_str() else { return a };
             for flag in ["-var-file", "-var"] {
@@ -97,7 +100,34 @@ pub fn preprocess_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsStrin
             }
             a
         })
-        .collect()
+        .collect();
+    let Some(at) = renamed.iter().position(|a| a == "monitors") else {
+        return renamed;
+    };
+    let mut vars = Vec::new();
+    let mut rest = Vec::new();
+    let mut it = renamed[at + 1..].iter().cloned();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a);
+            rest.extend(it.by_ref());
+            break;
+        }
+        match a.to_str() {
+            Some("--var") | Some("--var-file") => {
+                vars.push(a);
+                if let Some(v) = it.next() {
+                    vars.push(v);
+                }
+            }
+            Some(s) if s.starts_with("--var=") || s.starts_with("--var-file=") => vars.push(a),
+            _ => rest.push(a),
+        }
+    }
+    let mut out: Vec<OsString> = renamed[..=at].to_vec();
+    out.extend(vars);
+    out.extend(rest);
+    out
 }
 
 fn color_stdout() -> bool {
