@@ -18,10 +18,10 @@ pub struct MonitorsArgs {
     /// Project name stamped on managed monitors (tag kelpie-project:<name>); default: the directory's name.
     #[arg(long, global = true, value_name = "NAME")]
     pub project: Option<String>,
-    /// Set a variable, as Terraform's -var NAME=VALUE (repeatable).
+    /// Set a variable, as Terraform's -var NAME=VALUE (repeatable; -var and --var both work).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// Read variables from a file, as Terraform's -var-file (repeatable).
+    /// Read variables from a file, as Terraform's -var-file (repeatable; -var-file and --var-file both work).
     #[arg(long = "var-file", global = true, value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
     #[command(subcommand)]
