@@ -991,6 +991,13 @@ fn check_duplicates(out: &mut Loaded) {
     let mut errors = Vec::new();
     for mon in &out.monitors {
         let tag = model::address_tag(&mon.address);
+        if model::TAG_ADDRESS.len() + tag.len() > 200 {
+            errors.push(Diag::new(
+                Some(mon.pos.clone()),
+                Some(&mon.address),
+                "the address is too long for a Datadog tag (200 characters with `kelpie-address:`); use shorter names or keys",
+            ));
+        }
         if let Some(first) = by_addr.get(&tag) {
             errors.push(Diag::new(
                 Some(mon.pos.clone()),
