@@ -83,6 +83,18 @@ fn example_plan_sync_and_second_sync_is_a_no_op() {
         "{err}"
     );
 
+    assert!(
+        !out.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+    // --dry-run is plan, exit codes included, and writes nothing.
+    let (code, out2, _) = kelpie(
+        &api,
+        &["sync", "--dry-run", "--dir", d, "--project", "shop"],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(out2, out);
+    assert_eq!(writes(&api), 0);
     let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "shop"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
@@ -327,6 +339,27 @@ fn deletion_is_safe() {
         out.contains(
             "Left alone: 2 monitor(s) not managed by kelpie and 1 of other kelpie projects"
         ),
+        "{out}"
+    );
+    let (_, out, _) = kelpie(
+        &api,
+        &[
+            "plan",
+            "--dir",
+            d,
+            "--project",
+            "p",
+            "-var",
+            "n=2",
+            "--show-unmanaged",
+        ],
+    );
+    assert!(
+        out.contains(&format!("unmanaged  {unmanaged:>10}  hand made")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("project other  {other:>10}  other")),
         "{out}"
     );
     let log = api.request_log();

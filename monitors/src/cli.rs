@@ -18,10 +18,10 @@ pub struct MonitorsArgs {
     /// Project name stamped on managed monitors (tag kelpie-project:<name>); default: the directory's name.
     #[arg(long, global = true, value_name = "NAME")]
     pub project: Option<String>,
-    /// Set a variable, as Terraform's -var NAME=VALUE (repeatable).
+    /// Set a variable, as Terraform's -var NAME=VALUE (repeatable; -var and --var both work).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// Read variables from a file, as Terraform's -var-file (repeatable).
+    /// Read variables from a file, as Terraform's -var-file (repeatable; -var-file and --var-file both work).
     #[arg(long = "var-file", global = true, value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
     #[command(subcommand)]
@@ -85,9 +85,12 @@ pub enum MonitorsCommand {
     Test,
 }
 
-/// Rewrites Terraform's single-dash `-var`/`-var-file` into clap's `--var`/`--var-file`.
+/// Rewrites Terraform's single-dash `-var`/`-var-file` into clap's `--var`/`--var-file`, and moves every
+/// variable flag right after the `monitors` word (clap keeps only one level's values of a global argument,
+/// so `kelpie monitors -var a=1 plan -var b=2` must reach it as one list).
 pub fn preprocess_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
-    args.into_iter()
+    let renamed: Vec<OsString> = args
+        .into_iter()
         .map(|a| {
             let Some(s) = a.to_str() else { return a };
             for flag in ["-var-file", "-var"] {
@@ -97,7 +100,34 @@ pub fn preprocess_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsStrin
             }
             a
         })
-        .collect()
+        .collect();
+    let Some(at) = renamed.iter().position(|a| a == "monitors") else {
+        return renamed;
+    };
+    let mut vars = Vec::new();
+    let mut rest = Vec::new();
+    let mut it = renamed[at + 1..].iter().cloned();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a);
+            rest.extend(it.by_ref());
+            break;
+        }
+        match a.to_str() {
+            Some("--var") | Some("--var-file") => {
+                vars.push(a);
+                if let Some(v) = it.next() {
+                    vars.push(v);
+                }
+            }
+            Some(s) if s.starts_with("--var=") || s.starts_with("--var-file=") => vars.push(a),
+            _ => rest.push(a),
+        }
+    }
+    let mut out: Vec<OsString> = renamed[..=at].to_vec();
+    out.extend(vars);
+    out.extend(rest);
+    out
 }
 
 fn color_stdout() -> bool {
@@ -473,4 +503,40 @@ fn test(args: &MonitorsArgs) -> anyhow::Result<i32> {
     }
     println!("{pass} passed, {fail} failed");
     Ok(if fail > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Top {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Monitors(MonitorsArgs),
+    }
+
+    #[test]
+    fn terraform_style_var_flags() {
+        let argv = [
+            "kelpie",
+            "monitors",
+            "-var",
+            "a=1",
+            "plan",
+            "-var=b=2",
+            "-var-file",
+            "x.tfvars",
+            "--json",
+        ];
+        let args = preprocess_args(argv.iter().map(OsString::from));
+        let Sub::Monitors(m) = Top::try_parse_from(args).unwrap().cmd;
+        assert_eq!(m.vars, vec!["a=1", "b=2"]);
+        assert_eq!(m.var_files, vec![PathBuf::from("x.tfvars")]);
+        assert!(matches!(m.cmd, MonitorsCommand::Plan { json: true, .. }));
+    }
 }

@@ -209,7 +209,7 @@ fn format(args: FuncArgs) -> Result<Value, String> {
                     .split_once('.')
                     .and_then(|(_, p)| p.parse::<usize>().ok())
                 {
-                    Some(p) => out.push_str(&format!("{f:.p$}")),
+                    Some(p) => out.push_str(&format!("{f:.p$}", p = p.min(30))),
                     None if verb == 'f' => out.push_str(&format!("{f:.6}")),
                     None => out.push_str(&f.to_string()),
                 }

@@ -8,13 +8,16 @@ use hcl::edit::structure::{Block, Body, Structure};
 use hcl::edit::Span;
 use hcl::eval::{Context, Evaluate};
 use hcl::{Map, Value};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// How deep modules may nest (a module that includes itself stops here).
 const MAX_MODULE_DEPTH: usize = 8;
 /// Upper bound on instances of one `count`/`for_each`, so a typo cannot exhaust memory.
 const MAX_INSTANCES: usize = 10_000;
+/// Upper bound on monitors of one load (Datadog accounts hold far fewer).
+const MAX_MONITORS: usize = 100_000;
 
 /// Inputs of a load besides the directory.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +69,8 @@ pub struct Loaded {
     /// Resource types that are not monitors, with how many resources of each were skipped.
     pub ignored: BTreeMap<String, usize>,
     pub files: usize,
+    /// Module calls with a registry or git source (not read).
+    pub ignored_modules: Vec<String>,
     pub errors: Vec<Diag>,
 }
 
@@ -73,13 +78,22 @@ impl Loaded {
     /// The one line saying what was ignored, if anything was.
     pub fn ignored_line(&self) -> Option<String> {
         let n: usize = self.ignored.values().sum();
-        (n > 0).then(|| {
+        let mut parts = Vec::new();
+        if n > 0 {
             let kinds: Vec<&str> = self.ignored.keys().map(String::as_str).collect();
-            format!(
-                "ignored {n} resource(s) of other types ({})",
+            parts.push(format!(
+                "{n} resource(s) of other types ({})",
                 kinds.join(", ")
-            )
-        })
+            ));
+        }
+        if !self.ignored_modules.is_empty() {
+            parts.push(format!(
+                "{} module(s) with a non-local source ({})",
+                self.ignored_modules.len(),
+                self.ignored_modules.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("ignored {}", parts.join(" and ")))
     }
 }
 
@@ -124,9 +138,11 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
         dir: dir.to_path_buf(),
         prefix: String::new(),
         inputs: None,
+        failed_inputs: HashMap::new(),
         overrides,
         depth: 0,
         call_pos: None,
+        deferred: RefCell::new(HashMap::new()),
     };
     load_module(&root, &mut out);
     check_duplicates(&mut out);
@@ -201,10 +217,64 @@ struct Module {
     prefix: String,
     /// For a child module: the inputs given by the `module` block.
     inputs: Option<Map<String, (Value, Pos)>>,
+    /// For a child module: inputs whose expression failed, with why (reported only if a monitor uses them).
+    failed_inputs: HashMap<String, Diag>,
     /// For the root: values from -var, -var-file and TF_VAR_ (later wins).
     overrides: Vec<(String, Override)>,
     depth: usize,
     call_pos: Option<Pos>,
+    /// Errors of variables and locals that only matter if a monitor uses them (a directory of ordinary
+    /// Terraform has variables set only in its CI and locals that reference other resources), keyed by
+    /// `var.NAME` / `local.NAME`, with whether they were reported.
+    deferred: RefCell<HashMap<String, (Diag, bool)>>,
+}
+
+/// Whether `text` references `key` (e.g. `var.env`) as a whole traversal step.
+fn references(text: &str, key: &str) -> bool {
+    text.match_indices(key).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + key.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
+impl Module {
+    /// The deferred error that `text` references, if any, else `generic`.
+    fn explain(&self, text: Option<&str>, generic: Diag) -> Diag {
+        let d = self.deferred.borrow();
+        let mut keys: Vec<&String> = d.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .find(|k| text.is_some_and(|t| references(t, k)))
+            .and_then(|k| d.get(k).map(|(diag, _)| diag.clone()))
+            .unwrap_or(generic)
+    }
+
+    /// Reports an evaluation error of `text`: the deferred errors it references if any, else `generic`.
+    fn fail(&self, text: Option<&str>, generic: Diag, out: &mut Loaded) {
+        let mut d = self.deferred.borrow_mut();
+        let mut found = false;
+        let mut keys: Vec<&String> = d.keys().collect();
+        keys.sort();
+        let hits: Vec<String> = keys
+            .into_iter()
+            .filter(|k| text.is_some_and(|t| references(t, k)))
+            .cloned()
+            .collect();
+        for k in hits {
+            if let Some((diag, reported)) = d.get_mut(&k) {
+                found = true;
+                if !*reported {
+                    *reported = true;
+                    out.errors.push(diag.clone());
+                }
+            }
+        }
+        if !found {
+            out.errors.push(generic);
+        }
+    }
 }
 
 /// A context with the functions and `terraform.workspace`.
@@ -376,7 +446,13 @@ fn load_module(m: &Module, out: &mut Loaded) {
                 Some(v) => {
                     vars.insert(name.to_string(), v);
                 }
-                None => out.errors.push(Diag::new(
+                None if m.failed_inputs.contains_key(name) => {
+                    let d = m.failed_inputs.get(name).cloned();
+                    if let Some(d) = d {
+                        m.deferred.borrow_mut().insert(format!("var.{name}"), (d, false));
+                    }
+                }
+                None => drop(m.deferred.borrow_mut().insert(format!("var.{name}"), (Diag::new(
                     Some(pos),
                     None,
                     if m.inputs.is_some() {
@@ -384,7 +460,7 @@ fn load_module(m: &Module, out: &mut Loaded) {
                     } else {
                         format!("variable \"{name}\" is not set: give it a default, -var {name}=..., -var-file or TF_VAR_{name}")
                     },
-                )),
+                ), false))),
             }
         }
     }
@@ -440,10 +516,10 @@ fn load_module(m: &Module, out: &mut Loaded) {
                     progressed = true;
                 }
                 Err(msg) => {
-                    last_errors.push(Diag::new(
-                        Some(pos.clone()),
-                        None,
-                        format!("local.{name}: {msg}"),
+                    last_errors.push((
+                        name,
+                        expr,
+                        Diag::new(Some(pos.clone()), None, format!("local.{name}: {msg}")),
                     ));
                     still.push((name, expr, pos));
                 }
@@ -451,7 +527,16 @@ fn load_module(m: &Module, out: &mut Loaded) {
         }
         pending = still;
         if pending.is_empty() || !progressed {
-            out.errors.extend(last_errors);
+            let mut d = m.deferred.borrow_mut();
+            for (name, expr, diag) in last_errors {
+                let text = expr.to_string();
+                let via_var = d
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("var.") && references(&text, k))
+                    .map(|(_, (vd, _))| vd.clone())
+                    .next();
+                d.insert(format!("local.{name}"), (via_var.unwrap_or(diag), false));
+            }
             break;
         }
     }
@@ -528,6 +613,26 @@ fn load_module(m: &Module, out: &mut Loaded) {
     let _ = &m.call_pos;
 }
 
+/// `base/rel` with `.` and `..` resolved lexically, so paths in messages read `dir/modules/x/main.tf`.
+fn lexical_join(base: &Path, rel: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 fn value_to_i64(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
@@ -550,6 +655,7 @@ fn typed_raw(text: &str, ty: &str) -> Result<Value, String> {
 type Instance = (String, Option<(Value, Value)>, Option<i64>);
 
 fn instances(
+    m: &Module,
     src: &Source,
     b: &Block,
     ctx: &Context<'_>,
@@ -563,11 +669,12 @@ fn instances(
             Ok(Value::String(s)) => s.trim().parse::<f64>().unwrap_or(-1.0),
             Ok(_) => -1.0,
             Err(msg) => {
-                out.errors.push(Diag::new(
+                let d = Diag::new(
                     Some(src.span_pos(c.span())),
                     Some(what),
                     format!("count: {msg}"),
-                ));
+                );
+                m.fail(src.slice(c.span()), d, out);
                 return None;
             }
         };
@@ -589,11 +696,12 @@ fn instances(
         let v = match eval(&fe.value, ctx) {
             Ok(v) => v,
             Err(msg) => {
-                out.errors.push(Diag::new(
+                let d = Diag::new(
                     Some(src.span_pos(fe.span())),
                     Some(what),
                     format!("for_each: {msg}"),
-                ));
+                );
+                m.fail(src.slice(fe.span()), d, out);
                 return None;
             }
         };
@@ -683,9 +791,17 @@ fn load_resource(
     out: &mut Loaded,
 ) {
     let base = format!("{}{}.{}", m.prefix, rtype, rname);
-    let Some(insts) = instances(src, b, ctx, &base, out) else {
+    let Some(insts) = instances(m, src, b, ctx, &base, out) else {
         return;
     };
+    if out.monitors.len() + insts.len() > MAX_MONITORS {
+        out.errors.push(Diag::new(
+            Some(src.span_pos(b.span())),
+            Some(&base),
+            format!("more than {MAX_MONITORS} monitors in one directory; check count, for_each and module nesting"),
+        ));
+        return;
+    }
     for (suffix, each, count) in insts {
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
@@ -703,11 +819,8 @@ fn load_resource(
                         Ok(v) => args.insert(key, v, pos, false, &address, &mut out.errors),
                         Err(msg) => {
                             ok = false;
-                            out.errors.push(Diag::new(
-                                Some(pos),
-                                Some(&address),
-                                format!("{key}: {msg}"),
-                            ));
+                            let d = Diag::new(Some(pos), Some(&address), format!("{key}: {msg}"));
+                            m.fail(src.slice(a.span()), d, out);
                         }
                     }
                 }
@@ -734,11 +847,12 @@ fn load_resource(
                             }
                             Err(msg) => {
                                 ok = false;
-                                out.errors.push(Diag::new(
+                                let d = Diag::new(
                                     Some(src.span_pos(a.span())),
                                     Some(&address),
                                     format!("{key}.{}: {msg}", a.key.as_str()),
-                                ));
+                                );
+                                m.fail(src.slice(a.span()), d, out);
                             }
                         }
                     }
@@ -799,14 +913,8 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         }
     };
     if !(source.starts_with("./") || source.starts_with("../")) {
-        // A registry or git module cannot hold kelpie monitors we could read; say so once and skip it.
-        out.errors.push(Diag::new(
-            Some(pos),
-            Some(&base),
-            format!(
-                "module source \"{source}\" is not a local directory (start it with ./ or ../)"
-            ),
-        ));
+        // A registry or git module is ordinary infrastructure: kelpie reads local modules only.
+        out.ignored_modules.push(base);
         return;
     }
     if m.depth + 1 > MAX_MODULE_DEPTH {
@@ -817,7 +925,7 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         ));
         return;
     }
-    let dir = m.dir.join(&source);
+    let dir = lexical_join(&m.dir, &source);
     if !dir.is_dir() {
         out.errors.push(Diag::new(
             Some(pos),
@@ -826,13 +934,13 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         ));
         return;
     }
-    let Some(insts) = instances(src, b, ctx, &base, out) else {
+    let Some(insts) = instances(m, src, b, ctx, &base, out) else {
         return;
     };
     for (suffix, each, count) in insts {
         let ictx = instance_ctx(ctx, &each, count);
         let mut inputs = Map::new();
-        let mut ok = true;
+        let mut failed_inputs = HashMap::new();
         for a in b.body.iter().filter_map(Structure::as_attribute) {
             let key = a.key.as_str();
             if [
@@ -853,25 +961,25 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
                     inputs.insert(key.to_string(), (v, apos));
                 }
                 Err(msg) => {
-                    ok = false;
-                    out.errors.push(Diag::new(
+                    // Reported only if a monitor of the module uses this input.
+                    let d = Diag::new(
                         Some(apos),
                         Some(&format!("{base}{suffix}")),
                         format!("{key}: {msg}"),
-                    ));
+                    );
+                    failed_inputs.insert(key.to_string(), m.explain(src.slice(a.span()), d));
                 }
             }
-        }
-        if !ok {
-            continue;
         }
         let child = Module {
             dir: dir.clone(),
             prefix: format!("{base}{suffix}."),
             inputs: Some(inputs),
+            failed_inputs,
             overrides: Vec::new(),
             depth: m.depth + 1,
             call_pos: Some(pos.clone()),
+            deferred: RefCell::new(HashMap::new()),
         };
         load_module(&child, out);
     }
@@ -883,6 +991,13 @@ fn check_duplicates(out: &mut Loaded) {
     let mut errors = Vec::new();
     for mon in &out.monitors {
         let tag = model::address_tag(&mon.address);
+        if model::TAG_ADDRESS.len() + tag.len() > 200 {
+            errors.push(Diag::new(
+                Some(mon.pos.clone()),
+                Some(&mon.address),
+                "the address is too long for a Datadog tag (200 characters with `kelpie-address:`); use shorter names or keys",
+            ));
+        }
         if let Some(first) = by_addr.get(&tag) {
             errors.push(Diag::new(
                 Some(mon.pos.clone()),
@@ -906,4 +1021,187 @@ fn check_duplicates(out: &mut Loaded) {
         }
     }
     out.errors.extend(errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = t.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        t
+    }
+
+    const MON: &str = r#"
+resource "datadog_monitor" "m" {
+  name    = "M ${var.env}"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:a{env:${var.env}} > 1"
+  message = "m"
+}
+"#;
+
+    #[test]
+    fn unrelated_terraform_is_ignored_without_errors() {
+        let t = dir(&[
+            (
+                "infra.tf",
+                r#"
+variable "region" {}
+variable "env" { default = "prod" }
+locals {
+  vpc = aws_vpc.main.id
+  name = "x-${var.region}"
+}
+resource "aws_vpc" "main" { cidr_block = "10.0.0.0/16" }
+module "vpc" {
+  source = "terraform-aws-modules/vpc/aws"
+  cidr   = local.vpc
+}
+module "alerts" {
+  source = "./alerts"
+  env    = var.env
+  vpc    = aws_vpc.main.id
+}
+"#,
+            ),
+            ("main.tf", MON),
+            ("alerts/main.tf", "variable \"env\" {}\nvariable \"vpc\" {}\nresource \"datadog_monitor_metric\" \"e\" {\n  name = \"E ${var.env}\"\n  message = \"m\"\n  metric = \"a.b\"\n  critical {\n    threshold = 1\n  }\n}\n"),
+        ]);
+        let l = load_dir(t.path(), &LoadOptions::default());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let addrs: Vec<&str> = l.monitors.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                "module.alerts.datadog_monitor_metric.e",
+                "datadog_monitor.m"
+            ]
+        );
+        assert_eq!(
+            l.ignored_line().unwrap(),
+            "ignored 1 resource(s) of other types (aws_vpc) and 1 module(s) with a non-local source (module.vpc)"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_only_when_used() {
+        let t = dir(&[("main.tf", &format!("variable \"env\" {{}}\n{MON}"))]);
+        let l = load_dir(t.path(), &LoadOptions::default());
+        let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![format!(
+                "{}:1:1: variable \"env\" is not set: give it a default, -var env=..., -var-file or TF_VAR_env",
+                t.path().join("main.tf").display()
+            )]
+        );
+        let opts = LoadOptions {
+            env_vars: vec![("env".into(), "dev".into())],
+            ..Default::default()
+        };
+        let l = load_dir(t.path(), &opts);
+        assert!(l.errors.is_empty());
+        assert_eq!(l.monitors[0].name, "M dev");
+    }
+
+    #[test]
+    fn modules_with_for_each_and_typed_tf_vars() {
+        let t = dir(&[
+            (
+                "main.tf",
+                r#"
+variable "services" { type = list(string) }
+module "svc" {
+  for_each = toset(var.services)
+  source   = "./svc"
+  name     = each.key
+}
+"#,
+            ),
+            ("svc/main.tf", "variable \"name\" {}\nresource \"datadog_monitor\" \"errors\" {\n  count = 2\n  name = format(\"%s errors %d\", upper(var.name), count.index)\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:e{service:${var.name}} > ${10 * (count.index + 1)}\"\n  message = join(\" \", [\"a\", \"b\"])\n}\n"),
+        ]);
+        let opts = LoadOptions {
+            env_vars: vec![("services".into(), r#"["web", "api"]"#.into())],
+            ..Default::default()
+        };
+        let l = load_dir(t.path(), &opts);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let addrs: Vec<&str> = l.monitors.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                r#"module.svc["api"].datadog_monitor.errors[0]"#,
+                r#"module.svc["api"].datadog_monitor.errors[1]"#,
+                r#"module.svc["web"].datadog_monitor.errors[0]"#,
+                r#"module.svc["web"].datadog_monitor.errors[1]"#,
+            ]
+        );
+        assert_eq!(l.monitors[1].name, "API errors 1");
+        assert_eq!(l.monitors[1].query, "avg(last_5m):avg:e{service:api} > 20");
+        assert_eq!(
+            l.monitors[1].options["thresholds"]["critical"],
+            serde_json::json!(20.0)
+        );
+    }
+
+    #[test]
+    fn unknown_functions_and_module_inputs_are_named() {
+        let t = dir(&[
+            (
+                "main.tf",
+                "resource \"datadog_monitor\" \"m\" {\n  name = sha256(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
+            ),
+            ("x/main.tf", "# nothing\n"),
+        ]);
+        let l = load_dir(t.path(), &LoadOptions::default());
+        let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].ends_with("datadog_monitor.m: name: unknown function `sha256` (kelpie supports format, join, lower, upper, replace, concat, merge, lookup, length, tostring, tonumber, coalesce, contains, keys, values, jsonencode, trimspace, split, title, min, max, element, flatten, distinct, toset, tolist, tomap, abs, floor, ceil)"), "{}", msgs[0]);
+        assert!(msgs[0].contains("main.tf:2:3: "), "{}", msgs[0]);
+        assert!(msgs[1].contains("main.tf:9:3: module "), "{}", msgs[1]);
+        assert!(
+            msgs[1].ends_with("has no variable named \"nope\""),
+            "{}",
+            msgs[1]
+        );
+    }
+
+    #[test]
+    fn terraform_0_6_style() {
+        let t = dir(&[(
+            "old.tf",
+            r#"
+variable "team" { default = "infra" }
+resource "datadog_monitor_metric" "app.internal_errors" {
+  name = "App Internal Errors"
+  message = "${var.team} errors"
+  metric = "app.5xx"
+  metric_key = "service"
+  critical {
+    threshold = "50"
+    notify = "@slack-${var.team}"
+  }
+  tags {
+    team = "${var.team}"
+  }
+}
+"#,
+        )]);
+        let l = load_dir(t.path(), &LoadOptions::default());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let m = &l.monitors[0];
+        assert_eq!(m.address, "datadog_monitor_metric.app.internal_errors");
+        assert_eq!(m.query, "avg(last_5m):avg:app.5xx{*} by {service} > 50");
+        assert_eq!(m.tags, vec!["team:infra"]);
+        assert_eq!(
+            m.message,
+            "infra errors\n{{#is_alert}}@slack-infra{{/is_alert}}"
+        );
+    }
 }

@@ -79,6 +79,11 @@ pub const OPTION_ARGS: &[(&str, Kind)] = &[
     ("notify_by", Kind::StrList),
     ("on_missing_data", Kind::Str),
     ("threshold_windows", Kind::StrMap),
+    // The provider's current name for threshold_windows.
+    ("monitor_threshold_windows", Kind::StrMap),
+    ("notification_preset_name", Kind::Str),
+    ("enable_samples", Kind::Bool),
+    ("group_retention_duration", Kind::Str),
 ];
 
 const MONITOR_ARGS: &[&str] = &[
@@ -359,7 +364,19 @@ impl<'a> Conv<'a> {
                 }),
             };
             if let Some(v) = v {
-                opts.insert(key.to_string(), v);
+                let option = if *key == "monitor_threshold_windows" {
+                    "threshold_windows"
+                } else {
+                    key
+                };
+                if opts.contains_key(option) {
+                    let at = self.present(key).map(|(_, p)| p.clone());
+                    self.err(
+                        at.as_ref(),
+                        format!("`{key}` sets the same option as another argument"),
+                    );
+                }
+                opts.insert(option.to_string(), v);
             }
         }
     }
@@ -690,19 +707,26 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
                 if let Some(w) = th.get("warning").and_then(J::as_f64) {
                     check_order(c, at.as_ref(), q.op, w, q.threshold);
                 }
-                if let Some(r) = th.get("critical_recovery").and_then(J::as_f64) {
+                let warning = th.get("warning").and_then(J::as_f64);
+                for (rkey, level, lname) in [
+                    ("critical_recovery", Some(q.threshold), "critical"),
+                    ("warning_recovery", warning, "warning"),
+                ] {
+                    let (Some(r), Some(level)) = (th.get(rkey).and_then(J::as_f64), level) else {
+                        continue;
+                    };
                     let bad = if q.op.is_upward() {
-                        r >= q.threshold
+                        r >= level
                     } else {
-                        r <= q.threshold
+                        r <= level
                     };
                     if bad {
                         c.err(
                             at.as_ref(),
                             format!(
-                                "critical_recovery ({}) must be on the other side of the critical threshold ({}) for `{}`",
+                                "{rkey} ({}) must be on the recovery side of the {lname} threshold ({}) for `{}`",
                                 fmt_num(r),
-                                fmt_num(q.threshold),
+                                fmt_num(level),
                                 q.op.as_str()
                             ),
                         );
@@ -829,6 +853,15 @@ fn canon(v: &J) -> J {
     }
 }
 
+/// The API returns null for an empty list or map (and a file may write `[]`): compare them as equal.
+fn empty_is_null(v: J) -> J {
+    match &v {
+        J::Array(a) if a.is_empty() => J::Null,
+        J::Object(o) if o.is_empty() => J::Null,
+        _ => v,
+    }
+}
+
 fn canon_type(t: &str) -> &str {
     if t.trim() == "metric alert" {
         "query alert"
@@ -872,16 +905,16 @@ pub fn managed_fields(
         f.insert("priority".into(), p);
     }
     if with_roles {
-        f.insert("restricted_roles".into(), canon(&get("restricted_roles")));
+        f.insert(
+            "restricted_roles".into(),
+            empty_is_null(canon(&get("restricted_roles"))),
+        );
     }
     let opts = body.get("options").cloned().unwrap_or(J::Null);
     for k in option_keys {
         let v = opts.get(k).cloned().unwrap_or(J::Null);
-        let v = if v.is_null() {
-            option_default(k)
-        } else {
-            canon(&v)
-        };
+        let v = empty_is_null(canon(&v));
+        let v = if v.is_null() { option_default(k) } else { v };
         f.insert(format!("options.{k}"), v);
     }
     f
@@ -913,7 +946,9 @@ pub fn diff(desired: &Monitor, payload: &J, remote: &J) -> Vec<Change> {
     let mut out = Vec::new();
     for (k, after) in want {
         let before = have.get(&k).cloned().unwrap_or(J::Null);
-        if before != after {
+        let same_query = k == "query"
+            && matches!((&before, &after), (J::String(b), J::String(a)) if query::canonical(b) == query::canonical(a));
+        if before != after && !same_query {
             out.push(Change {
                 field: k,
                 before,
@@ -982,6 +1017,82 @@ mod tests {
         assert_ne!(
             managed_fields(&want, &keys, false, false),
             managed_fields(&changed, &keys, false, false)
+        );
+        let keys = vec!["notify_by".to_string(), "renotify_interval".to_string()];
+        let a =
+            json!({"restricted_roles": [], "options": {"notify_by": [], "renotify_interval": 0}});
+        let b = json!({"restricted_roles": null, "options": {"renotify_interval": null}});
+        assert_eq!(
+            managed_fields(&a, &keys, false, true),
+            managed_fields(&b, &keys, false, true)
+        );
+    }
+
+    fn args(items: Vec<(&str, Value)>) -> Args {
+        let mut a = Args::default();
+        let mut errs = Vec::new();
+        for (i, (k, v)) in items.into_iter().enumerate() {
+            let pos = Pos {
+                file: "t.tf".into(),
+                line: i + 1,
+                col: 3,
+            };
+            a.insert(k, v, pos, false, "x", &mut errs);
+        }
+        a
+    }
+
+    fn thresholds(pairs: &[(&str, f64)]) -> Value {
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn provider_form_checks_thresholds() {
+        let base = |th: Value| {
+            args(vec![
+                ("name", Value::from("n")),
+                ("type", Value::from("metric alert")),
+                ("query", Value::from("avg(last_5m):avg:a{*} < 10")),
+                ("message", Value::from("m")),
+                ("monitor_thresholds", th),
+                ("priority", Value::from("2")),
+            ])
+        };
+        let ok = from_args(
+            MONITOR_RESOURCE,
+            "x",
+            Pos::default(),
+            &base(thresholds(&[("warning", 20.0), ("warning_recovery", 25.0)])),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.options["thresholds"],
+            json!({"warning": 20.0, "warning_recovery": 25.0, "critical": 10.0})
+        );
+        assert_eq!(ok.priority, Some(2));
+        let errs = from_args(
+            MONITOR_RESOURCE,
+            "x",
+            Pos::default(),
+            &base(thresholds(&[("warning", 5.0), ("critical_recovery", 9.0)])),
+        )
+        .unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "warning threshold (5) must be above the critical threshold (10) for `<`".to_string(),
+                "critical_recovery (9) must be on the recovery side of the critical threshold (10) for `<`".to_string(),
+            ]
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "t.tf:5:3: x: warning threshold (5) must be above the critical threshold (10) for `<`"
         );
     }
 }

@@ -110,11 +110,11 @@ fn minutes(s: &str) -> Option<usize> {
         return Some(n);
     }
     let unit = s.chars().last()?;
-    let n: usize = s[..s.len() - 1].parse().ok()?;
+    let n: usize = s[..s.len() - unit.len_utf8()].parse().ok()?;
     Some(match unit {
         'm' => n,
-        'h' => n * 60,
-        'd' => n * 1440,
+        'h' => n.checked_mul(60)?,
+        'd' => n.checked_mul(1440)?,
         _ => return None,
     })
 }
@@ -462,5 +462,16 @@ mod tests {
         assert!(scope_matches(&["env:prod".into()], &tags));
         assert!(!scope_matches(&["!env:prod".into()], &tags));
         assert!(scope_matches(&["service:a*".into()], &tags));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    #[test]
+    fn odd_inputs_do_not_panic() {
+        assert_eq!(super::minutes("5é"), None);
+        assert_eq!(super::minutes("99999999999999999999d"), None);
+        assert_eq!(super::minutes("2h"), Some(120));
+        assert!(crate::query::parse("avg(last_5é):avg:a{*} > 1").is_err());
     }
 }

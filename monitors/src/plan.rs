@@ -375,7 +375,23 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
         ));
         for k in ["name", "type", "query", "tags"] {
             if let Some(v) = c.body.get(k) {
-                s.push_str(&format!("      {k:<8} {}\n", p.c(GREEN, &show(v))));
+                // kelpie's own tags are on every managed monitor; show the user's.
+                let v = match (k, v) {
+                    ("tags", J::Array(a)) => J::Array(
+                        a.iter()
+                            .filter(|t| {
+                                t.as_str().is_some_and(|t| {
+                                    t != TAG_MANAGED
+                                        && !t.starts_with(TAG_PROJECT)
+                                        && !t.starts_with(TAG_ADDRESS)
+                                })
+                            })
+                            .cloned()
+                            .collect(),
+                    ),
+                    _ => v.clone(),
+                };
+                s.push_str(&format!("      {k:<8} {}\n", p.c(GREEN, &show(&v))));
             }
         }
         if let Some(t) = c.body.pointer("/options/thresholds") {

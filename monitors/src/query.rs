@@ -111,6 +111,23 @@ pub fn normalize(q: &str) -> String {
     q.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A query with all insignificant differences removed (whitespace, `50` vs `50.0` at the end), for
+/// comparing what the files say with what the API returns.
+pub fn canonical(q: &str) -> String {
+    let mut s: String = q.chars().filter(|c| !c.is_whitespace()).collect();
+    let tail = s.len()
+        - s.chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+            .map(char::len_utf8)
+            .sum::<usize>();
+    if let Ok(f) = s[tail..].parse::<f64>() {
+        s.truncate(tail);
+        s.push_str(&fmt_num(f));
+    }
+    s
+}
+
 fn is_metric_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '.'
 }

@@ -575,7 +575,8 @@ fn check_metric_query(q: &str) -> Option<(String, f64)> {
     let close = open + q[open..].find(')')?;
     let window = &q[open + 1..close];
     let w = window.strip_prefix("last_")?;
-    let (n, unit) = w.split_at(w.len().checked_sub(1)?);
+    let unit_len = w.chars().next_back()?.len_utf8();
+    let (n, unit) = w.split_at(w.len() - unit_len);
     n.parse::<u32>().ok().filter(|n| *n > 0)?;
     if !["m", "h", "d", "w"].contains(&unit) {
         return None;
