@@ -710,9 +710,11 @@ impl Worker {
                     None
                 }
             };
+            // Starting can take a while the first time (the unwinder loads debug info): count from here.
+            let sampling_since = Instant::now();
             let was_stopped = sleep_or_stop(settings.duration, &stop).await;
             if let Some(sampler) = sampler {
-                let long_enough = started.elapsed() >= Duration::from_secs(1);
+                let long_enough = sampling_since.elapsed() >= Duration::from_secs(1);
                 if !was_stopped || long_enough {
                     self.finish_and_upload(&client, settings, sampler, was_stopped)
                         .await;
