@@ -337,10 +337,16 @@ impl Builder {
         };
         let queue = match &self.target {
             Target::Udp { host, port } => {
-                let addr = (host.as_str(), *port)
+                // Prefer IPv4 ("localhost" may list ::1 first while the agent listens on 127.0.0.1).
+                let addrs: Vec<_> = (host.as_str(), *port)
                     .to_socket_addrs()
                     .map_err(socket_err)?
-                    .next()
+                    .collect();
+                let addr = addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or_else(|| addrs.first())
+                    .copied()
                     .ok_or_else(|| {
                         socket_err(std::io::Error::new(
                             std::io::ErrorKind::NotFound,
