@@ -22,6 +22,7 @@ COPY --from=build --chown=10001:10001 /rootfs/var/run/datadog/ /var/run/datadog/
 ENV HOST_PROC=/host/proc \
     HOST_SYS=/host/sys \
     DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true \
+    DD_APM_NON_LOCAL_TRAFFIC=true \
     DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket \
     KELPIE_STATUS_ADDR=127.0.0.1:5002 \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
