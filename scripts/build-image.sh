@@ -34,8 +34,9 @@ CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 say() { printf 'build-image: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-# name → binary, Dockerfile, image
+# name → binary, package, Dockerfile, image
 declare -A BIN=([kelpie]=kelpie [standin]=kelpie-standin [example-service]=example-service)
+declare -A PKG=([kelpie]=kelpie [standin]=kelpie-standin [example-service]=kelpie-example-service)
 declare -A DOCKERFILE=([kelpie]=docker/kelpie.Dockerfile [standin]=docker/standin.Dockerfile
                        [example-service]=docker/example-service.Dockerfile)
 declare -A IMAGE=([kelpie]=kelpie [standin]=kelpie-standin [example-service]=kelpie-example-service)
@@ -56,14 +57,14 @@ import json, sys
 for p in json.load(sys.stdin)["packages"]:
     for t in p["targets"]:
         if "bin" in t["kind"]:
-            print(t["name"])
+            print(p["name"] + "/" + t["name"])
 ')
 build=()
 for w in "${wanted[@]}"; do
-  if grep -qx "${BIN[$w]}" <<<"$available_bins"; then
+  if grep -qx "${PKG[$w]}/${BIN[$w]}" <<<"$available_bins"; then
     build+=("$w")
   else
-    say "skipping $w: no binary target '${BIN[$w]}' in this workspace yet"
+    say "skipping $w: no binary '${BIN[$w]}' in package ${PKG[$w]} in this workspace yet"
   fi
 done
 [ ${#build[@]} -gt 0 ] || { say "nothing to build"; exit 0; }
@@ -71,7 +72,7 @@ done
 # One cargo invocation for all binaries. RUSTFLAGS applies to the target only (not to build scripts), and the
 # --target directory keeps these artifacts apart from ordinary builds, so neither invalidates the other.
 bin_args=()
-for w in "${build[@]}"; do bin_args+=(--bin "${BIN[$w]}"); done
+for w in "${build[@]}"; do bin_args+=(-p "${PKG[$w]}" --bin "${BIN[$w]}"); done
 say "cargo build --release --target $TRIPLE ${bin_args[*]} (static)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE" "${bin_args[@]}"
 

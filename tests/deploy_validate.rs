@@ -186,3 +186,65 @@ fn the_kubernetes_daemonset_is_well_formed() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("daemonset.yaml: ok"));
 }
+
+/// The instructions of a Dockerfile's final stage that define the runtime contract (ENV, USER, HEALTHCHECK,
+/// ENTRYPOINT, CMD, EXPOSE, VOLUME), with continuation lines joined.
+fn runtime_contract(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let final_stage = text.rsplit("\nFROM ").next().unwrap_or(&text).to_string();
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in final_stage.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (body, continues) = match line.strip_suffix('\\') {
+            Some(b) => (b.trim(), true),
+            None => (line, false),
+        };
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(body);
+        if !continues {
+            joined.push(std::mem::take(&mut current));
+        }
+    }
+    let keep = [
+        "ENV ",
+        "USER ",
+        "HEALTHCHECK ",
+        "ENTRYPOINT ",
+        "CMD ",
+        "EXPOSE ",
+        "VOLUME ",
+    ];
+    joined
+        .into_iter()
+        .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn the_published_and_local_images_have_the_same_runtime_contract() {
+    let published = runtime_contract(&root().join("Dockerfile"));
+    let local = runtime_contract(&root().join("docker/kelpie.Dockerfile"));
+    assert_eq!(published, local);
+    let all = published.join("\n");
+    for want in [
+        "USER 10001:10001",
+        "HOST_PROC=/host/proc",
+        "HOST_SYS=/host/sys",
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true",
+        "DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket",
+        r#"CMD ["/usr/bin/kelpie", "status", "--health"]"#,
+        r#"ENTRYPOINT ["/usr/bin/kelpie"]"#,
+        r#"CMD ["agent"]"#,
+        r#"VOLUME ["/var/run/datadog"]"#,
+        "EXPOSE 8125/udp",
+    ] {
+        assert!(all.contains(want), "{want} missing from:\n{all}");
+    }
+}
