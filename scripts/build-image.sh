@@ -13,7 +13,8 @@
 #   IMAGE_TAG=latest   tag of the images
 #   CARGO_TARGET_DIR   cargo's target directory (default ./target)
 #   STRIP=1            strip debug info from the copies put in the images (symbols are kept, so profiles and
-#                      backtraces still name functions); STRIP=0 keeps line tables
+#                      backtraces still name functions); STRIP=all strips symbols too (smallest image);
+#                      STRIP=0 keeps line tables
 #   FORCE=1            rebuild images even when their context did not change
 #
 # Idempotent and fast when nothing changed: cargo does nothing, and an image whose context (binary, files,
@@ -92,9 +93,12 @@ for w in "${build[@]}"; do
   mkdir -p "$ctx"
   find "$ctx" -mindepth 1 -delete
   cp "$src" "$ctx/$bin"
-  if [ "$STRIP" = 1 ]; then
-    strip --strip-debug "$ctx/$bin"
-  fi
+  case "$STRIP" in
+    1) strip --strip-debug "$ctx/$bin" ;;
+    all) strip --strip-all "$ctx/$bin" ;;
+    0) ;;
+    *) die "STRIP must be 1, all or 0 (got '$STRIP')" ;;
+  esac
   cp "$CA_BUNDLE" "$ctx/ca-certificates.crt"
   cp docker/passwd docker/group docker/nsswitch.conf "$ctx/"
   cp "${DOCKERFILE[$w]}" "$ctx/Dockerfile"
@@ -114,6 +118,6 @@ for w in "${build[@]}"; do
   size=$(docker image inspect -f '{{.Size}}' "$image")
   say "$image: $((size / 1024)) KiB ($(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }') MB)"
   if [ "$w" = kelpie ] && [ "$size" -ge 15000000 ]; then
-    say "warning: $image is over the 15 MB goal"
+    say "warning: $image is over the 15 MB goal (STRIP=all drops the symbol table too)"
   fi
 done
