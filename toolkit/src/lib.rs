@@ -337,10 +337,16 @@ impl Builder {
         };
         let queue = match &self.target {
             Target::Udp { host, port } => {
-                let addr = (host.as_str(), *port)
+                // Prefer IPv4 ("localhost" may list ::1 first while the agent listens on 127.0.0.1).
+                let addrs: Vec<_> = (host.as_str(), *port)
                     .to_socket_addrs()
                     .map_err(socket_err)?
-                    .next()
+                    .collect();
+                let addr = addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or_else(|| addrs.first())
+                    .copied()
                     .ok_or_else(|| {
                         socket_err(std::io::Error::new(
                             std::io::ErrorKind::NotFound,
@@ -710,9 +716,11 @@ impl Worker {
                     None
                 }
             };
+            // Starting can take a while the first time (the unwinder loads debug info): count from here.
+            let sampling_since = Instant::now();
             let was_stopped = sleep_or_stop(settings.duration, &stop).await;
             if let Some(sampler) = sampler {
-                let long_enough = started.elapsed() >= Duration::from_secs(1);
+                let long_enough = sampling_since.elapsed() >= Duration::from_secs(1);
                 if !was_stopped || long_enough {
                     self.finish_and_upload(&client, settings, sampler, was_stopped)
                         .await;
