@@ -499,8 +499,29 @@ impl Config {
                 )
             })?,
         };
+        // The trace agent's port by default, like the Datadog Agent: DD_APM_RECEIVER_PORT (8126), on all
+        // interfaces with DD_APM_NON_LOCAL_TRAFFIC=true (needed in a container).
+        let apm_port = match kelpie("DD_APM_RECEIVER_PORT") {
+            None => 8126,
+            Some(s) => s.parse::<u16>().map_err(|_| {
+                env_invalid("DD_APM_RECEIVER_PORT", &s, "is not a TCP port number (0-65535)")
+            })?,
+        };
+        let apm_non_local = match kelpie("DD_APM_NON_LOCAL_TRAFFIC").as_deref() {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(env_invalid(
+                    "DD_APM_NON_LOCAL_TRAFFIC",
+                    other,
+                    "is not a boolean (true or false)",
+                ))
+            }
+        };
         let profiles_addr = match kelpie("KELPIE_PROFILES_ADDR") {
-            None => Some(SocketAddr::from(([127, 0, 0, 1], 8126))),
+            None if apm_port == 0 => None,
+            None if apm_non_local => Some(SocketAddr::from(([0, 0, 0, 0], apm_port))),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], apm_port))),
             Some(s) if s.is_empty() || s == "off" || s == "0" => None,
             Some(s) => Some(s.parse().map_err(|_| {
                 env_invalid(
