@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# End-to-end load run: a release `kelpie agent` (local mode, or forwarding to an intake stand-in with
+# INTAKE=1) receives DogStatsD over UDP loopback from `kelpie-loadgen`, which reports what it sent, what the
+# agent counted (loss), the agent's CPU per metric and its peak RSS. Bounded by --seconds.
+#
+#   benches/load.sh [loadgen args...]        e.g. benches/load.sh --rate 300000 --contexts 100000 --seconds 10
+#
+# Environment: INTAKE=1 forwards to a local kelpie-standin (encode + compress + send included in the CPU);
+# AGENT_CPU=0 / LOADGEN_CPU=1 pin the two processes to different cores (taskset); IDLE_SECONDS=N measures the
+# idle RSS first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p kelpie --bin kelpie -p kelpie-benches --bin kelpie-loadgen -p kelpie-standin --bin kelpie-standin
+bin=${CARGO_TARGET_DIR:-target}/release
+port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+status=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+env_extra=()
+if [ "${INTAKE:-0}" = 1 ]; then
+  iport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$bin/kelpie-standin" --listen "127.0.0.1:$iport" >/dev/null 2>&1 &
+  pids+=($!)
+  env_extra=(DD_API_KEY=bench DD_DD_URL="http://127.0.0.1:$iport")
+fi
+env -i PATH="$PATH" HOME="$HOME" DD_HOSTNAME=bench DD_CONTAINER_COLLECTION=false \
+  DD_DOGSTATSD_PORT="$port" KELPIE_STATUS_ADDR="127.0.0.1:$status" KELPIE_PROFILES_ADDR=off \
+  DD_DOGSTATSD_SO_RCVBUF="${RCVBUF:-4194304}" DD_MEMORY_LIMIT="${MEMORY_LIMIT:-1GiB}" RUST_LOG=warn \
+  "${env_extra[@]}" taskset -c "${AGENT_CPU:-0}" "$bin/kelpie" agent --config /dev/null &
+agent=$!
+pids+=($agent)
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$status/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if [ -n "${IDLE_SECONDS:-}" ]; then
+  sleep "$IDLE_SECONDS"
+  echo "idle RSS after ${IDLE_SECONDS}s: $(grep VmRSS /proc/$agent/status | awk '{print $2}') KiB (peak $(grep VmHWM /proc/$agent/status | awk '{print $2}') KiB)"
+fi
+taskset -c "${LOADGEN_CPU:-1}" "$bin/kelpie-loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "$@"
