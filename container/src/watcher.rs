@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 const SEEN_CAP: usize = 4096;
 /// Times the deploy detector waits for the ECS agent to report a new task RUNNING before emitting anyway.
 const MAX_CONFIRM_ATTEMPTS: u32 = 5;
+/// How long an id Docker does not know is not asked about again, and how many such ids are remembered.
+const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+const UNKNOWN_CAP: usize = 1024;
 
 /// A bounded set of recently handled events (`time_nano/id/action`).
 #[derive(Debug, Default)]
@@ -56,6 +59,8 @@ pub(crate) struct Watcher {
     /// Unix seconds of the last event handled (the `since` of the next connection).
     last_time: i64,
     ecs: Option<EcsClient>,
+    /// Ids asked for by origin detection that Docker did not know, and when.
+    unknown: HashMap<String, Instant>,
 }
 
 fn observed(t: &Tracked, timestamp: i64) -> Option<Observed> {
@@ -103,6 +108,7 @@ impl Watcher {
             // Replay from the listing on: a container started between the list and the subscription counts.
             last_time: listed_at,
             ecs,
+            unknown: HashMap::new(),
         }
     }
 
@@ -221,13 +227,28 @@ impl Watcher {
         Ok(())
     }
 
-    /// An id seen by origin detection that the table does not know yet.
+    /// An id seen by origin detection that the table does not know yet. Ids Docker does not know (a client
+    /// sending a made-up `|c:`) are remembered for a while so they cost one inspect, not one per packet.
     async fn want(&mut self, id: &str) {
         if self.inner.tracked.read().keys().any(|k| k.starts_with(id)) {
             return;
         }
-        if let Ok(Some(t)) = self.inner.inspect(id).await {
-            self.inner.track(t);
+        let now = Instant::now();
+        if self
+            .unknown
+            .get(id)
+            .is_some_and(|t| now.duration_since(*t) < UNKNOWN_TTL)
+        {
+            return;
+        }
+        match self.inner.inspect(id).await {
+            Ok(Some(t)) => self.inner.track(t),
+            _ => {
+                if self.unknown.len() >= UNKNOWN_CAP {
+                    self.unknown.clear();
+                }
+                self.unknown.insert(id.to_string(), now);
+            }
         }
     }
 
