@@ -25,17 +25,22 @@ const MAX_CONFIRM_ATTEMPTS: u32 = 5;
 const UNKNOWN_TTL: Duration = Duration::from_secs(30);
 const UNKNOWN_CAP: usize = 1024;
 
-/// A bounded set of recently handled events (`time_nano/id/action`).
+/// A bounded set of recently handled events, as 64-bit hashes of `time_nano/id/action` (16 bytes per event
+/// instead of a ~100-byte string; a collision would at worst drop one replayed-looking event).
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
 }
 
 impl Seen {
     /// True when `key` is new (and remembers it).
-    pub(crate) fn first_time(&mut self, key: String) -> bool {
-        if self.set.contains(&key) {
+    pub(crate) fn first_time(&mut self, key: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let k = h.finish();
+        if !self.set.insert(k) {
             return false;
         }
         if self.order.len() >= SEEN_CAP {
@@ -43,8 +48,7 @@ impl Seen {
                 self.set.remove(&old);
             }
         }
-        self.set.insert(key.clone());
-        self.order.push_back(key);
+        self.order.push_back(k);
         true
     }
 }
@@ -266,7 +270,7 @@ impl Watcher {
             id,
             action
         );
-        if !self.seen.first_time(key) {
+        if !self.seen.first_time(&key) {
             return; // replayed after a reconnect
         }
         self.last_time = self.last_time.max(time);
@@ -423,12 +427,12 @@ mod tests {
     #[test]
     fn seen_is_bounded_and_deduplicates() {
         let mut s = Seen::default();
-        assert!(s.first_time("a".into()));
-        assert!(!s.first_time("a".into()));
+        assert!(s.first_time("a"));
+        assert!(!s.first_time("a"));
         for i in 0..SEEN_CAP * 2 {
-            s.first_time(i.to_string());
+            s.first_time(&i.to_string());
         }
         assert!(s.set.len() <= SEEN_CAP && s.order.len() <= SEEN_CAP);
-        assert!(s.first_time("a".into()), "old keys age out");
+        assert!(s.first_time("a"), "old keys age out");
     }
 }
