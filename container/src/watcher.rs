@@ -128,7 +128,27 @@ impl Watcher {
         }
     }
 
+    /// Asks the ECS agent once for the cluster, so the status shows it before any deploy. Events that arrive
+    /// meanwhile are replayed by the `since` of the first subscription.
+    async fn probe_ecs(&self) {
+        let Some(ecs) = &self.ecs else { return };
+        match ecs.metadata().await {
+            Ok(m) => {
+                *self.inner.ecs_reachable.lock() = Some(true);
+                if !m.cluster.is_empty() {
+                    *self.inner.ecs_cluster.lock() =
+                        Some(tags::cluster_name(&m.cluster).to_string());
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "ECS agent introspection API not reachable; deploys are detected from labels");
+                *self.inner.ecs_reachable.lock() = Some(false);
+            }
+        }
+    }
+
     pub(crate) async fn run(mut self) {
+        self.probe_ecs().await;
         let mut backoff = Duration::from_millis(250);
         let mut first = true;
         loop {
