@@ -214,6 +214,7 @@ pub struct HostCollector {
     host_proc: PathBuf,
     #[allow(dead_code)]
     host_sys: PathBuf,
+    host_root: Option<PathBuf>,
     prev_cpu: Option<CpuTimes>,
     prev_net: HashMap<String, (u64, u64)>,
     prev_net_at: Option<Instant>,
@@ -226,6 +227,7 @@ impl HostCollector {
         HostCollector {
             host_proc,
             host_sys,
+            host_root: None,
             prev_cpu: None,
             prev_net: HashMap::new(),
             prev_net_at: None,
@@ -243,18 +245,25 @@ impl HostCollector {
         self.read(&format!("1/{rel}")).or_else(|| self.read(rel))
     }
 
-    /// Where to `statvfs` a host mount point: through init's root when proc is the host's mounted elsewhere.
+    /// Where to `statvfs` a host mount point: under the host root given by [`HostCollector::with_host_root`];
+    /// else through init's root (`$HOST_PROC/1/root`, needs root or CAP_SYS_PTRACE) when the host's proc is
+    /// mounted elsewhere, never the agent container's own filesystem; else the mount point itself.
     fn stat_path(&self, point: &str) -> Option<(u64, u64, u64)> {
+        let rel = point.trim_start_matches('/');
+        if let Some(root) = &self.host_root {
+            return statvfs(&root.join(rel));
+        }
         if self.host_proc != Path::new("/proc") {
-            let via_init = self
-                .host_proc
-                .join("1/root")
-                .join(point.trim_start_matches('/'));
-            if let Some(s) = statvfs(&via_init) {
-                return Some(s);
-            }
+            return statvfs(&self.host_proc.join("1/root").join(rel));
         }
         statvfs(Path::new(point))
+    }
+
+    /// Reads disk usage through a bind mount of the host's `/` (e.g. `-v /:/host/root:ro`), for agents that
+    /// run as non-root and so cannot go through `$HOST_PROC/1/root`.
+    pub fn with_host_root(mut self, root: PathBuf) -> Self {
+        self.host_root = Some(root);
+        self
     }
 
     fn gauge(
@@ -529,6 +538,8 @@ mod tests {
             ),
         );
         write(p, "filesystems", "nodev\tproc\n\text4\n");
+        // Like the real $HOST_PROC/1/root: init's view of the filesystem.
+        std::os::unix::fs::symlink("/", p.join("1/root")).unwrap();
         let mut h = HostCollector::new(p.to_path_buf(), "/nonexistent".into());
         let first = h.collect(1000);
         assert_eq!(value(&first, "system.cpu.num_cores", None), Some(2.0));
@@ -549,6 +560,13 @@ mod tests {
             .expect("disk of the tempdir");
         let (t, _, _) = statvfs(p).unwrap();
         assert_eq!(total, t as f64 / 1024.0);
+        let via_root = HostCollector::new(p.to_path_buf(), "/nonexistent".into())
+            .with_host_root("/".into())
+            .collect(1000);
+        assert_eq!(
+            value(&via_root, "system.disk.total", Some("device:/dev/testdisk")),
+            Some(total)
+        );
         let in_use = value(&first, "system.disk.in_use", Some("device:/dev/testdisk")).unwrap();
         assert!((0.0..=1.0).contains(&in_use));
         assert!(first

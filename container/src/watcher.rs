@@ -21,18 +21,26 @@ use tokio_util::sync::CancellationToken;
 const SEEN_CAP: usize = 4096;
 /// Times the deploy detector waits for the ECS agent to report a new task RUNNING before emitting anyway.
 const MAX_CONFIRM_ATTEMPTS: u32 = 5;
+/// How long an id Docker does not know is not asked about again, and how many such ids are remembered.
+const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+const UNKNOWN_CAP: usize = 1024;
 
-/// A bounded set of recently handled events (`time_nano/id/action`).
+/// A bounded set of recently handled events, as 64-bit hashes of `time_nano/id/action` (16 bytes per event
+/// instead of a ~100-byte string; a collision would at worst drop one replayed-looking event).
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
 }
 
 impl Seen {
     /// True when `key` is new (and remembers it).
-    pub(crate) fn first_time(&mut self, key: String) -> bool {
-        if self.set.contains(&key) {
+    pub(crate) fn first_time(&mut self, key: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let k = h.finish();
+        if !self.set.insert(k) {
             return false;
         }
         if self.order.len() >= SEEN_CAP {
@@ -40,8 +48,7 @@ impl Seen {
                 self.set.remove(&old);
             }
         }
-        self.set.insert(key.clone());
-        self.order.push_back(key);
+        self.order.push_back(k);
         true
     }
 }
@@ -56,6 +63,8 @@ pub(crate) struct Watcher {
     /// Unix seconds of the last event handled (the `since` of the next connection).
     last_time: i64,
     ecs: Option<EcsClient>,
+    /// Ids asked for by origin detection that Docker did not know, and when.
+    unknown: HashMap<String, Instant>,
 }
 
 fn observed(t: &Tracked, timestamp: i64) -> Option<Observed> {
@@ -103,6 +112,7 @@ impl Watcher {
             // Replay from the listing on: a container started between the list and the subscription counts.
             last_time: listed_at,
             ecs,
+            unknown: HashMap::new(),
         }
     }
 
@@ -118,7 +128,27 @@ impl Watcher {
         }
     }
 
+    /// Asks the ECS agent once for the cluster, so the status shows it before any deploy. Events that arrive
+    /// meanwhile are replayed by the `since` of the first subscription.
+    async fn probe_ecs(&self) {
+        let Some(ecs) = &self.ecs else { return };
+        match ecs.metadata().await {
+            Ok(m) => {
+                *self.inner.ecs_reachable.lock() = Some(true);
+                if !m.cluster.is_empty() {
+                    *self.inner.ecs_cluster.lock() =
+                        Some(tags::cluster_name(&m.cluster).to_string());
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "ECS agent introspection API not reachable; deploys are detected from labels");
+                *self.inner.ecs_reachable.lock() = Some(false);
+            }
+        }
+    }
+
     pub(crate) async fn run(mut self) {
+        self.probe_ecs().await;
         let mut backoff = Duration::from_millis(250);
         let mut first = true;
         loop {
@@ -221,13 +251,28 @@ impl Watcher {
         Ok(())
     }
 
-    /// An id seen by origin detection that the table does not know yet.
+    /// An id seen by origin detection that the table does not know yet. Ids Docker does not know (a client
+    /// sending a made-up `|c:`) are remembered for a while so they cost one inspect, not one per packet.
     async fn want(&mut self, id: &str) {
         if self.inner.tracked.read().keys().any(|k| k.starts_with(id)) {
             return;
         }
-        if let Ok(Some(t)) = self.inner.inspect(id).await {
-            self.inner.track(t);
+        let now = Instant::now();
+        if self
+            .unknown
+            .get(id)
+            .is_some_and(|t| now.duration_since(*t) < UNKNOWN_TTL)
+        {
+            return;
+        }
+        match self.inner.inspect(id).await {
+            Ok(Some(t)) => self.inner.track(t),
+            _ => {
+                if self.unknown.len() >= UNKNOWN_CAP {
+                    self.unknown.clear();
+                }
+                self.unknown.insert(id.to_string(), now);
+            }
         }
     }
 
@@ -245,7 +290,7 @@ impl Watcher {
             id,
             action
         );
-        if !self.seen.first_time(key) {
+        if !self.seen.first_time(&key) {
             return; // replayed after a reconnect
         }
         self.last_time = self.last_time.max(time);
@@ -402,12 +447,12 @@ mod tests {
     #[test]
     fn seen_is_bounded_and_deduplicates() {
         let mut s = Seen::default();
-        assert!(s.first_time("a".into()));
-        assert!(!s.first_time("a".into()));
+        assert!(s.first_time("a"));
+        assert!(!s.first_time("a"));
         for i in 0..SEEN_CAP * 2 {
-            s.first_time(i.to_string());
+            s.first_time(&i.to_string());
         }
         assert!(s.set.len() <= SEEN_CAP && s.order.len() <= SEEN_CAP);
-        assert!(s.first_time("a".into()), "old keys age out");
+        assert!(s.first_time("a"), "old keys age out");
     }
 }

@@ -231,4 +231,17 @@ async fn without_ecs_agent_labels_alone_suffice() {
     let dup = collect_events(&mut rx, DEBOUNCE * 2, |e| is_deploy_of(e, &family)).await;
     assert!(dup.is_empty(), "{dup:?}");
     assert_eq!(cs.status().ecs_reachable, Some(false));
+    // Both revisions still run: counted per image and task family.
+    let points = cs.collect().await.expect("collect");
+    let running = points
+        .iter()
+        .find(|p| {
+            p.name == "docker.containers.running"
+                && p.tags.contains(&format!("task_family:{family}"))
+        })
+        .expect("running count of the family");
+    assert_eq!(running.value, 2.0);
+    assert!(running
+        .tags
+        .contains(&"image_name:kelpie-test/tool".to_string()));
 }

@@ -312,19 +312,15 @@ async fn containers_coming_and_going_mid_interval_leave_nothing_behind() {
         .await
         .expect("start");
     let mut ctrs = Vec::new();
-    let start = Instant::now();
-    let mut calls = 0;
-    while start.elapsed() < Duration::from_secs(4) {
-        if ctrs.len() < 6 {
+    for i in 0..12 {
+        if i % 2 == 0 {
             ctrs.push(run("kelpie-churn", &[], &["exit", "0", "700"]));
         }
         cs.collect()
             .await
             .expect("collect never fails when containers vanish");
-        calls += 1;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    assert!(calls > 5);
     // Once they have all exited, none of them is tracked any more.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let points = cs.collect().await.expect("collect");
@@ -337,4 +333,38 @@ async fn containers_coming_and_going_mid_interval_leave_nothing_behind() {
         );
         assert!(cs.origin().tags_for_container_id(&c.id).is_none());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_kill_gives_one_oom_error_event() {
+    if !docker_ready() {
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel(256);
+    let _cs = Containers::start(config("test-host"), tx)
+        .await
+        .expect("start");
+    // 64 MiB in a 16 MiB container without swap: the kernel OOM-kills it.
+    let c = run(
+        "kelpie-oom",
+        &["--memory", "16m", "--memory-swap", "16m"],
+        &["hold", "64"],
+    );
+    let tag = format!("container_name:{}", c.name);
+    let oom = wait_event(&mut rx, Duration::from_secs(20), |e| {
+        has_tag(e, &tag) && e.title.contains("out of memory")
+    })
+    .await
+    .expect("oom event");
+    assert_eq!(oom.alert_type, "error");
+    assert!(has_tag(&oom, &format!("container_id:{}", c.id)));
+    let rest = collect_events(&mut rx, Duration::from_secs(3), |e| has_tag(e, &tag)).await;
+    assert!(
+        rest.iter().all(|e| !e.title.contains("out of memory")),
+        "one oom event only: {rest:?}"
+    );
+    assert!(
+        rest.len() <= 1,
+        "at most the die (exit 137) event follows: {rest:?}"
+    );
 }
