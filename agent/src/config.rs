@@ -504,7 +504,11 @@ impl Config {
         let apm_port = match kelpie("DD_APM_RECEIVER_PORT") {
             None => 8126,
             Some(s) => s.parse::<u16>().map_err(|_| {
-                env_invalid("DD_APM_RECEIVER_PORT", &s, "is not a TCP port number (0-65535)")
+                env_invalid(
+                    "DD_APM_RECEIVER_PORT",
+                    &s,
+                    "is not a TCP port number (0-65535)",
+                )
             })?,
         };
         let apm_non_local = match kelpie("DD_APM_NON_LOCAL_TRAFFIC").as_deref() {

@@ -18,7 +18,7 @@ use crate::model::{Event, FlushBatch, IStr, Parsed, Series, SeriesKind, ServiceC
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
 use kelpie_container::{ContainerConfig, ContainerEvent, Containers, OriginResolver, PointKind};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,7 +49,8 @@ pub struct Bound {
 struct AggregatingSink {
     agg: Arc<Mutex<Aggregator>>,
     telemetry: Arc<Telemetry>,
-    origin: Option<OriginResolver>,
+    /// Filled once Docker answers (at start or on a later retry).
+    origin: Arc<RwLock<Option<OriginResolver>>>,
     origin_detection: bool,
     events: mpsc::Sender<Event>,
     checks: mpsc::Sender<ServiceCheck>,
@@ -62,9 +63,11 @@ fn to_istrs(tags: &[String]) -> Vec<IStr> {
 impl DatagramSink for AggregatingSink {
     fn receive(&self, batch: &[Received<'_>]) {
         let now = status::unix_now();
+        let origin_guard = self.origin.read();
+        let origin = &*origin_guard;
         let mut agg = self.agg.lock();
         for r in batch {
-            let pid_tags: Option<Vec<IStr>> = match (&self.origin, r.pid) {
+            let pid_tags: Option<Vec<IStr>> = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
                     o.tags_for_pid(pid).map(|t| to_istrs(&t))
                 }
@@ -72,7 +75,7 @@ impl DatagramSink for AggregatingSink {
             };
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
-                    let cid_tags = match (&self.origin, m.container_id) {
+                    let cid_tags = match (origin, m.container_id) {
                         (Some(o), Some(id)) => o.tags_for_container_id(id).map(|t| to_istrs(&t)),
                         _ => None,
                     };
@@ -313,6 +316,10 @@ struct Flusher {
     history: Arc<Mutex<History>>,
     host: HostCollector,
     containers: Option<Containers>,
+    container_cfg: Option<ContainerConfig>,
+    cev_tx: mpsc::Sender<ContainerEvent>,
+    origin_slot: Arc<RwLock<Option<OriginResolver>>>,
+    next_container_try: Instant,
     forwarder: Option<Forwarder>,
     encode: EncodeConfig,
     events: mpsc::Receiver<Event>,
@@ -341,6 +348,13 @@ impl Flusher {
         }
         let mut batch: FlushBatch = self.agg.lock().flush(now, force);
         batch.series.extend(self.host.collect(now));
+        if self.containers.is_none() && !force && Instant::now() >= self.next_container_try {
+            if let Some(ccfg) = &self.container_cfg {
+                self.next_container_try = Instant::now() + CONTAINER_RETRY;
+                self.containers =
+                    start_containers(ccfg, &self.cev_tx, &self.state, &self.origin_slot).await;
+            }
+        }
         if let Some(c) = &self.containers {
             match c.collect().await {
                 Ok(points) => batch.series.extend(
@@ -359,6 +373,13 @@ impl Flusher {
             cs.containers = Some(st.running as u64);
             cs.error = st.last_error.clone();
             self.state.collectors.lock().insert("docker", cs);
+            let mut ecs = CollectorStatus::new(match st.ecs_reachable {
+                Some(true) => "ok",
+                Some(false) => "unreachable (deploys detected from container labels)",
+                None => "not queried yet",
+            });
+            ecs.detail = st.ecs_cluster.as_ref().map(|c| format!("cluster {c}"));
+            self.state.collectors.lock().insert("ecs", ecs);
         }
         batch
             .series
@@ -416,6 +437,42 @@ impl Flusher {
         t.flushes.inc();
         t.last_flush_unix.set(now);
         t.last_duration_us.set(started.elapsed().as_micros() as i64);
+    }
+}
+
+/// How often a missing Docker engine is tried again.
+const CONTAINER_RETRY: Duration = Duration::from_secs(60);
+
+/// Connects to Docker; on success publishes the origin resolver and marks the collectors ok.
+async fn start_containers(
+    ccfg: &ContainerConfig,
+    events: &mpsc::Sender<ContainerEvent>,
+    state: &StatusState,
+    origin_slot: &RwLock<Option<OriginResolver>>,
+) -> Option<Containers> {
+    match Containers::start(ccfg.clone(), events.clone()).await {
+        Ok(c) => {
+            *origin_slot.write() = Some(c.origin());
+            for name in ["docker", "ecs"] {
+                state
+                    .collectors
+                    .lock()
+                    .insert(name, CollectorStatus::new("ok"));
+            }
+            info!("docker collection started");
+            Some(c)
+        }
+        Err(e) => {
+            warn!("docker collection is unavailable (retried every minute): {e}");
+            let mut cs = CollectorStatus::new("error");
+            cs.error = Some(e.to_string());
+            state.collectors.lock().insert("docker", cs);
+            state
+                .collectors
+                .lock()
+                .insert("ecs", CollectorStatus::new("off"));
+            None
+        }
     }
 }
 
@@ -482,51 +539,28 @@ pub async fn run(
         .lock()
         .insert("host", CollectorStatus::new("ok"));
 
-    // Containers (optional: a host without Docker still runs the rest).
+    // Containers (optional: a host without Docker still runs the rest, and retries Docker every minute).
     let (cev_tx, cev_rx) = mpsc::channel(1024);
-    let containers = if cfg.container_collection {
-        let ccfg = ContainerConfig {
-            docker_host: cfg.docker_host.clone(),
-            host_proc: cfg.host_proc.clone(),
-            host_sys: cfg.host_sys.clone(),
-            ecs_agent_url: cfg.ecs_agent_url.clone(),
-            hostname: cfg.hostname.clone(),
-            ..ContainerConfig::default()
-        };
-        match Containers::start(ccfg, cev_tx).await {
-            Ok(c) => {
+    let container_cfg = cfg.container_collection.then(|| ContainerConfig {
+        docker_host: cfg.docker_host.clone(),
+        host_proc: cfg.host_proc.clone(),
+        host_sys: cfg.host_sys.clone(),
+        ecs_agent_url: cfg.ecs_agent_url.clone(),
+        hostname: cfg.hostname.clone(),
+        ..ContainerConfig::default()
+    });
+    let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));
+    let containers = match &container_cfg {
+        Some(ccfg) => start_containers(ccfg, &cev_tx, &state, &origin_slot).await,
+        None => {
+            for name in ["docker", "ecs"] {
                 state
                     .collectors
                     .lock()
-                    .insert("docker", CollectorStatus::new("ok"));
-                state
-                    .collectors
-                    .lock()
-                    .insert("ecs", CollectorStatus::new("ok"));
-                Some(c)
+                    .insert(name, CollectorStatus::new("off"));
             }
-            Err(e) => {
-                warn!("docker collection is unavailable: {e}");
-                let mut cs = CollectorStatus::new("error");
-                cs.error = Some(e.to_string());
-                state.collectors.lock().insert("docker", cs);
-                state
-                    .collectors
-                    .lock()
-                    .insert("ecs", CollectorStatus::new("off"));
-                None
-            }
+            None
         }
-    } else {
-        state
-            .collectors
-            .lock()
-            .insert("docker", CollectorStatus::new("off"));
-        state
-            .collectors
-            .lock()
-            .insert("ecs", CollectorStatus::new("off"));
-        None
     };
 
     let forwarder = match &cfg.api_key {
@@ -598,7 +632,7 @@ pub async fn run(
     let sink = Arc::new(AggregatingSink {
         agg: agg.clone(),
         telemetry: telemetry.clone(),
-        origin: containers.as_ref().map(|c| c.origin()),
+        origin: origin_slot.clone(),
         origin_detection: cfg.dogstatsd_origin_detection,
         events: ev_tx,
         checks: sc_tx,
@@ -646,6 +680,10 @@ pub async fn run(
         agg,
         history,
         containers,
+        container_cfg,
+        cev_tx,
+        origin_slot,
+        next_container_try: Instant::now() + CONTAINER_RETRY,
         forwarder: forwarder.clone(),
         events: ev_rx,
         checks: sc_rx,

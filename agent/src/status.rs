@@ -23,6 +23,8 @@ pub struct CollectorStatus {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub containers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub error: Option<String>,
 }
 
@@ -31,6 +33,7 @@ impl CollectorStatus {
         CollectorStatus {
             status: status.to_string(),
             containers: None,
+            detail: None,
             error: None,
         }
     }
@@ -383,6 +386,9 @@ pub fn render_text(doc: &Value) -> String {
             ));
             if let Some(n) = c["containers"].as_u64() {
                 out.push_str(&format!(", {n} containers"));
+            }
+            if let Some(d) = c["detail"].as_str() {
+                out.push_str(&format!(", {d}"));
             }
             if let Some(e) = c["error"].as_str() {
                 out.push_str(&format!(" ({e})"));
