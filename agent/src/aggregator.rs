@@ -425,6 +425,42 @@ fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
         .collect()
 }
 
+/// The non-empty `,`-separated parts of a raw tag field (as `MetricLine::tags`, with a byte search: the
+/// separator is ASCII).
+struct Commas<'a>(&'a str);
+
+impl<'a> Iterator for Commas<'a> {
+    type Item = &'a str;
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.0.is_empty() {
+                return None;
+            }
+            let (tag, rest) = match self.0.as_bytes().iter().position(|&b| b == b',') {
+                Some(i) => (&self.0[..i], &self.0[i + 1..]),
+                None => (self.0, ""),
+            };
+            self.0 = rest;
+            if !tag.is_empty() {
+                return Some(tag);
+            }
+        }
+    }
+}
+
+/// `str` ordering (bytewise), inlined: tags are short and a `memcmp` call per comparison costs more.
+#[inline]
+fn byte_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Sorts `tags` into `out`, leaving out (and taking the host from) the tags the agent strips.
 fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
     if let Some(h) = tag.strip_prefix("host:") {
@@ -493,7 +529,7 @@ impl Aggregator {
         let name: &str = mapped.as_deref().map_or(line.name, |r| r.name.as_str());
         let mut tags = recycle(std::mem::take(&mut self.scratch));
         let mut host: &str = "";
-        for t in line.tags() {
+        for t in Commas(line.tags) {
             classify(t, &mut host, &mut tags);
         }
         if let Some(r) = &mapped {
@@ -503,7 +539,7 @@ impl Aggregator {
         }
         tags.extend(self.cfg.extra_tags.iter().map(String::as_str));
         tags.extend(origin_tags.iter().map(|t| &**t));
-        tags.sort_unstable();
+        tags.sort_unstable_by(|a, b| byte_cmp(a, b));
         tags.dedup();
 
         let st = &mut self.st;
@@ -589,6 +625,7 @@ impl Aggregator {
                     let old = std::mem::replace(&mut ctx.value, fresh);
                     st.backlog.push((idx, ctx.bucket, old));
                 }
+                ctx.has_value = false;
             } else {
                 // A sample older than the context's open bucket (clock step): keep it in the open one.
                 bucket = ctx.bucket;

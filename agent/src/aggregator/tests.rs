@@ -530,3 +530,38 @@ fn scratch_keeps_its_allocation() {
     a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a,b,c,d"), &[], 1);
     assert_eq!(a.scratch.capacity(), cap);
 }
+
+#[test]
+fn a_new_bucket_without_valid_values_sends_nothing_for_it() {
+    let (mut a, tel) = agg();
+    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 5);
+    // Next bucket, before the flush: only a NaN.
+    a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 15);
+    let b = a.flush(20, false);
+    assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
+    assert_eq!(
+        tel.dogstatsd.dropped.snapshot().get("non_finite_value"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn aggregator_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Aggregator>();
+}
+
+#[test]
+fn tag_splitting_and_ordering_helpers_match_std() {
+    for raw in ["", ",", "a", "a,b", ",a,,b,", "é:1,ü,,z", "x,"] {
+        let ours: Vec<&str> = Commas(raw).collect();
+        let std: Vec<&str> = raw.split(',').filter(|t| !t.is_empty()).collect();
+        assert_eq!(ours, std, "{raw:?}");
+    }
+    let words = ["", "a", "ab", "b", "a:1", "a:10", "é", "z", "A"];
+    for x in words {
+        for y in words {
+            assert_eq!(byte_cmp(x, y), x.cmp(y), "{x:?} {y:?}");
+        }
+    }
+}
