@@ -17,7 +17,9 @@
 //!   sketch for its median and percentiles (1% relative accuracy); max, min, avg, sum and count stay exact.
 //! * Distribution: the agent's sketch ([`crate::sketch`]), flushed as a sketch series.
 //! * Gauges and counters with a timestamp (`|T`) are not aggregated: each value is flushed once as its
-//!   own point with that timestamp (gauge as a gauge, counter as a count with its raw value).
+//!   own point with that timestamp, as the agent's no-aggregation pipeline does: a gauge as a gauge, a
+//!   counter as a rate of `raw value / interval` with `interval` set (no sample rate applied), which
+//!   Datadog turns back into the raw count.
 //!
 //! Points carry their bucket's start. A flush closes every bucket that ended at or before `now`. Contexts
 //! other than counters are forgotten once a whole bucket passed without a sample. Names and tags are
@@ -491,6 +493,23 @@ fn key_hash(
     h.finish()
 }
 
+/// Adds one numeric sample to a non-set value. False when it was refused (counted).
+fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
+    match value {
+        Value::Counter(sum) => *sum += v * (1.0 / rate),
+        Value::Gauge(g) => *g = v,
+        Value::Histogram(h) => h.add(v, rate),
+        Value::Distribution(s) => {
+            if !s.insert_sampled(v, rate) {
+                tel.drop("sketch_full", 1);
+                return false;
+            }
+        }
+        Value::Set(_) => return false,
+    }
+    true
+}
+
 impl Aggregator {
     pub fn new(cfg: AggregatorConfig, telemetry: Arc<Telemetry>) -> Self {
         let hist = HistSpec::new(&cfg.histogram_aggregates, &cfg.histogram_percentiles);
@@ -546,7 +565,7 @@ impl Aggregator {
         let tel = &*self.telemetry;
         let kind = line.kind;
         if let (Some(ts), MetricKind::Counter | MetricKind::Gauge) = (line.timestamp, kind) {
-            Self::passthrough(st, tel, line, name, &tags, host, ts);
+            Self::passthrough(st, tel, line, name, &tags, host, ts, self.cfg.interval_secs);
             self.scratch = recycle(tags);
             return;
         }
@@ -606,14 +625,6 @@ impl Aggregator {
         let Some(ctx) = st.slots[idx as usize].as_mut() else {
             return;
         };
-        // Type of a bucket's value: set by its first sample, as in the agent.
-        if !ctx.value.matches(kind) {
-            if ctx.has_value {
-                tel.drop("type_conflict", 1);
-                return;
-            }
-            ctx.value = Value::new(kind);
-        }
         let mut bucket = now.div_euclid(interval) * interval;
         if ctx.has_value && bucket != ctx.bucket {
             if bucket > ctx.bucket {
@@ -633,43 +644,49 @@ impl Aggregator {
         }
         ctx.bucket = bucket;
         ctx.last_seen = ctx.last_seen.max(now);
+        // The type of a bucket's value is set by its first sample; a sample of another type in the same
+        // bucket is applied to it as that type, as the agent's `ContextMetrics.AddSample` does.
+        if !ctx.has_value && !ctx.value.matches(kind) {
+            ctx.value = Value::new(kind);
+        }
 
         let rate = if line.sample_rate > 0.0 && line.sample_rate <= 1.0 {
             line.sample_rate
         } else {
             1.0
         };
+        let hasher = &self.hasher;
+        let add_member = |s: &mut SetState, m: &str| -> bool {
+            let h = hasher.hash_one(m);
+            if s.members.len() >= SET_MEMBER_LIMIT && !s.members.contains(&h) {
+                tel.drop("set_member_limit", 1);
+                false
+            } else {
+                s.members.insert(h);
+                true
+            }
+        };
         let mut any = false;
-        match &mut ctx.value {
-            Value::Set(s) => {
-                if s.members.len() >= SET_MEMBER_LIMIT
-                    && !s.members.contains(&self.hasher.hash_one(line.values))
-                {
-                    tel.drop("set_member_limit", 1);
-                } else {
-                    s.members.insert(self.hasher.hash_one(line.values));
-                    any = true;
+        match (&mut ctx.value, kind) {
+            (Value::Set(s), MetricKind::Set) => any = add_member(s, line.values),
+            // Numbers sent to a set: each is a member, as written.
+            (Value::Set(s), _) => {
+                for m in line.values.split(':').filter(|m| !m.is_empty()) {
+                    any |= add_member(s, m);
                 }
             }
-            value => {
+            // A set member sent to a numeric context counts as the value 0 (its numeric value in the agent).
+            (value, MetricKind::Set) => {
+                apply(value, 0.0, 1.0, tel);
+                any = true;
+            }
+            (value, _) => {
                 for v in line.values() {
                     if !v.is_finite() {
                         tel.drop("non_finite_value", 1);
                         continue;
                     }
-                    match value {
-                        Value::Counter(sum) => *sum += v * (1.0 / rate),
-                        Value::Gauge(g) => *g = v,
-                        Value::Histogram(h) => h.add(v, rate),
-                        Value::Distribution(s) => {
-                            if !s.insert_sampled(v, rate) {
-                                tel.drop("sketch_full", 1);
-                                continue;
-                            }
-                        }
-                        Value::Set(_) => {}
-                    }
-                    any = true;
+                    any |= apply(value, v, rate, tel);
                 }
             }
         }
@@ -687,11 +704,14 @@ impl Aggregator {
         tags: &[&str],
         host: &str,
         ts: i64,
+        interval: i64,
     ) {
-        let kind = if line.kind == MetricKind::Counter {
-            SeriesKind::Count
+        // As the agent's no-aggregation pipeline: a counter becomes a rate (raw value / interval, sample
+        // rate not applied) with the interval set, a gauge stays a gauge.
+        let (kind, div, series_interval) = if line.kind == MetricKind::Counter {
+            (SeriesKind::Rate, interval as f64, interval)
         } else {
-            SeriesKind::Gauge
+            (SeriesKind::Gauge, 1.0, 0)
         };
         let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
         for v in line.values() {
@@ -715,8 +735,8 @@ impl Aggregator {
                 tags: t.clone(),
                 host: h.clone(),
                 kind,
-                interval: 0,
-                points: vec![(ts, v)],
+                interval: series_interval,
+                points: vec![(ts, v / div)],
             });
         }
     }
@@ -840,7 +860,9 @@ impl Aggregator {
     }
 }
 
-/// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`.
+/// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`: one
+/// series per output name and type, with a point per bucket (the agent's `dedupSerieBySerieSignature`).
+/// A backlogged bucket may hold another type than the current one; each is flushed as its own type.
 #[allow(clippy::too_many_arguments)]
 fn emit(
     ctx: &mut Context,
@@ -855,142 +877,96 @@ fn emit(
     hist_out: &mut Vec<(f64, SeriesKind)>,
     batch: &mut FlushBatch,
 ) {
-    let series = |kind: SeriesKind, interval: i64, points: Vec<(i64, f64)>| Series {
-        name: ctx.name.clone(),
-        tags: ctx.tags.clone(),
-        host: ctx.host.clone(),
-        kind,
-        interval,
-        points,
-    };
-    match &mut ctx.value {
-        Value::Counter(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Counter(s) => Some((*b, s / interval as f64)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, *cur / interval as f64));
-            }
-            for &b in buckets {
-                if ctx.last_seen + expiry > b && !points.iter().any(|p| p.0 == b) {
-                    points.push((b, 0.0));
+    let mut rates: Vec<(i64, f64)> = Vec::new();
+    let mut gauges: Vec<(i64, f64)> = Vec::new();
+    let mut sketches = Vec::new();
+    let n_out = spec.suffixes.len();
+    let mut hists: Vec<Vec<(i64, f64)>> = Vec::new();
+    let mut hist_kinds = vec![SeriesKind::Gauge; n_out];
+    let mut hist_names: Option<Box<[IStr]>> = None;
+    let cur_bucket = ctx.bucket;
+    let cur = current.then_some((cur_bucket, &mut ctx.value));
+    let entries = vals.iter_mut().map(|(b, v)| (*b, v)).chain(cur);
+    for (b, value) in entries {
+        match value {
+            Value::Counter(sum) => rates.push((b, *sum / interval as f64)),
+            Value::Gauge(g) => gauges.push((b, *g)),
+            Value::Set(s) => gauges.push((b, s.members.len() as f64)),
+            Value::Distribution(s) => {
+                if !s.is_empty() {
+                    sketches.push(s.to_point(b));
                 }
             }
-            if !points.is_empty() {
-                points.sort_by_key(|p| p.0);
-                batch
-                    .series
-                    .push(series(SeriesKind::Rate, interval, points));
-            }
-        }
-        Value::Gauge(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Gauge(g) => Some((*b, *g)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, *cur));
-            }
-            if !points.is_empty() {
-                batch.series.push(series(SeriesKind::Gauge, 0, points));
-            }
-        }
-        Value::Set(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Set(s) => Some((*b, s.members.len() as f64)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, cur.members.len() as f64));
-            }
-            if !points.is_empty() {
-                batch.series.push(series(SeriesKind::Gauge, 0, points));
-            }
-        }
-        Value::Distribution(cur) => {
-            let mut points: Vec<_> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Distribution(s) if !s.is_empty() => Some(s.to_point(*b)),
-                    _ => None,
-                })
-                .collect();
-            if current && !cur.is_empty() {
-                points.push(cur.to_point(ctx.bucket));
-            }
-            if !points.is_empty() {
-                batch.sketches.push(SketchSeries {
-                    name: ctx.name.clone(),
-                    tags: ctx.tags.clone(),
-                    host: ctx.host.clone(),
-                    interval,
-                    points,
-                });
-            }
-        }
-        Value::Histogram(cur) => {
-            if cur.names.len() != spec.suffixes.len() {
-                cur.names = spec
-                    .suffixes
-                    .iter()
-                    .map(|s| {
-                        name_buf.clear();
-                        name_buf.push_str(&ctx.name);
-                        name_buf.push_str(s);
-                        interner.intern(name_buf)
-                    })
-                    .collect();
-            }
-            let n_out = spec.suffixes.len();
-            let mut per_output: Vec<Vec<(i64, f64)>> = vec![Vec::new(); n_out];
-            let mut kinds = vec![SeriesKind::Gauge; n_out];
-            let mut one = |b: i64, h: &mut HistState| {
+            Value::Histogram(h) => {
                 if h.is_empty() {
-                    return;
+                    continue;
+                }
+                if h.names.len() != n_out {
+                    h.names = spec
+                        .suffixes
+                        .iter()
+                        .map(|s| {
+                            name_buf.clear();
+                            name_buf.push_str(&ctx.name);
+                            name_buf.push_str(s);
+                            interner.intern(name_buf)
+                        })
+                        .collect();
+                }
+                if hist_names.is_none() {
+                    hist_names = Some(h.names.clone());
+                    hists = vec![Vec::new(); n_out];
                 }
                 h.compute(spec, interval, hist_out);
                 for (i, &(v, k)) in hist_out.iter().enumerate() {
-                    per_output[i].push((b, v));
-                    kinds[i] = k;
+                    hists[i].push((b, v));
+                    hist_kinds[i] = k;
                 }
-            };
-            for (b, v) in vals.iter_mut() {
-                if let Value::Histogram(h) = v {
-                    one(*b, h);
-                }
-            }
-            if current {
-                one(ctx.bucket, cur);
-            }
-            for (i, points) in per_output.into_iter().enumerate() {
-                if points.is_empty() {
-                    continue;
-                }
-                let kind = kinds[i];
-                batch.series.push(Series {
-                    name: cur.names[i].clone(),
-                    tags: ctx.tags.clone(),
-                    host: ctx.host.clone(),
-                    kind,
-                    interval: if kind == SeriesKind::Rate {
-                        interval
-                    } else {
-                        0
-                    },
-                    points,
-                });
             }
         }
+    }
+    // Counters: a 0 for each closed bucket without a sample, until expiry.
+    if matches!(ctx.value, Value::Counter(_)) {
+        for &b in buckets {
+            if ctx.last_seen + expiry > b && !rates.iter().any(|p| p.0 == b) {
+                rates.push((b, 0.0));
+            }
+        }
+    }
+    let mut push = |name: &IStr, kind: SeriesKind, mut points: Vec<(i64, f64)>| {
+        if points.is_empty() {
+            return;
+        }
+        points.sort_by_key(|p| p.0);
+        batch.series.push(Series {
+            name: name.clone(),
+            tags: ctx.tags.clone(),
+            host: ctx.host.clone(),
+            kind,
+            interval: if kind == SeriesKind::Gauge {
+                0
+            } else {
+                interval
+            },
+            points,
+        });
+    };
+    push(&ctx.name, SeriesKind::Rate, rates);
+    push(&ctx.name, SeriesKind::Gauge, gauges);
+    if let Some(names) = hist_names {
+        for ((name, kind), points) in names.iter().zip(hist_kinds).zip(hists) {
+            push(name, kind, points);
+        }
+    }
+    if !sketches.is_empty() {
+        sketches.sort_by_key(|p| p.ts);
+        batch.sketches.push(SketchSeries {
+            name: ctx.name.clone(),
+            tags: ctx.tags.clone(),
+            host: ctx.host.clone(),
+            interval,
+            points: sketches,
+        });
     }
 }
 
