@@ -394,6 +394,8 @@ struct State {
     passthrough: Vec<Series>,
     /// Last flush's cutoff (start of the first bucket it left open).
     last_cutoff: i64,
+    /// Run the interner's collection at the next flush.
+    gc_next: bool,
     name_buf: String,
     hist_out: Vec<(f64, SeriesKind)>,
 }
@@ -755,6 +757,7 @@ impl Aggregator {
             series: std::mem::take(&mut st.passthrough),
             sketches: Vec::new(),
         };
+        let had_passthrough = !batch.series.is_empty();
 
         // Backlogged values that are now closed, grouped by context.
         let mut backlog = std::mem::take(&mut st.backlog);
@@ -851,9 +854,11 @@ impl Aggregator {
             st.slots.shrink_to(st.slots.len() * 2);
             st.free.shrink_to(st.free.len() * 2);
         }
-        if removed > 0 || !batch.series.is_empty() {
+        // Strings of timestamped points are still held by this batch: free them at the next flush.
+        if removed > 0 || st.gc_next {
             st.interner.gc();
         }
+        st.gc_next = had_passthrough;
         st.last_cutoff = cutoff;
         self.telemetry.dogstatsd.contexts.set(st.live as i64);
         batch

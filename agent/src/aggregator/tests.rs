@@ -386,8 +386,10 @@ fn timestamped_gauges_and_counters_pass_through() {
     assert!(gs.iter().all(|s| s.kind == SeriesKind::Gauge));
     assert_eq!(gs[0].points, vec![(1_700_000_001, 1.0)]);
     assert_eq!(gs[1].points, vec![(1_700_000_001, 2.0)]);
-    // Sent once.
+    drop(b);
+    // Sent once, and their strings are released after.
     assert!(a.flush(1_700_000_110, false).series.is_empty());
+    assert_eq!(a.st.interner.set.len(), 0);
 }
 
 #[test]
