@@ -749,7 +749,7 @@ impl Aggregator {
         let interval = self.cfg.interval_secs;
         let expiry = self.cfg.expiry_secs;
         let cutoff = now.div_euclid(interval) * interval + if force { interval } else { 0 };
-        let closed = |b: i64| force || b + interval <= cutoff;
+        let closed = |b: i64| force || b.saturating_add(interval) <= cutoff;
         let st = &mut self.st;
         let spec = &self.hist;
 
@@ -780,7 +780,7 @@ impl Aggregator {
                 note(c.bucket);
             }
         }
-        if buckets.is_empty() && st.last_cutoff + interval <= cutoff {
+        if buckets.is_empty() && st.last_cutoff.saturating_add(interval) <= cutoff {
             buckets.push(cutoff - interval);
         }
 
@@ -826,7 +826,7 @@ impl Aggregator {
             // Forget contexts: counters once expired, others after a whole bucket without a sample.
             let forget = !ctx.has_value
                 && if counter {
-                    ctx.last_seen + expiry <= cutoff - interval
+                    ctx.last_seen.saturating_add(expiry) <= cutoff - interval
                 } else {
                     ctx.last_seen < cutoff - interval
                 }
@@ -933,7 +933,7 @@ fn emit(
     // Counters: a 0 for each closed bucket without a sample, until expiry.
     if matches!(ctx.value, Value::Counter(_)) {
         for &b in buckets {
-            if ctx.last_seen + expiry > b && !rates.iter().any(|p| p.0 == b) {
+            if ctx.last_seen.saturating_add(expiry) > b && !rates.iter().any(|p| p.0 == b) {
                 rates.push((b, 0.0));
             }
         }

@@ -123,6 +123,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| agg.insert(black_box(&l), &[], 1_000));
     });
 
+    g.bench_function("insert_distribution_existing_context_4_tags", |b| {
+        let mut agg = new_agg();
+        let values: Vec<String> = (1..=1000).map(|v| v.to_string()).collect();
+        let mut i = 0;
+        b.iter(|| {
+            let l = MetricLine {
+                values: &values[i],
+                ..line(
+                    "app.request.latency",
+                    "env:prod,service:api,version:1.2.0,region:eu-west-1",
+                    MetricKind::Distribution,
+                )
+            };
+            agg.insert(black_box(&l), &[], 1_000);
+            i = (i + 1) % values.len();
+        });
+    });
+
     // Baseline in the same run: the naive way, a String key (name + sorted tags) in a std HashMap.
     g.bench_function("baseline_naive_string_key_hashmap", |b| {
         let mut map: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
