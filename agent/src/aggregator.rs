@@ -887,7 +887,7 @@ fn emit(
     let mut sketches = Vec::new();
     let n_out = spec.suffixes.len();
     let mut hists: Vec<Vec<(i64, f64)>> = Vec::new();
-    let mut hist_kinds = vec![SeriesKind::Gauge; n_out];
+    let mut hist_kinds: Vec<SeriesKind> = Vec::new();
     let mut hist_names: Option<Box<[IStr]>> = None;
     let cur_bucket = ctx.bucket;
     let cur = current.then_some((cur_bucket, &mut ctx.value));
@@ -921,6 +921,7 @@ fn emit(
                 if hist_names.is_none() {
                     hist_names = Some(h.names.clone());
                     hists = vec![Vec::new(); n_out];
+                    hist_kinds = vec![SeriesKind::Gauge; n_out];
                 }
                 h.compute(spec, interval, hist_out);
                 for (i, &(v, k)) in hist_out.iter().enumerate() {
