@@ -17,7 +17,9 @@
 //!   sketch for its median and percentiles (1% relative accuracy); max, min, avg, sum and count stay exact.
 //! * Distribution: the agent's sketch ([`crate::sketch`]), flushed as a sketch series.
 //! * Gauges and counters with a timestamp (`|T`) are not aggregated: each value is flushed once as its
-//!   own point with that timestamp (gauge as a gauge, counter as a count with its raw value).
+//!   own point with that timestamp, as the agent's no-aggregation pipeline does: a gauge as a gauge, a
+//!   counter as a rate of `raw value / interval` with `interval` set (no sample rate applied), which
+//!   Datadog turns back into the raw count.
 //!
 //! Points carry their bucket's start. A flush closes every bucket that ended at or before `now`. Contexts
 //! other than counters are forgotten once a whole bucket passed without a sample. Names and tags are
@@ -392,6 +394,8 @@ struct State {
     passthrough: Vec<Series>,
     /// Last flush's cutoff (start of the first bucket it left open).
     last_cutoff: i64,
+    /// Run the interner's collection at the next flush.
+    gc_next: bool,
     name_buf: String,
     hist_out: Vec<(f64, SeriesKind)>,
 }
@@ -425,6 +429,42 @@ fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
         .collect()
 }
 
+/// The non-empty `,`-separated parts of a raw tag field (as `MetricLine::tags`, with a byte search: the
+/// separator is ASCII).
+struct Commas<'a>(&'a str);
+
+impl<'a> Iterator for Commas<'a> {
+    type Item = &'a str;
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.0.is_empty() {
+                return None;
+            }
+            let (tag, rest) = match self.0.as_bytes().iter().position(|&b| b == b',') {
+                Some(i) => (&self.0[..i], &self.0[i + 1..]),
+                None => (self.0, ""),
+            };
+            self.0 = rest;
+            if !tag.is_empty() {
+                return Some(tag);
+            }
+        }
+    }
+}
+
+/// `str` ordering (bytewise), inlined: tags are short and a `memcmp` call per comparison costs more.
+#[inline]
+fn byte_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Sorts `tags` into `out`, leaving out (and taking the host from) the tags the agent strips.
 fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
     if let Some(h) = tag.strip_prefix("host:") {
@@ -453,6 +493,23 @@ fn key_hash(
     host.hash(&mut h);
     h.write_u8(dist as u8);
     h.finish()
+}
+
+/// Adds one numeric sample to a non-set value. False when it was refused (counted).
+fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
+    match value {
+        Value::Counter(sum) => *sum += v * (1.0 / rate),
+        Value::Gauge(g) => *g = v,
+        Value::Histogram(h) => h.add(v, rate),
+        Value::Distribution(s) => {
+            if !s.insert_sampled(v, rate) {
+                tel.drop("sketch_full", 1);
+                return false;
+            }
+        }
+        Value::Set(_) => return false,
+    }
+    true
 }
 
 impl Aggregator {
@@ -493,7 +550,7 @@ impl Aggregator {
         let name: &str = mapped.as_deref().map_or(line.name, |r| r.name.as_str());
         let mut tags = recycle(std::mem::take(&mut self.scratch));
         let mut host: &str = "";
-        for t in line.tags() {
+        for t in Commas(line.tags) {
             classify(t, &mut host, &mut tags);
         }
         if let Some(r) = &mapped {
@@ -503,14 +560,14 @@ impl Aggregator {
         }
         tags.extend(self.cfg.extra_tags.iter().map(String::as_str));
         tags.extend(origin_tags.iter().map(|t| &**t));
-        tags.sort_unstable();
+        tags.sort_unstable_by(|a, b| byte_cmp(a, b));
         tags.dedup();
 
         let st = &mut self.st;
         let tel = &*self.telemetry;
         let kind = line.kind;
         if let (Some(ts), MetricKind::Counter | MetricKind::Gauge) = (line.timestamp, kind) {
-            Self::passthrough(st, tel, line, name, &tags, host, ts);
+            Self::passthrough(st, tel, line, name, &tags, host, ts, self.cfg.interval_secs);
             self.scratch = recycle(tags);
             return;
         }
@@ -570,14 +627,6 @@ impl Aggregator {
         let Some(ctx) = st.slots[idx as usize].as_mut() else {
             return;
         };
-        // Type of a bucket's value: set by its first sample, as in the agent.
-        if !ctx.value.matches(kind) {
-            if ctx.has_value {
-                tel.drop("type_conflict", 1);
-                return;
-            }
-            ctx.value = Value::new(kind);
-        }
         let mut bucket = now.div_euclid(interval) * interval;
         if ctx.has_value && bucket != ctx.bucket {
             if bucket > ctx.bucket {
@@ -589,6 +638,7 @@ impl Aggregator {
                     let old = std::mem::replace(&mut ctx.value, fresh);
                     st.backlog.push((idx, ctx.bucket, old));
                 }
+                ctx.has_value = false;
             } else {
                 // A sample older than the context's open bucket (clock step): keep it in the open one.
                 bucket = ctx.bucket;
@@ -596,43 +646,49 @@ impl Aggregator {
         }
         ctx.bucket = bucket;
         ctx.last_seen = ctx.last_seen.max(now);
+        // The type of a bucket's value is set by its first sample; a sample of another type in the same
+        // bucket is applied to it as that type, as the agent's `ContextMetrics.AddSample` does.
+        if !ctx.has_value && !ctx.value.matches(kind) {
+            ctx.value = Value::new(kind);
+        }
 
         let rate = if line.sample_rate > 0.0 && line.sample_rate <= 1.0 {
             line.sample_rate
         } else {
             1.0
         };
+        let hasher = &self.hasher;
+        let add_member = |s: &mut SetState, m: &str| -> bool {
+            let h = hasher.hash_one(m);
+            if s.members.len() >= SET_MEMBER_LIMIT && !s.members.contains(&h) {
+                tel.drop("set_member_limit", 1);
+                false
+            } else {
+                s.members.insert(h);
+                true
+            }
+        };
         let mut any = false;
-        match &mut ctx.value {
-            Value::Set(s) => {
-                if s.members.len() >= SET_MEMBER_LIMIT
-                    && !s.members.contains(&self.hasher.hash_one(line.values))
-                {
-                    tel.drop("set_member_limit", 1);
-                } else {
-                    s.members.insert(self.hasher.hash_one(line.values));
-                    any = true;
+        match (&mut ctx.value, kind) {
+            (Value::Set(s), MetricKind::Set) => any = add_member(s, line.values),
+            // Numbers sent to a set: each is a member, as written.
+            (Value::Set(s), _) => {
+                for m in line.values.split(':').filter(|m| !m.is_empty()) {
+                    any |= add_member(s, m);
                 }
             }
-            value => {
+            // A set member sent to a numeric context counts as the value 0 (its numeric value in the agent).
+            (value, MetricKind::Set) => {
+                apply(value, 0.0, 1.0, tel);
+                any = true;
+            }
+            (value, _) => {
                 for v in line.values() {
                     if !v.is_finite() {
                         tel.drop("non_finite_value", 1);
                         continue;
                     }
-                    match value {
-                        Value::Counter(sum) => *sum += v * (1.0 / rate),
-                        Value::Gauge(g) => *g = v,
-                        Value::Histogram(h) => h.add(v, rate),
-                        Value::Distribution(s) => {
-                            if !s.insert_sampled(v, rate) {
-                                tel.drop("sketch_full", 1);
-                                continue;
-                            }
-                        }
-                        Value::Set(_) => {}
-                    }
-                    any = true;
+                    any |= apply(value, v, rate, tel);
                 }
             }
         }
@@ -650,11 +706,14 @@ impl Aggregator {
         tags: &[&str],
         host: &str,
         ts: i64,
+        interval: i64,
     ) {
-        let kind = if line.kind == MetricKind::Counter {
-            SeriesKind::Count
+        // As the agent's no-aggregation pipeline: a counter becomes a rate (raw value / interval, sample
+        // rate not applied) with the interval set, a gauge stays a gauge.
+        let (kind, div, series_interval) = if line.kind == MetricKind::Counter {
+            (SeriesKind::Rate, interval as f64, interval)
         } else {
-            SeriesKind::Gauge
+            (SeriesKind::Gauge, 1.0, 0)
         };
         let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
         for v in line.values() {
@@ -678,8 +737,8 @@ impl Aggregator {
                 tags: t.clone(),
                 host: h.clone(),
                 kind,
-                interval: 0,
-                points: vec![(ts, v)],
+                interval: series_interval,
+                points: vec![(ts, v / div)],
             });
         }
     }
@@ -690,7 +749,7 @@ impl Aggregator {
         let interval = self.cfg.interval_secs;
         let expiry = self.cfg.expiry_secs;
         let cutoff = now.div_euclid(interval) * interval + if force { interval } else { 0 };
-        let closed = |b: i64| force || b + interval <= cutoff;
+        let closed = |b: i64| force || b.saturating_add(interval) <= cutoff;
         let st = &mut self.st;
         let spec = &self.hist;
 
@@ -698,6 +757,7 @@ impl Aggregator {
             series: std::mem::take(&mut st.passthrough),
             sketches: Vec::new(),
         };
+        let had_passthrough = !batch.series.is_empty();
 
         // Backlogged values that are now closed, grouped by context.
         let mut backlog = std::mem::take(&mut st.backlog);
@@ -720,7 +780,7 @@ impl Aggregator {
                 note(c.bucket);
             }
         }
-        if buckets.is_empty() && st.last_cutoff + interval <= cutoff {
+        if buckets.is_empty() && st.last_cutoff.saturating_add(interval) <= cutoff {
             buckets.push(cutoff - interval);
         }
 
@@ -766,7 +826,7 @@ impl Aggregator {
             // Forget contexts: counters once expired, others after a whole bucket without a sample.
             let forget = !ctx.has_value
                 && if counter {
-                    ctx.last_seen + expiry <= cutoff - interval
+                    ctx.last_seen.saturating_add(expiry) <= cutoff - interval
                 } else {
                     ctx.last_seen < cutoff - interval
                 }
@@ -794,16 +854,20 @@ impl Aggregator {
             st.slots.shrink_to(st.slots.len() * 2);
             st.free.shrink_to(st.free.len() * 2);
         }
-        if removed > 0 || !batch.series.is_empty() {
+        // Strings of timestamped points are still held by this batch: free them at the next flush.
+        if removed > 0 || st.gc_next {
             st.interner.gc();
         }
+        st.gc_next = had_passthrough;
         st.last_cutoff = cutoff;
         self.telemetry.dogstatsd.contexts.set(st.live as i64);
         batch
     }
 }
 
-/// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`.
+/// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`: one
+/// series per output name and type, with a point per bucket (the agent's `dedupSerieBySerieSignature`).
+/// A backlogged bucket may hold another type than the current one; each is flushed as its own type.
 #[allow(clippy::too_many_arguments)]
 fn emit(
     ctx: &mut Context,
@@ -818,142 +882,97 @@ fn emit(
     hist_out: &mut Vec<(f64, SeriesKind)>,
     batch: &mut FlushBatch,
 ) {
-    let series = |kind: SeriesKind, interval: i64, points: Vec<(i64, f64)>| Series {
-        name: ctx.name.clone(),
-        tags: ctx.tags.clone(),
-        host: ctx.host.clone(),
-        kind,
-        interval,
-        points,
-    };
-    match &mut ctx.value {
-        Value::Counter(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Counter(s) => Some((*b, s / interval as f64)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, *cur / interval as f64));
-            }
-            for &b in buckets {
-                if ctx.last_seen + expiry > b && !points.iter().any(|p| p.0 == b) {
-                    points.push((b, 0.0));
+    let mut rates: Vec<(i64, f64)> = Vec::new();
+    let mut gauges: Vec<(i64, f64)> = Vec::new();
+    let mut sketches = Vec::new();
+    let n_out = spec.suffixes.len();
+    let mut hists: Vec<Vec<(i64, f64)>> = Vec::new();
+    let mut hist_kinds: Vec<SeriesKind> = Vec::new();
+    let mut hist_names: Option<Box<[IStr]>> = None;
+    let cur_bucket = ctx.bucket;
+    let cur = current.then_some((cur_bucket, &mut ctx.value));
+    let entries = vals.iter_mut().map(|(b, v)| (*b, v)).chain(cur);
+    for (b, value) in entries {
+        match value {
+            Value::Counter(sum) => rates.push((b, *sum / interval as f64)),
+            Value::Gauge(g) => gauges.push((b, *g)),
+            Value::Set(s) => gauges.push((b, s.members.len() as f64)),
+            Value::Distribution(s) => {
+                if !s.is_empty() {
+                    sketches.push(s.to_point(b));
                 }
             }
-            if !points.is_empty() {
-                points.sort_by_key(|p| p.0);
-                batch
-                    .series
-                    .push(series(SeriesKind::Rate, interval, points));
-            }
-        }
-        Value::Gauge(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Gauge(g) => Some((*b, *g)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, *cur));
-            }
-            if !points.is_empty() {
-                batch.series.push(series(SeriesKind::Gauge, 0, points));
-            }
-        }
-        Value::Set(cur) => {
-            let mut points: Vec<(i64, f64)> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Set(s) => Some((*b, s.members.len() as f64)),
-                    _ => None,
-                })
-                .collect();
-            if current {
-                points.push((ctx.bucket, cur.members.len() as f64));
-            }
-            if !points.is_empty() {
-                batch.series.push(series(SeriesKind::Gauge, 0, points));
-            }
-        }
-        Value::Distribution(cur) => {
-            let mut points: Vec<_> = vals
-                .iter()
-                .filter_map(|(b, v)| match v {
-                    Value::Distribution(s) if !s.is_empty() => Some(s.to_point(*b)),
-                    _ => None,
-                })
-                .collect();
-            if current && !cur.is_empty() {
-                points.push(cur.to_point(ctx.bucket));
-            }
-            if !points.is_empty() {
-                batch.sketches.push(SketchSeries {
-                    name: ctx.name.clone(),
-                    tags: ctx.tags.clone(),
-                    host: ctx.host.clone(),
-                    interval,
-                    points,
-                });
-            }
-        }
-        Value::Histogram(cur) => {
-            if cur.names.len() != spec.suffixes.len() {
-                cur.names = spec
-                    .suffixes
-                    .iter()
-                    .map(|s| {
-                        name_buf.clear();
-                        name_buf.push_str(&ctx.name);
-                        name_buf.push_str(s);
-                        interner.intern(name_buf)
-                    })
-                    .collect();
-            }
-            let n_out = spec.suffixes.len();
-            let mut per_output: Vec<Vec<(i64, f64)>> = vec![Vec::new(); n_out];
-            let mut kinds = vec![SeriesKind::Gauge; n_out];
-            let mut one = |b: i64, h: &mut HistState| {
+            Value::Histogram(h) => {
                 if h.is_empty() {
-                    return;
+                    continue;
+                }
+                if h.names.len() != n_out {
+                    h.names = spec
+                        .suffixes
+                        .iter()
+                        .map(|s| {
+                            name_buf.clear();
+                            name_buf.push_str(&ctx.name);
+                            name_buf.push_str(s);
+                            interner.intern(name_buf)
+                        })
+                        .collect();
+                }
+                if hist_names.is_none() {
+                    hist_names = Some(h.names.clone());
+                    hists = vec![Vec::new(); n_out];
+                    hist_kinds = vec![SeriesKind::Gauge; n_out];
                 }
                 h.compute(spec, interval, hist_out);
                 for (i, &(v, k)) in hist_out.iter().enumerate() {
-                    per_output[i].push((b, v));
-                    kinds[i] = k;
+                    hists[i].push((b, v));
+                    hist_kinds[i] = k;
                 }
-            };
-            for (b, v) in vals.iter_mut() {
-                if let Value::Histogram(h) = v {
-                    one(*b, h);
-                }
-            }
-            if current {
-                one(ctx.bucket, cur);
-            }
-            for (i, points) in per_output.into_iter().enumerate() {
-                if points.is_empty() {
-                    continue;
-                }
-                let kind = kinds[i];
-                batch.series.push(Series {
-                    name: cur.names[i].clone(),
-                    tags: ctx.tags.clone(),
-                    host: ctx.host.clone(),
-                    kind,
-                    interval: if kind == SeriesKind::Rate {
-                        interval
-                    } else {
-                        0
-                    },
-                    points,
-                });
             }
         }
+    }
+    // Counters: a 0 for each closed bucket without a sample, until expiry.
+    if matches!(ctx.value, Value::Counter(_)) {
+        for &b in buckets {
+            if ctx.last_seen.saturating_add(expiry) > b && !rates.iter().any(|p| p.0 == b) {
+                rates.push((b, 0.0));
+            }
+        }
+    }
+    let mut push = |name: &IStr, kind: SeriesKind, mut points: Vec<(i64, f64)>| {
+        if points.is_empty() {
+            return;
+        }
+        points.sort_by_key(|p| p.0);
+        batch.series.push(Series {
+            name: name.clone(),
+            tags: ctx.tags.clone(),
+            host: ctx.host.clone(),
+            kind,
+            interval: if kind == SeriesKind::Gauge {
+                0
+            } else {
+                interval
+            },
+            points,
+        });
+    };
+    push(&ctx.name, SeriesKind::Rate, rates);
+    push(&ctx.name, SeriesKind::Gauge, gauges);
+    if let Some(names) = hist_names {
+        for ((name, kind), points) in names.iter().zip(hist_kinds).zip(hists) {
+            push(name, kind, points);
+        }
+    }
+    if !sketches.is_empty() {
+        sketches.sort_by_key(|p| p.ts);
+        batch.sketches.push(SketchSeries {
+            name: ctx.name.clone(),
+            tags: ctx.tags.clone(),
+            host: ctx.host.clone(),
+            interval,
+            points: sketches,
+        });
     }
 }
 

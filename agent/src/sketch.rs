@@ -192,11 +192,8 @@ fn trim_left(bins: &mut Vec<Bin>) {
     } else {
         kept.n = next as u16;
     }
-    // overflow.len() <= n_remove always (each overflow bin accounts for at least one removed bin's worth).
-    let keep_from = n_remove;
-    let mut out = overflow;
-    out.extend_from_slice(&bins[keep_from..]);
-    *bins = out;
+    // The overflow bins (usually none) take the place of the removed ones, in place.
+    bins.splice(..n_remove, overflow);
 }
 
 /// A distribution sketch, bit-compatible with the Datadog Agent's (`quantile.Agent` / `quantile.Sketch`).
@@ -429,6 +426,41 @@ mod tests {
     }
 
     #[test]
+    fn key_edges_and_round_trip_like_the_agent_tests() {
+        let p = params();
+        let below = |v: f64| f64::from_bits(v.to_bits() - 1);
+        let above = |v: f64| f64::from_bits(v.to_bits() + 1);
+        // The agent's own expectations (pkg/quantile config_test.go): key(norm.min) = 1, just below = 0,
+        // key(norm.min * gamma) = 2, key(norm.max) = maxKey.
+        assert_eq!(key(p.norm_min), 1);
+        assert_eq!(key(above(p.norm_min)), 1);
+        assert_eq!(key(below(p.norm_min)), 0);
+        assert_eq!(key(p.norm_min * p.gamma), 2);
+        assert_eq!(key(key_lower_bound(MAX_KEY as i16)), MAX_KEY as i16);
+        assert_eq!(key_lower_bound(INF_KEY as i16), f64::INFINITY);
+        assert_eq!(key_lower_bound(-INF_KEY as i16), f64::NEG_INFINITY);
+        // key(f64(k)) == k for every key, except near 1 where ln is least accurate and the key must at
+        // least change between one ulp below and one ulp above.
+        for k in -MAX_KEY..=MAX_KEY {
+            let k = k as i16;
+            let v = key_lower_bound(k);
+            if key(v) == k {
+                continue;
+            }
+            let (up, down) = if v > 0.0 {
+                (above(v), below(v))
+            } else {
+                (below(v), above(v))
+            };
+            assert!(
+                v.abs() <= 2.0 && v.abs() >= 0.5 && (key(up) - key(down)).abs() == 1,
+                "k={k} v={v} key={}",
+                key(v)
+            );
+        }
+    }
+
+    #[test]
     fn quantiles_within_one_percent() {
         let mut s = Sketch::new();
         for i in 1..=10_000 {
@@ -554,6 +586,37 @@ mod tests {
         assert_eq!(*p.k.last().unwrap(), 5000);
         assert_eq!(p.n.iter().map(|&n| n as i64).sum::<i64>(), 5000);
         assert_eq!(s.count(), 5000);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn merge_is_inserting_all(
+            xs in proptest::collection::vec(-1e6f64..1e6, 0..400),
+            ys in proptest::collection::vec(-1e6f64..1e6, 0..400),
+        ) {
+            let (mut a, mut b, mut all) = (Sketch::new(), Sketch::new(), Sketch::new());
+            for &x in &xs { a.insert(x); all.insert(x); }
+            for &y in &ys { b.insert(y); all.insert(y); }
+            a.merge(&b);
+            proptest::prop_assert_eq!(&a.bins, &all.bins);
+            proptest::prop_assert_eq!(a.count(), all.count());
+            proptest::prop_assert!(a.bins.windows(2).all(|w| w[0].k <= w[1].k));
+        }
+
+        #[test]
+        fn counts_are_kept_and_bins_bounded(
+            xs in proptest::collection::vec(
+                proptest::prop_oneof![-1e200f64..-1e-8, 1e-8f64..1e200], 0..6000),
+        ) {
+            let mut s = Sketch::new();
+            for &x in &xs { s.insert(x); }
+            let p = s.to_point(0);
+            proptest::prop_assert!(p.k.len() <= BIN_LIMIT);
+            proptest::prop_assert_eq!(p.n.iter().map(|&n| n as i64).sum::<i64>(), xs.len() as i64);
+            proptest::prop_assert!(p.k.windows(2).all(|w| w[0] <= w[1]));
+        }
     }
 
     #[test]

@@ -376,16 +376,20 @@ fn timestamped_gauges_and_counters_pass_through() {
     assert_eq!(a.contexts(), 0);
     let b = a.flush(1_700_000_100, false);
     let c = find(&b, "ts.count");
-    assert_eq!(c.kind, SeriesKind::Count);
-    assert_eq!(c.points, vec![(1_700_000_000, 5.0)]);
+    // The agent's no-aggregation pipeline: raw value 5 (rate ignored) as a rate over the interval.
+    assert_eq!(c.kind, SeriesKind::Rate);
+    assert_eq!(c.interval, 10);
+    assert_eq!(c.points, vec![(1_700_000_000, 0.5)]);
     assert_eq!(tag_strs(c), vec!["a", "b"]);
     let gs: Vec<&Series> = b.series.iter().filter(|s| &*s.name == "ts.gauge").collect();
     assert_eq!(gs.len(), 2);
     assert!(gs.iter().all(|s| s.kind == SeriesKind::Gauge));
     assert_eq!(gs[0].points, vec![(1_700_000_001, 1.0)]);
     assert_eq!(gs[1].points, vec![(1_700_000_001, 2.0)]);
-    // Sent once.
+    drop(b);
+    // Sent once, and their strings are released after.
     assert!(a.flush(1_700_000_110, false).series.is_empty());
+    assert_eq!(a.st.interner.set.len(), 0);
 }
 
 #[test]
@@ -496,18 +500,49 @@ fn context_limit_refuses_new_contexts_and_counts() {
 }
 
 #[test]
-fn bad_values_and_type_conflicts_are_counted() {
+fn bad_values_are_counted() {
     let (mut a, tel) = agg();
     a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
-    a.insert(&line("g", "2", MetricKind::Counter, 1.0, ""), &[], 1);
     a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 1);
     a.insert(&line("d", "inf", MetricKind::Distribution, 1.0, ""), &[], 1);
     let drops = tel.dogstatsd.dropped.snapshot();
-    assert_eq!(drops.get("type_conflict"), Some(&1));
     assert_eq!(drops.get("non_finite_value"), Some(&2));
     let b = a.flush(10, false);
     assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
     assert!(b.sketches.is_empty());
+}
+
+#[test]
+fn first_sample_of_a_bucket_sets_its_type() {
+    let (mut a, _) = agg();
+    // Same bucket: the counter sample is applied to the gauge as a gauge sample (last value).
+    a.insert(&line("x", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("x", "2", MetricKind::Counter, 0.5, ""), &[], 2);
+    // A set member sent to a counter counts as 0; numbers sent to a set are members.
+    a.insert(&line("y", "3", MetricKind::Counter, 1.0, ""), &[], 1);
+    a.insert(&line("y", "member", MetricKind::Set, 1.0, ""), &[], 1);
+    a.insert(&line("z", "a", MetricKind::Set, 1.0, ""), &[], 1);
+    a.insert(&line("z", "1:2:a", MetricKind::Gauge, 1.0, ""), &[], 1);
+    let b = a.flush(10, false);
+    let x = find(&b, "x");
+    assert_eq!(
+        (x.kind, x.points.clone()),
+        (SeriesKind::Gauge, vec![(0, 2.0)])
+    );
+    let y = find(&b, "y");
+    assert_eq!(
+        (y.kind, y.points.clone()),
+        (SeriesKind::Rate, vec![(0, 0.3)])
+    );
+    assert_eq!(find(&b, "z").points, vec![(0, 3.0)]);
+    // Next bucket: the context takes the new type.
+    a.insert(&line("x", "5", MetricKind::Counter, 1.0, ""), &[], 12);
+    let b = a.flush(20, false);
+    let x = find(&b, "x");
+    assert_eq!(
+        (x.kind, x.points.clone()),
+        (SeriesKind::Rate, vec![(10, 0.5)])
+    );
 }
 
 #[test]
@@ -529,4 +564,63 @@ fn scratch_keeps_its_allocation() {
     assert!(cap >= 4);
     a.insert(&line("m", "1", MetricKind::Counter, 1.0, "a,b,c,d"), &[], 1);
     assert_eq!(a.scratch.capacity(), cap);
+}
+
+#[test]
+fn a_new_bucket_without_valid_values_sends_nothing_for_it() {
+    let (mut a, tel) = agg();
+    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 5);
+    // Next bucket, before the flush: only a NaN.
+    a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 15);
+    let b = a.flush(20, false);
+    assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
+    assert_eq!(
+        tel.dogstatsd.dropped.snapshot().get("non_finite_value"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn aggregator_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Aggregator>();
+}
+
+#[test]
+fn tag_splitting_and_ordering_helpers_match_std() {
+    for raw in ["", ",", "a", "a,b", ",a,,b,", "é:1,ü,,z", "x,"] {
+        let ours: Vec<&str> = Commas(raw).collect();
+        let std: Vec<&str> = raw.split(',').filter(|t| !t.is_empty()).collect();
+        assert_eq!(ours, std, "{raw:?}");
+    }
+    let words = ["", "a", "ab", "b", "a:1", "a:10", "é", "z", "A"];
+    for x in words {
+        for y in words {
+            assert_eq!(byte_cmp(x, y), x.cmp(y), "{x:?} {y:?}");
+        }
+    }
+}
+
+#[test]
+fn a_late_flush_keeps_a_bucket_of_another_type() {
+    let (mut a, _) = agg();
+    a.insert(&line("x", "7", MetricKind::Gauge, 1.0, ""), &[], 5);
+    a.insert(&line("x", "1", MetricKind::Counter, 1.0, ""), &[], 15);
+    let b = a.flush(20, false);
+    let gauge: Vec<&Series> = b
+        .series
+        .iter()
+        .filter(|s| s.kind == SeriesKind::Gauge)
+        .collect();
+    let rate: Vec<&Series> = b
+        .series
+        .iter()
+        .filter(|s| s.kind == SeriesKind::Rate)
+        .collect();
+    assert_eq!(gauge.len(), 1);
+    assert_eq!(gauge[0].points, vec![(0, 7.0)]);
+    assert_eq!(rate.len(), 1);
+    // The counter, new in bucket 10, is also zero-filled for the other bucket this flush closes (as the
+    // agent zero-fills every live counter for every closed bucket).
+    assert_eq!(rate[0].points, vec![(0, 0.0), (10, 0.1)]);
 }
