@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 py=${PYTHON:-python3}
 if command -v "$py" >/dev/null 2>&1; then
-  if ! "$py" -c 'import datadog, botocore' >/dev/null 2>&1; then
-    echo "test.sh: installing Python test clients (datadog, botocore)"
-    "$py" -m pip install --quiet --disable-pip-version-check datadog botocore
+  if ! "$py" -c 'import datadog, botocore, yaml' >/dev/null 2>&1; then
+    echo "test.sh: installing Python test clients (datadog, botocore, PyYAML)"
+    "$py" -m pip install --quiet --disable-pip-version-check datadog botocore pyyaml
   fi
 fi
 
