@@ -232,7 +232,9 @@ fn localhost_means_the_ipv4_loopback() {
     // The agent listens on 127.0.0.1 by default (bind_host localhost); "localhost" must reach it even where
     // the resolver lists ::1 first.
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let port = server.local_addr().unwrap().port();
     let (recorder, guard) = Builder::default()
         .target(Target::Udp {
@@ -245,5 +247,8 @@ fn localhost_means_the_ipv4_loopback() {
     metrics::with_local_recorder(&recorder, || metrics::gauge!("via.localhost").set(1.0));
     guard.flush();
     let lines = collect(|b| server.recv(b), |l| !l.is_empty());
-    assert_eq!(find(&lines, "via.localhost").map(|l| l.kind.as_str()), Some("g"));
+    assert_eq!(
+        find(&lines, "via.localhost").map(|l| l.kind.as_str()),
+        Some("g")
+    );
 }
