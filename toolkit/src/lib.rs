@@ -16,7 +16,7 @@
 //! become DogStatsD tags), sending to the destination Datadog's client libraries would use
 //! (`DD_DOGSTATSD_URL`, `DD_DOGSTATSD_SOCKET`, `DD_AGENT_HOST` + `DD_DOGSTATSD_PORT`; see [`target`]), with the
 //! tags `service:`/`env:`/`version:` from `DD_SERVICE`/`DD_ENV`/`DD_VERSION` and those of `DD_TAGS` on every
-//! point. A background thread then
+//! point. A background thread (and, with profiling on, a sampler thread) then
 //! - flushes the datagram buffer every second (so a quiet service's points are not held back),
 //! - sends the process's runtime numbers every 10 s as `runtime.rust.*` gauges (see [`runtime`];
 //!   `DD_RUNTIME_METRICS_ENABLED=false` turns them off),
