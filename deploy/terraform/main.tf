@@ -26,7 +26,7 @@ resource "aws_ecs_task_definition" "kelpie_agent" {
       user                   = "10001:${var.docker_socket_gid}"
       readonlyRootFilesystem = true
       linuxParameters = {
-        tmpfs = [{ containerPath = "/tmp", size = 64, mountOptions = ["noexec", "nosuid"] }]
+        tmpfs = [{ containerPath = "/tmp", size = 64, mountOptions = ["noexec", "nosuid", "uid=10001", "gid=10001"] }]
       }
       command                = ["agent"]
       portMappings = [
