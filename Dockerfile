@@ -11,13 +11,15 @@ RUN RUSTFLAGS="-C target-feature=+crt-static" \
       cargo build --release --locked --target x86_64-unknown-linux-gnu --bin kelpie \
  && cp target/x86_64-unknown-linux-gnu/release/kelpie /kelpie \
  && strip --strip-debug /kelpie \
- && mkdir -p /rootfs/var/run/datadog
+ && mkdir -p /rootfs/var/run/datadog /rootfs/tmp
 
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY docker/passwd docker/group docker/nsswitch.conf /etc/
 COPY --from=build /kelpie /usr/bin/kelpie
 COPY --from=build --chown=10001:10001 /rootfs/var/run/datadog/ /var/run/datadog/
+# A /tmp for the user (pprof keeps CPU samples in a temporary file); mount a tmpfs there with --read-only.
+COPY --from=build --chown=10001:10001 /rootfs/tmp/ /tmp/
 
 ENV HOST_PROC=/host/proc \
     HOST_SYS=/host/sys \

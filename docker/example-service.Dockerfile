@@ -4,6 +4,8 @@
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY passwd group nsswitch.conf /etc/
+# A /tmp for the user (pprof keeps CPU samples in a temporary file); mount a tmpfs there with --read-only.
+COPY --chown=10001:10001 tmp/ /tmp/
 COPY example-service /usr/bin/example-service
 ENV DD_SERVICE=example-service \
     DD_PROFILING_ENABLED=true

@@ -8,6 +8,8 @@
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY passwd group nsswitch.conf /etc/
+# A /tmp for the user (pprof keeps CPU samples in a temporary file); mount a tmpfs there with --read-only.
+COPY --chown=10001:10001 tmp/ /tmp/
 COPY kelpie /usr/bin/kelpie
 # Owned by the agent's user so it can create its socket there (a named volume inherits this ownership).
 COPY --chown=10001:10001 run-datadog/ /var/run/datadog/

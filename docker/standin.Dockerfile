@@ -3,6 +3,8 @@
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY passwd group nsswitch.conf /etc/
+# A /tmp for the user (pprof keeps CPU samples in a temporary file); mount a tmpfs there with --read-only.
+COPY --chown=10001:10001 tmp/ /tmp/
 COPY kelpie-standin /usr/bin/kelpie-standin
 EXPOSE 8080/tcp
 USER 10001:10001

@@ -72,8 +72,14 @@ done
 
 # One cargo invocation for all binaries. RUSTFLAGS applies to the target only (not to build scripts), and the
 # --target directory keeps these artifacts apart from ordinary builds, so neither invalidates the other.
+# Always the same set of packages (every image's binary that exists, whichever images were asked for): cargo
+# unifies dependency features over the selected packages, so a different selection would rebuild dependencies.
 bin_args=()
-for w in "${build[@]}"; do bin_args+=(-p "${PKG[$w]}" --bin "${BIN[$w]}"); done
+for w in kelpie standin example-service; do
+  if grep -qx "${PKG[$w]}/${BIN[$w]}" <<<"$available_bins"; then
+    bin_args+=(-p "${PKG[$w]}" --bin "${BIN[$w]}")
+  fi
+done
 say "cargo build --release --target $TRIPLE ${bin_args[*]} (static)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE" "${bin_args[@]}"
 
@@ -102,7 +108,7 @@ for w in "${build[@]}"; do
   cp "$CA_BUNDLE" "$ctx/ca-certificates.crt"
   cp docker/passwd docker/group docker/nsswitch.conf "$ctx/"
   cp "${DOCKERFILE[$w]}" "$ctx/Dockerfile"
-  mkdir -p "$ctx/run-datadog"
+  mkdir -p "$ctx/run-datadog" "$ctx/tmp"
   chmod 0755 "$ctx/$bin"
   chmod 0644 "$ctx/ca-certificates.crt" "$ctx/passwd" "$ctx/group" "$ctx/nsswitch.conf" "$ctx/Dockerfile"
 

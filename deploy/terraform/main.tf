@@ -25,6 +25,9 @@ resource "aws_ecs_task_definition" "kelpie_agent" {
       memoryReservation      = 128
       user                   = "10001:${var.docker_socket_gid}"
       readonlyRootFilesystem = true
+      linuxParameters = {
+        tmpfs = [{ containerPath = "/tmp", size = 64, mountOptions = ["noexec", "nosuid", "uid=10001", "gid=10001"] }]
+      }
       command                = ["agent"]
       portMappings = [
         { containerPort = 8125, hostPort = 8125, protocol = "udp" },

@@ -16,7 +16,7 @@
 //! become DogStatsD tags), sending to the destination Datadog's client libraries would use
 //! (`DD_DOGSTATSD_URL`, `DD_DOGSTATSD_SOCKET`, `DD_AGENT_HOST` + `DD_DOGSTATSD_PORT`; see [`target`]), with the
 //! tags `service:`/`env:`/`version:` from `DD_SERVICE`/`DD_ENV`/`DD_VERSION` and those of `DD_TAGS` on every
-//! point. A background thread then
+//! point. A background thread (and, with profiling on, a sampler thread) then
 //! - flushes the datagram buffer every second (so a quiet service's points are not held back),
 //! - sends the process's runtime numbers every 10 s as `runtime.rust.*` gauges (see [`runtime`];
 //!   `DD_RUNTIME_METRICS_ENABLED=false` turns them off),
@@ -627,14 +627,6 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Sleeps for `d`; true when stopped first.
-async fn sleep_or_stop(d: Duration, stop: &watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stopped(stop.clone()) => true,
-    }
-}
-
 impl Worker {
     fn run(self, stop: watch::Receiver<bool>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -692,6 +684,9 @@ impl Worker {
         }
     }
 
+    /// Uploads the profiles that the sampler thread ([`sample_loop`]) takes. Sampling runs on its own thread so
+    /// that starting the profiler (slow the first time: the unwinder loads debug info) and symbolizing a report
+    /// never delay the flush and runtime-metrics ticks of this thread.
     async fn profile_loop(&self, stop: watch::Receiver<bool>) {
         let Some(settings) = &self.profiling else {
             return;
@@ -706,46 +701,52 @@ impl Worker {
                 return;
             }
         };
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(2);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (duration, period) = (settings.duration, settings.period);
+        if let Err(e) = std::thread::Builder::new()
+            .name("kelpie-profiler".into())
+            .spawn(move || sample_loop(duration, period, stop_rx, done_tx))
+        {
+            tracing::warn!(error = %e, "kelpie toolkit: could not start the profiler thread");
+            return;
+        }
+        let mut stop_tx = Some(stop_tx);
         loop {
-            let started = Instant::now();
-            let sampler = match profiling::Sampler::start() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "kelpie toolkit: could not start the CPU profiler");
-                    self.shared.profile_errors.fetch_add(1, Relaxed);
-                    None
+            let next = if stop_tx.is_some() {
+                tokio::select! {
+                    next = done_rx.recv() => next,
+                    _ = stopped(stop.clone()) => {
+                        // Dropping the sender wakes the sampler, which posts the profile in progress and exits.
+                        stop_tx = None;
+                        continue;
+                    }
                 }
+            } else {
+                // Stopping: wait a little for the last profile, the process is going away.
+                tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
+                    .await
+                    .ok()
+                    .flatten()
             };
-            // Starting can take a while the first time (the unwinder loads debug info): count from here.
-            let sampling_since = Instant::now();
-            let was_stopped = sleep_or_stop(settings.duration, &stop).await;
-            if let Some(sampler) = sampler {
-                let long_enough = sampling_since.elapsed() >= Duration::from_secs(1);
-                if !was_stopped || long_enough {
-                    self.finish_and_upload(&client, settings, sampler, was_stopped)
-                        .await;
-                }
-            }
-            if was_stopped {
+            let Some((result, last)) = next else {
                 return;
-            }
-            let rest = settings.period.saturating_sub(started.elapsed());
-            if sleep_or_stop(rest, &stop).await {
-                return;
-            }
+            };
+            let last = last || stop_tx.is_none();
+            self.upload_one(&client, settings, result, last).await;
         }
     }
 
-    async fn finish_and_upload(
+    async fn upload_one(
         &self,
         client: &reqwest::Client,
         settings: &ProfileSettings,
-        sampler: profiling::Sampler,
+        profile: Result<profiling::Profile, Error>,
         last: bool,
     ) {
-        let result = match sampler.finish() {
+        let result = match profile {
             Ok(profile) => {
-                // The last upload, at shutdown, gets little time: the process is going away.
+                // The last upload, at shutdown, gets little time.
                 let limit = if last { 2 } else { 10 };
                 match tokio::time::timeout(
                     Duration::from_secs(limit),
@@ -768,6 +769,48 @@ impl Worker {
                 self.shared.profile_errors.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, "kelpie toolkit: CPU profile not sent");
             }
+        }
+    }
+}
+
+/// A finished profile (or why there is none) and whether it is the last one.
+type ProfileResult = (Result<profiling::Profile, Error>, bool);
+
+/// The sampler thread: a profile of `duration` every `period` until `stop` fires or is dropped; then the profile
+/// in progress is finished if it covers at least a second. Blocking waits only: nothing here needs a runtime.
+fn sample_loop(
+    duration: Duration,
+    period: Duration,
+    stop: std::sync::mpsc::Receiver<()>,
+    out: tokio::sync::mpsc::Sender<ProfileResult>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    // True when told to stop (a message or the sender gone), false when `d` passed.
+    let wait = |d: Duration| !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout));
+    loop {
+        let cycle = Instant::now();
+        match profiling::Sampler::start() {
+            Ok(sampler) => {
+                let sampling_since = Instant::now();
+                let stopped = wait(duration);
+                if !stopped || sampling_since.elapsed() >= Duration::from_secs(1) {
+                    // The uploader is bounded (2 waiting); this blocks while it is behind.
+                    if out.blocking_send((sampler.finish(), stopped)).is_err() {
+                        return;
+                    }
+                }
+                if stopped {
+                    return;
+                }
+            }
+            Err(e) => {
+                if out.blocking_send((Err(e), false)).is_err() {
+                    return;
+                }
+            }
+        }
+        if wait(period.saturating_sub(cycle.elapsed())) {
+            return;
         }
     }
 }

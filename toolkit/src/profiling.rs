@@ -51,7 +51,13 @@ impl Sampler {
             // Unwinding through these while they hold locks can deadlock (the pprof crate's advice).
             .blocklist(&["libc", "libgcc", "pthread", "vdso"])
             .build()
-            .map_err(|e| Error::Profiler(e.to_string()))?;
+            .map_err(|e| {
+                // pprof keeps samples in a temporary file: a read-only container without a /tmp fails here.
+                Error::Profiler(format!(
+                    "could not start sampling ({e}); it needs a writable temporary directory \
+                     ($TMPDIR or /tmp: mount a tmpfs there in a read-only container)"
+                ))
+            })?;
         Ok(Sampler {
             guard,
             start: SystemTime::now(),

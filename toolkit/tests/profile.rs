@@ -68,12 +68,12 @@ async fn a_profile_upload_is_multipart_with_event_json_and_a_decodable_pprof() {
     let stop = Arc::new(AtomicBool::new(false));
     let burner = {
         let stop = stop.clone();
-        tokio::task::spawn_blocking(move || burn_cpu(stop, Duration::from_secs(30)))
+        tokio::task::spawn_blocking(move || burn_cpu(stop, Duration::from_secs(120)))
     };
 
-    let (headers, body) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(120), rx.recv())
         .await
-        .expect("a profile within 30 s")
+        .expect("a profile within 120 s")
         .expect("server alive");
     stop.store(true, Ordering::Relaxed);
     let _ = burner.await;
