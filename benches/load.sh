@@ -10,8 +10,15 @@
 # idle RSS first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p kelpie --bin kelpie -p kelpie-benches --bin kelpie-loadgen -p kelpie-standin --bin kelpie-standin
-bin=${CARGO_TARGET_DIR:-target}/release
+# The agent and stand-in are the static release binaries scripts/build-image.sh builds (same cargo invocation, so
+# the two share one build); the load generator is an ordinary release build.
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu \
+    -p kelpie --bin kelpie -p kelpie-standin --bin kelpie-standin -p kelpie-example-service --bin example-service
+  cargo build --release --locked -p kelpie-benches --bin kelpie-loadgen
+fi
+bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
+loadgen=${CARGO_TARGET_DIR:-target}/release/kelpie-loadgen
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 status=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
@@ -38,4 +45,4 @@ if [ -n "${IDLE_SECONDS:-}" ]; then
   sleep "$IDLE_SECONDS"
   echo "idle RSS after ${IDLE_SECONDS}s: $(grep VmRSS /proc/$agent/status | awk '{print $2}') KiB (peak $(grep VmHWM /proc/$agent/status | awk '{print $2}') KiB)"
 fi
-taskset -c "${LOADGEN_CPU:-1}" "$bin/kelpie-loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "$@"
+taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "$@"
