@@ -7,7 +7,7 @@ mod common;
 mod docker;
 
 use common::*;
-use kelpie_standin::intake::{Intake, IntakeHandle, ReceivedSeries};
+use kelpie_standin::intake::{Intake, ReceivedSeries};
 use std::time::Duration;
 
 fn with_tag<'a>(series: &'a [ReceivedSeries], name: &str, tag: &str) -> Vec<&'a ReceivedSeries> {
@@ -15,21 +15,6 @@ fn with_tag<'a>(series: &'a [ReceivedSeries], name: &str, tag: &str) -> Vec<&'a 
         .iter()
         .filter(|s| s.name == name && s.tags.iter().any(|t| t == tag))
         .collect()
-}
-
-async fn wait_until(
-    intake: &IntakeHandle,
-    secs: u64,
-    pred: impl Fn(&IntakeHandle) -> bool,
-) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if pred(intake) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    pred(intake)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,21 +33,6 @@ fn counted(series: &[ReceivedSeries], name: &str) -> f64 {
         .sum()
 }
 
-async fn wait_until(
-    intake: &IntakeHandle,
-    secs: u64,
-    pred: impl Fn(&IntakeHandle) -> bool,
-) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if pred(intake) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    pred(intake)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_datadog_client_every_type_arrives_with_datadog_semantics() {
     if !python_datadog() {

@@ -256,3 +256,19 @@ pub fn python_datadog() -> bool {
     }
     ok
 }
+
+/// Polls the intake stand-in until `pred` holds or `secs` pass; returns whether it held.
+pub async fn wait_until(
+    intake: &kelpie_standin::intake::IntakeHandle,
+    secs: u64,
+    pred: impl Fn(&kelpie_standin::intake::IntakeHandle) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if pred(intake) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pred(intake)
+}
