@@ -64,9 +64,12 @@ const LINES: &[(&str, &str)] = &[
     ("service_check", "_sc|db.can_connect|2|h:db-1|#env:prod|m:connection refused"),
 ];
 
+/// (name, values, type, sample rate, tags), all owned.
+type NaiveLine = (String, Vec<f64>, String, f64, Vec<String>);
+
 /// Baseline in the same run: the obvious way to parse a metric line (split into owned pieces, tags into a
 /// Vec<String>), which is what `parse_line` avoids by borrowing.
-fn naive_parse(line: &[u8]) -> Option<(String, Vec<f64>, String, f64, Vec<String>)> {
+fn naive_parse(line: &[u8]) -> Option<NaiveLine> {
     let s = std::str::from_utf8(line).ok()?;
     let fields: Vec<&str> = s.split('|').collect();
     let (name, values) = fields.first()?.split_once(':')?;
