@@ -567,7 +567,8 @@ fn sender_pid(msg: &libc::msghdr) -> Option<i32> {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
             {
                 let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                return Some(cred.pid);
+                // 0 when the sender is in a pid namespace we cannot see.
+                return (cred.pid > 0).then_some(cred.pid);
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }

@@ -64,8 +64,13 @@ pub enum ParseError {
 }
 
 /// Parses one DogStatsD line (without its trailing newline).
+#[inline]
 pub fn parse_line(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
-    parse_counted(line).map(|(parsed, _)| parsed)
+    if line.first() == Some(&b'_') {
+        return parse_underscore(line);
+    }
+    let mut samples = 0;
+    parse_metric(as_str(line)?, &mut samples).map(Parsed::Metric)
 }
 
 /// Splits a datagram (or stream frame) into lines on `\n` (a `\r` before it is dropped, empty lines are
@@ -89,10 +94,22 @@ pub fn for_each_line<'a>(payload: &'a [u8], telemetry: &Telemetry, mut f: impl F
         if line.is_empty() {
             continue;
         }
-        match parse_counted(line) {
-            Ok((parsed, n)) => {
-                match parsed {
-                    Parsed::Metric(_) => samples += n,
+        // Metric lines take a path of their own: `Parsed` is large (an `Event` is inline), and keeping it
+        // out of the hot path's return values avoids copying it around.
+        if line[0] != b'_' {
+            match as_str(line).and_then(|s| parse_metric(s, &mut samples)) {
+                Ok(m) => f(Parsed::Metric(m)),
+                Err(err) => {
+                    errors += 1;
+                    report_parse_error(err, line);
+                }
+            }
+            continue;
+        }
+        match parse_underscore(line) {
+            Ok(parsed) => {
+                match &parsed {
+                    Parsed::Metric(m) => samples += sample_count(m),
                     Parsed::Event(_) => events += 1,
                     Parsed::ServiceCheck(_) => checks += 1,
                 }
@@ -147,19 +164,82 @@ fn report_parse_error(err: ParseError, line: &[u8]) {
     }
 }
 
-/// Parses a line and also returns how many samples it holds (packed values of a metric; 1 otherwise).
-fn parse_counted(line: &[u8]) -> Result<(Parsed<'_>, u64), ParseError> {
+/// Parses a line that starts with `_`: an event, a service check, or a metric whose name starts with `_`.
+#[cold]
+#[inline(never)]
+fn parse_underscore(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    let s = as_str(line)?;
+    if line.starts_with(b"_e{") {
+        return parse_event(s).map(Parsed::Event);
+    }
+    if line.starts_with(b"_sc|") {
+        return parse_service_check(s).map(Parsed::ServiceCheck);
+    }
+    let mut samples = 0;
+    parse_metric(s, &mut samples).map(Parsed::Metric)
+}
+
+/// Samples in an already validated metric line: its packed values, or 1 for a set.
+fn sample_count(m: &MetricLine<'_>) -> u64 {
+    if m.kind == MetricKind::Set {
+        1
+    } else {
+        m.values.split(':').filter(|v| !v.is_empty()).count() as u64
+    }
+}
+
+/// The line as text. Almost every line is ASCII, and checking that is several times cheaper than full UTF-8
+/// validation, so that is tried first.
+#[inline]
+fn as_str(line: &[u8]) -> Result<&str, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    let s = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
-    if line.starts_with(b"_e{") {
-        return parse_event(s).map(|e| (Parsed::Event(e), 1));
+    if is_ascii(line) {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(line) })
+    } else {
+        std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)
     }
-    if line.starts_with(b"_sc|") {
-        return parse_service_check(s).map(|c| (Parsed::ServiceCheck(c), 1));
+}
+
+/// The first `needle` in `hay`. Lines are short (tens of bytes), where a plain word-at-a-time search that
+/// inlines beats a vectorized `memchr` behind a CPU-feature dispatch; longer inputs (datagrams) use `memchr`.
+#[inline(always)]
+fn find(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * needle as u64;
+    let mut rest = hay;
+    let mut offset = 0;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        // Bytes equal to the needle become zero; the lowest flagged byte is the first zero byte (a borrow can
+        // only flag bytes above a real zero). Little-endian load, so the lowest byte is the first in memory.
+        let x = u64::from_le_bytes(*chunk) ^ pattern;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        rest = tail;
+        offset += 8;
     }
-    parse_metric(s).map(|(m, n)| (Parsed::Metric(m), n))
+    rest.iter().position(|&c| c == needle).map(|i| offset + i)
+}
+
+/// Whether every byte is ASCII. Reads eight bytes at a time with no early exit, which the compiler turns into
+/// a short vector loop; the standard library's `is_ascii` goes byte by byte on slices this short.
+#[inline(always)]
+fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut acc = 0u64;
+    for c in &mut chunks {
+        acc |= u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    }
+    for &c in chunks.remainder() {
+        acc |= c as u64;
+    }
+    acc & HIGH == 0
 }
 
 /// Calls `f(start, end)` for each `|`-separated field of `b` from `start` on (there is always at least one,
@@ -180,10 +260,12 @@ fn for_each_field(b: &[u8], mut start: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-fn parse_metric(s: &str) -> Result<(MetricLine<'_>, u64), ParseError> {
+/// Parses a metric line; a good one adds how many samples it holds (packed values; 1 for a set) to `samples`.
+#[inline(always)]
+fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, ParseError> {
     let b = s.as_bytes();
-    let bar = memchr(b'|', b).ok_or(ParseError::MissingType)?;
-    let colon = memchr(b':', &b[..bar]).ok_or(ParseError::MissingValue)?;
+    let bar = find(b, b'|').ok_or(ParseError::MissingType)?;
+    let colon = find(&b[..bar], b':').ok_or(ParseError::MissingValue)?;
     if colon == 0 {
         return Err(ParseError::EmptyName);
     }
@@ -194,18 +276,21 @@ fn parse_metric(s: &str) -> Result<(MetricLine<'_>, u64), ParseError> {
     let name = &s[..colon];
     let values = &s[colon + 1..bar];
 
-    let type_start = bar + 1;
-    let type_end = memchr(b'|', &b[type_start..]).map_or(b.len(), |i| type_start + i);
-    let kind = match &b[type_start..type_end] {
-        b"c" => MetricKind::Counter,
-        b"g" => MetricKind::Gauge,
-        b"h" => MetricKind::Histogram,
-        b"d" => MetricKind::Distribution,
-        b"ms" => MetricKind::Timer,
-        b"s" => MetricKind::Set,
+    // The type is one or two bytes, followed by the end of the line or a `|`.
+    let (kind, type_len) = match &b[bar + 1..] {
+        [b'c', ..] => (MetricKind::Counter, 1),
+        [b'g', ..] => (MetricKind::Gauge, 1),
+        [b'h', ..] => (MetricKind::Histogram, 1),
+        [b'd', ..] => (MetricKind::Distribution, 1),
+        [b'm', b's', ..] => (MetricKind::Timer, 2),
+        [b's', ..] => (MetricKind::Set, 1),
         _ => return Err(ParseError::UnknownType),
     };
-    let samples = if kind == MetricKind::Set {
+    let type_end = bar + 1 + type_len;
+    if type_end < b.len() && b[type_end] != b'|' {
+        return Err(ParseError::UnknownType);
+    }
+    let count = if kind == MetricKind::Set {
         1
     } else {
         validate_values(values.as_bytes())?
@@ -220,44 +305,38 @@ fn parse_metric(s: &str) -> Result<(MetricLine<'_>, u64), ParseError> {
         container_id: None,
         timestamp: None,
     };
-    if type_end < b.len() {
-        let mut err = None;
-        for_each_field(b, type_end + 1, |start, end| {
-            let field = &b[start..end];
-            match field.first() {
-                Some(b'#') => line.tags = &s[start + 1..end],
-                Some(b'@') => match parse_f64(&field[1..]) {
-                    Some(rate) if rate > 0.0 && rate <= 1.0 => line.sample_rate = rate,
-                    _ => err = Some(ParseError::InvalidSampleRate),
-                },
-                Some(b'T') => match parse_i64(&field[1..]) {
-                    Some(ts) if ts > 0 => line.timestamp = Some(ts),
-                    _ => err = Some(ParseError::InvalidTimestamp),
-                },
-                Some(b'c') if field.get(1) == Some(&b':') => {
-                    line.container_id = (end > start + 2).then(|| &s[start + 2..end]);
-                }
-                // Unknown extension fields (`e:` external data, `card:`, future ones) are ignored, like the
-                // Datadog Agent does.
-                _ => {}
+    let mut pos = type_end;
+    while pos < b.len() {
+        // b[pos] is the `|` before the next field.
+        let start = pos + 1;
+        let end = find(&b[start..], b'|').map_or(b.len(), |i| start + i);
+        let field = &b[start..end];
+        match field.first() {
+            Some(b'#') => line.tags = &s[start + 1..end],
+            Some(b'@') => match parse_f64(&field[1..]) {
+                Some(rate) if rate > 0.0 && rate <= 1.0 => line.sample_rate = rate,
+                _ => return Err(ParseError::InvalidSampleRate),
+            },
+            Some(b'T') => match parse_i64(&field[1..]) {
+                Some(ts) if ts > 0 => line.timestamp = Some(ts),
+                _ => return Err(ParseError::InvalidTimestamp),
+            },
+            Some(b'c') if field.get(1) == Some(&b':') => {
+                line.container_id = (end > start + 2).then(|| &s[start + 2..end]);
             }
-        });
-        if let Some(err) = err {
-            return Err(err);
+            // Unknown extension fields (`e:` external data, `card:`, future ones) are ignored, like the
+            // Datadog Agent does.
+            _ => {}
         }
+        pos = end;
     }
-    Ok((line, samples))
+    *samples += count;
+    Ok(line)
 }
 
 /// Checks every `:`-separated value of a metric line; returns how many there are.
 #[inline]
 fn validate_values(raw: &[u8]) -> Result<u64, ParseError> {
-    if memchr(b':', raw).is_none() {
-        return match parse_f64(raw) {
-            Some(_) => Ok(1),
-            None => Err(ParseError::InvalidValue),
-        };
-    }
     let mut n = 0;
     for v in raw.split(|&c| c == b':') {
         if v.is_empty() {
@@ -274,24 +353,50 @@ fn validate_values(raw: &[u8]) -> Result<u64, ParseError> {
     Ok(n)
 }
 
-/// A finite f64, or None. Plain integers of up to 15 digits (the common case: counters, byte sizes, ms) take a
-/// short path; everything else goes through the standard library's exact parser.
+/// Exact powers of ten for the decimal fast path.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A finite f64, or None.
+///
+/// Plain decimals of up to 15 significant digits without exponent (`1`, `-42.5`, `0.125`: nearly every
+/// DogStatsD value) take a short path: with the digits as an integer m < 2^53 and k <= 15 fraction digits,
+/// both m and 10^k are exact doubles and `m / 10^k` is one correctly rounded division, so the result is
+/// exactly what the standard library's parser returns (Clinger's fast path). Everything else goes through the
+/// standard library.
 #[inline]
 fn parse_f64(b: &[u8]) -> Option<f64> {
-    if !b.is_empty() && b.len() <= 15 {
-        let mut n: u64 = 0;
-        let mut all_digits = true;
-        for &c in b {
+    let (negative, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.len() <= 16 {
+        let mut mantissa: u64 = 0;
+        let mut count = 0usize;
+        let mut dot: Option<usize> = None;
+        let mut simple = true;
+        for &c in digits {
             let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                all_digits = false;
+            if d <= 9 {
+                mantissa = mantissa * 10 + d as u64;
+                count += 1;
+            } else if c == b'.' && dot.is_none() {
+                dot = Some(count);
+            } else {
+                simple = false;
                 break;
             }
-            n = n * 10 + d as u64;
         }
-        if all_digits {
-            // Exact: n < 10^15 < 2^53.
-            return Some(n as f64);
+        if simple && count > 0 && count <= 15 {
+            // mantissa < 10^15 < 2^53: exact as i64 and as f64 (i64 converts in one instruction).
+            let m = mantissa as i64 as f64;
+            let v = match dot.map_or(0, |at| count - at) {
+                0 => m,
+                fraction_digits => m / POW10[fraction_digits],
+            };
+            return Some(if negative { -v } else { v });
         }
     }
     // from_utf8 cannot fail on the bytes given here (they are a slice of a &str between ASCII separators), but
@@ -328,6 +433,8 @@ fn unescape_newlines(v: &str) -> String {
     v.replace("\\n", "\n")
 }
 
+#[cold]
+#[inline(never)]
 fn parse_event(s: &str) -> Result<Event, ParseError> {
     let b = s.as_bytes();
     // `_e{` is checked by the caller.
@@ -403,6 +510,8 @@ fn parse_event(s: &str) -> Result<Event, ParseError> {
     Ok(event)
 }
 
+#[cold]
+#[inline(never)]
 fn parse_service_check(s: &str) -> Result<ServiceCheck, ParseError> {
     let b = s.as_bytes();
     // `_sc|` is checked by the caller.

@@ -639,3 +639,99 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn decimal_fast_path_matches_the_standard_parser() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let check = |text: &str| {
+        let want = text.parse::<f64>().ok().filter(|v| v.is_finite());
+        let got = parse_f64(text.as_bytes());
+        assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{text:?}");
+    };
+    for text in [
+        "0",
+        "-0",
+        "+0",
+        "0.0",
+        ".5",
+        "5.",
+        "-.5",
+        "+.5",
+        ".",
+        "-",
+        "+",
+        "",
+        "1.2.3",
+        "--1",
+        "+-1",
+        "1-",
+        "999999999999999",
+        "9999999999999999",
+        "0.000000000000001",
+        "123456789.012345",
+        "1234567890.123456",
+        "0.1",
+        "0.2",
+        "0.3",
+        "2.675",
+        "1e5",
+        "1E-5",
+        "inf",
+        "NaN",
+        "1_0",
+        " 1",
+        "1 ",
+        "0x10",
+        "٣",
+    ] {
+        check(text);
+    }
+    for _ in 0..100_000 {
+        let digits = rng.random_range(1..=17);
+        let mut text: String = (0..digits)
+            .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+            .collect();
+        if rng.random_bool(0.7) {
+            let at = rng.random_range(0..=text.len());
+            text.insert(at, '.');
+        }
+        if rng.random_bool(0.3) {
+            text.insert(0, '-');
+        }
+        check(&text);
+    }
+}
+
+#[test]
+fn word_at_a_time_find_matches_a_plain_search() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..50_000 {
+        let len = rng.random_range(0..40);
+        // Few distinct bytes, including the needle's neighbours, so borrows across bytes are exercised.
+        let hay: Vec<u8> = (0..len)
+            .map(|_| [b'|', b'{', b'}', 0, 1, 0x80, 0xff, b'a'][rng.random_range(0..8)])
+            .collect();
+        for needle in [b'|', b'{', 0u8, 0xff, 0x80] {
+            assert_eq!(
+                find(&hay, needle),
+                hay.iter().position(|&c| c == needle),
+                "{hay:?} {needle}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ascii_check_matches_the_standard_library() {
+    for len in 0..40 {
+        let mut line = vec![b'a'; len];
+        assert!(is_ascii(&line));
+        for i in 0..len {
+            line[i] = 0x80;
+            assert!(!is_ascii(&line), "{len} {i}");
+            line[i] = b'a';
+        }
+    }
+}
