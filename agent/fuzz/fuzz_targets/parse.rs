@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         }
     });
     let d = &telemetry.dogstatsd;
-    assert!(items + d.parse_errors.get() <= data.iter().filter(|&&c| c == b'\n').count() as u64 + 1);
+    assert!(
+        items + d.parse_errors.get() <= data.iter().filter(|&&c| c == b'\n').count() as u64 + 1
+    );
     // The whole input as one line, too.
     let _ = parse_line(data);
 });
