@@ -5,6 +5,8 @@ FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY passwd group nsswitch.conf /etc/
 COPY example-service /usr/bin/example-service
+# A writable /tmp: the CPU profiler (pprof) creates a temporary file when it starts, and FROM scratch has no /tmp.
+COPY --chown=10001:10001 run-datadog/ /tmp/
 ENV DD_SERVICE=example-service \
     DD_PROFILING_ENABLED=true
 USER 10001:10001
