@@ -47,6 +47,11 @@ fn whole_host_services_containers_deploy_profiles_and_clean_stop() {
         },
     );
 
+    let host = Host {
+        network: &net,
+        volume: &vol,
+        agent: &agent,
+    };
     let family = Cleanup::name("family");
     let fam = format!("com.amazonaws.ecs.task-definition-family={family}");
     let ecs = |rev: &'static str| {
@@ -63,11 +68,9 @@ fn whole_host_services_containers_deploy_profiles_and_clean_stop() {
     };
     let ecs7 = ecs("7");
     let ecs7: Vec<&str> = ecs7.iter().map(String::as_str).collect();
-    let svc_a = start_service(
-        &mut c, "svc-a", &net, &vol, &agent, "e2e-a", &ecs7, REQUESTS,
-    );
-    let svc_b = start_service(&mut c, "svc-b", &net, &vol, &agent, "e2e-b", &[], REQUESTS);
-    let svc_c = start_service(&mut c, "svc-c", &net, &vol, &agent, "e2e-c", &[], REQUESTS);
+    let svc_a = start_service(&mut c, "svc-a", host, "e2e-a", &ecs7, REQUESTS);
+    let svc_b = start_service(&mut c, "svc-b", host, "e2e-b", &[], REQUESTS);
+    let svc_c = start_service(&mut c, "svc-c", host, "e2e-c", &[], REQUESTS);
 
     let cname = |n: &str| format!("container_name:{n}");
     let fam_tag = format!("task_family:{family}");
@@ -91,9 +94,7 @@ fn whole_host_services_containers_deploy_profiles_and_clean_stop() {
     // The redeploy: the same family at revision 8, while revision 7 still runs.
     let ecs8 = ecs("8");
     let ecs8: Vec<&str> = ecs8.iter().map(String::as_str).collect();
-    let svc_a8 = start_service(
-        &mut c, "svc-a8", &net, &vol, &agent, "e2e-a", &ecs8, REQUESTS,
-    );
+    let svc_a8 = start_service(&mut c, "svc-a8", host, "e2e-a", &ecs8, REQUESTS);
 
     let services = [
         (&svc_a, "e2e-a", Some("7")),

@@ -102,9 +102,11 @@ fn three_hosts_each_report_under_their_own_name_with_nothing_crossed() {
         svcs.push(start_service(
             &mut c,
             &format!("svc-{h}"),
-            &nets[i],
-            &vols[i],
-            &agents[i],
+            Host {
+                network: &nets[i],
+                volume: &vols[i],
+                agent: &agents[i],
+            },
             &service(h),
             extra,
             REQUESTS,

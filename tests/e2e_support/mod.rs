@@ -488,18 +488,29 @@ pub fn start_agent(
     name
 }
 
+/// Where a service runs: its host's network, the agent's socket volume and the agent's container name.
+#[derive(Clone, Copy)]
+pub struct Host<'a> {
+    pub network: &'a str,
+    pub volume: &'a str,
+    pub agent: &'a str,
+}
+
 /// Starts one example-service container sharing `volume` (the agent's socket directory), sending its profiles to
 /// `agent` on `network`, with `DD_SERVICE=service DD_ENV=test` and extra `docker run` arguments (labels).
 pub fn start_service(
     c: &mut Cleanup,
     what: &str,
-    network: &str,
-    volume: &str,
-    agent: &str,
+    host: Host<'_>,
     service: &str,
     extra: &[&str],
     requests: u32,
 ) -> String {
+    let Host {
+        network,
+        volume,
+        agent,
+    } = host;
     let sock_mount = format!("{volume}:/var/run/datadog/:ro");
     let trace = format!("DD_TRACE_AGENT_URL=http://{agent}:8126");
     let svc = format!("DD_SERVICE={service}");
