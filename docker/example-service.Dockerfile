@@ -7,6 +7,8 @@ COPY passwd group nsswitch.conf /etc/
 # A /tmp for the user (pprof keeps CPU samples in a temporary file); mount a tmpfs there with --read-only.
 COPY --chown=10001:10001 tmp/ /tmp/
 COPY example-service /usr/bin/example-service
+# A writable /tmp: the CPU profiler (pprof) creates a temporary file when it starts, and FROM scratch has no /tmp.
+COPY --chown=10001:10001 run-datadog/ /tmp/
 ENV DD_SERVICE=example-service \
     DD_PROFILING_ENABLED=true
 USER 10001:10001

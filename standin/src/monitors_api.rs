@@ -200,9 +200,18 @@ impl MonitorsApiHandle {
     }
 }
 
-/// The stand-in's routes, to mount in a combined stand-in server.
+/// The stand-in on its own: every path goes to the Monitors API (unknown ones answer its JSON 404).
 pub fn router(state: Arc<MonitorsState>) -> Router {
     Router::new().fallback(handle).with_state(state)
+}
+
+/// Only the Monitors API's paths (`/api/v1/monitor`, `/api/v1/monitor/...`), without a fallback, so it can be
+/// merged into the intake stand-in's router (axum refuses to merge two routers that both have a fallback).
+pub fn routes(state: Arc<MonitorsState>) -> Router {
+    Router::new()
+        .route("/api/v1/monitor", axum::routing::any(handle))
+        .route("/api/v1/monitor/{*rest}", axum::routing::any(handle))
+        .with_state(state)
 }
 
 fn err(status: StatusCode, msg: &str) -> (StatusCode, J) {

@@ -7,7 +7,8 @@
 //! - `example.inflight` (gauge),
 //!
 //! plus the toolkit's `runtime.rust.*` numbers and, unless `DD_PROFILING_ENABLED=false`, a CPU profile posted to
-//! the agent. It stops after `--requests N` requests (0 = never) or at SIGTERM/SIGINT, flushing on the way out.
+//! the agent. It stops after `--requests N` requests (0 = never) or at SIGTERM/SIGINT, flushing on the way out,
+//! and then prints `example-service: example.requests=<N> dropped_queue_full=<n> send_errors=<n>` on stdout.
 //!
 //! Where it sends is read like any Datadog client reads it: `DD_DOGSTATSD_URL`, `DD_DOGSTATSD_SOCKET` or
 //! `DD_AGENT_HOST`; tags from `DD_SERVICE`, `DD_ENV`, `DD_VERSION`.
@@ -96,8 +97,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!(handled, checksum, stats = ?guard.stats(), "example service stopping");
+    let stats = guard.stats();
     // Stops the background thread (posting the profile in progress) and flushes.
     guard.shutdown();
+    // One plain line on stdout saying what was recorded, for whoever checks the totals at the intake
+    // (tests/e2e_host.rs compares it with the sum of `example.requests` Datadog received).
+    println!(
+        "example-service: example.requests={handled} dropped_queue_full={} send_errors={}",
+        stats.dropped_queue_full, stats.send_errors
+    );
     Ok(())
 }
 

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     // The same server also plays Datadog's Monitors API (`/api/v1/monitor...`).
-    let extra_routes = Some(kelpie_standin::monitors_api::router(Default::default()));
+    let extra_routes = Some(kelpie_standin::monitors_api::routes(Default::default()));
     let intake = Intake::start_with(IntakeConfig {
         listen: args.listen,
         api_key: args.api_key,
