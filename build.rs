@@ -13,6 +13,11 @@ fn main() {
         "cargo:rustc-env=KELPIE_BUILD_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Only paths that exist: a missing one (a git worktree has a `.git` file) would rerun this every build.
+    println!("cargo:rerun-if-changed=build.rs");
+    for path in [".git/HEAD", ".git/refs/heads"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }

@@ -13,6 +13,14 @@ if command -v "$py" >/dev/null 2>&1; then
   fi
 fi
 
+# The whole-host end-to-end tests run the agent, the intake stand-in and an example service as containers built
+# FROM scratch on this machine (nothing is pulled). Build them once here (idempotent; the first time takes a
+# static release build) so the tests do not each try.
+if docker info >/dev/null 2>&1; then
+  scripts/build-image.sh
+  export KELPIE_E2E_NO_BUILD=1
+fi
+
 # Tests that need Docker skip with a message when no engine answers; CI sets KELPIE_REQUIRE_DOCKER=1 so that a
 # present engine can never be skipped silently.
 exec cargo test --workspace --all-targets --no-fail-fast "$@"
