@@ -535,7 +535,10 @@ impl Config {
                 )
             })?),
         };
+        // The history is what local mode shows; with a key it is off unless asked for, so its memory goes to
+        // contexts instead.
         let history_memory = match kelpie("KELPIE_HISTORY_MEMORY") {
+            None if api_key.is_some() => 0,
             None => 32 * 1024 * 1024,
             Some(s) => parse_size(&s).ok_or_else(|| {
                 env_invalid("KELPIE_HISTORY_MEMORY", &s, "is not a size such as 32MiB")
@@ -674,6 +677,10 @@ mod tests {
         assert_eq!(c.host_tags, ["a:b", "c:d", "env:prod"]);
         assert_eq!(c.dd_url, "https://api.datadoghq.eu");
         assert_eq!(c.mode(), "forwarding");
+        // The status-page history is for local mode; forwarding turns it off unless asked for.
+        assert_eq!(c.history_memory, 0);
+        let c = load(Some("api_key: x\n"), &[("KELPIE_HISTORY_MEMORY", "8MiB")]).unwrap();
+        assert_eq!(c.history_memory, 8 << 20);
     }
 
     #[test]

@@ -395,7 +395,9 @@ impl Flusher {
         while let Ok(c) = self.checks.try_recv() {
             checks.push(c);
         }
-        self.history.lock().record(&batch, now);
+        if self.cfg.history_memory > 0 {
+            self.history.lock().record(&batch, now);
+        }
         self.telemetry
             .flush
             .series_flushed
@@ -515,6 +517,13 @@ pub async fn run(
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
+    // Few malloc arenas: the reader threads and the runtime would otherwise each grow their own, and memory freed
+    // by the flush in one arena could not serve new contexts created in another (measured as RSS, not leaks).
+    // SAFETY: mallopt only tunes glibc's allocator; it is called before the agent's threads start.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     for key in &cfg.unknown_keys {
         warn!("unknown configuration key `{key}` is ignored");
     }
