@@ -49,6 +49,7 @@ fn local_mode_counts_exactly_and_serves_history() {
         serde_json::json!(["env:test", "service:api"])
     );
     assert_eq!(series[0]["kind"], "rate");
+    assert_eq!(series[0]["host"], "e2e-host");
     assert!((total - 750.0).abs() < 1e-9, "total {total}");
     let gauge = wait_for(Duration::from_secs(5), || {
         let s = series_points(&agent, "metric=e2e.local.temp&tags=room:a");

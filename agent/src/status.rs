@@ -187,7 +187,12 @@ async fn series(State(s): State<Arc<StatusState>>, Query(q): Query<SeriesQuery>)
     };
     let tags_raw = q.tags.unwrap_or_default();
     let tags: Vec<&str> = tags_raw.split(',').filter(|t| !t.is_empty()).collect();
-    let found = s.history.lock().query(&metric, &tags);
+    let mut found = s.history.lock().query(&metric, &tags);
+    for v in &mut found {
+        if v.host.is_empty() {
+            v.host = s.hostname.clone();
+        }
+    }
     Json(json!({ "metric": metric, "series": found })).into_response()
 }
 
