@@ -44,6 +44,12 @@ static BUILT: Mutex<bool> = Mutex::new(false);
 /// nothing changed, a few minutes the first time). Prints why the test is skipped otherwise, or panics under
 /// `KELPIE_REQUIRE_DOCKER=1`.
 pub fn ready() -> bool {
+    // .ci/run runs these container tests on their own after the rest of the suite (with one retry of a known
+    // intermittent miss of a just-started container's tags); inside that first pass they step aside.
+    if std::env::var("KELPIE_E2E_SEPARATE").as_deref() == Ok("1") {
+        eprintln!("deferred: KELPIE_E2E_SEPARATE=1, .ci/run runs the whole-host tests separately");
+        return false;
+    }
     if let Some(why) = docker_missing() {
         if std::env::var("KELPIE_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!("KELPIE_REQUIRE_DOCKER=1 but no Docker engine: {why}");
