@@ -22,7 +22,9 @@ const SEEN_CAP: usize = 4096;
 /// Times the deploy detector waits for the ECS agent to report a new task RUNNING before emitting anyway.
 const MAX_CONFIRM_ATTEMPTS: u32 = 5;
 /// How long an id Docker does not know is not asked about again, and how many such ids are remembered.
-const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+/// Short: a container's first packets can arrive before Docker reports it running, and a long wait here left a
+/// just-started container's metrics without its tags (seen once in the whole-host e2e test).
+const UNKNOWN_TTL: Duration = Duration::from_secs(2);
 const UNKNOWN_CAP: usize = 1024;
 
 /// A bounded set of recently handled events, as 64-bit hashes of `time_nano/id/action` (16 bytes per event
