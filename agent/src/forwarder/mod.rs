@@ -299,12 +299,7 @@ impl Inner {
     /// Drops the oldest payloads held in memory (not in flight) until memory use is within `cap`.
     fn drop_oldest_in_memory(&self, st: &mut State, cap: usize, reason: &'static str) {
         while st.mem_bytes > cap {
-            let Some(seq) = st
-                .queue
-                .iter()
-                .find(|(_, t)| t.body.is_some() && !t.in_flight)
-                .map(|(s, _)| *s)
-            else {
+            let Some(seq) = oldest_in_memory(st) else {
                 break;
             };
             tracing::warn!(
@@ -325,12 +320,7 @@ impl Inner {
             return;
         };
         while st.mem_bytes > cap {
-            let Some(seq) = st
-                .queue
-                .iter()
-                .find(|(_, t)| t.body.is_some() && !t.in_flight)
-                .map(|(s, _)| *s)
-            else {
+            let Some(seq) = oldest_in_memory(st) else {
                 break;
             };
             let size = st.queue.get(&seq).map_or(0, |t| t.size) as u64;
@@ -770,4 +760,12 @@ mod tests {
             }
         }
     }
+}
+
+/// The oldest payload whose body is held in memory and is not being sent right now.
+fn oldest_in_memory(st: &State) -> Option<u64> {
+    st.queue
+        .iter()
+        .find(|(_, t)| t.body.is_some() && !t.in_flight)
+        .map(|(s, _)| *s)
 }
