@@ -699,6 +699,14 @@ impl std::fmt::Debug for Forwarder {
     }
 }
 
+/// The oldest payload whose body is held in memory and is not being sent right now.
+fn oldest_in_memory(st: &State) -> Option<u64> {
+    st.queue
+        .iter()
+        .find(|(_, t)| t.body.is_some() && !t.in_flight)
+        .map(|(s, _)| *s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -760,12 +768,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The oldest payload whose body is held in memory and is not being sent right now.
-fn oldest_in_memory(st: &State) -> Option<u64> {
-    st.queue
-        .iter()
-        .find(|(_, t)| t.body.is_some() && !t.in_flight)
-        .map(|(s, _)| *s)
 }
