@@ -32,7 +32,10 @@
 //! points waiting for a flush.
 
 use crate::mapper::{MapResult, MapperProfiles};
-use crate::model::{FlushBatch, IStr, MetricKind, MetricLine, Series, SeriesKind, SketchSeries};
+use crate::model::{
+    FlushBatch, FlushSink, IStr, MetricKind, MetricLine, Series, SeriesKind, SeriesRef,
+    SketchPoint, SketchRef,
+};
 use crate::sketch::Sketch;
 use crate::telemetry::Telemetry;
 use hashbrown::{HashSet, HashTable};
@@ -326,32 +329,31 @@ impl Value {
     }
 }
 
+/// Fields the insert path reads come first (`repr(C)` keeps the order), so a sample for an existing
+/// context touches one cache line of it.
 #[derive(Debug)]
+#[repr(C)]
 struct Context {
+    /// The context key's 128-bit hash (see [`Aggregator::insert`]): `hash` places it in the table, both
+    /// identify it.
+    hash: u64,
+    hash2: u64,
+    /// Start of the bucket `value` belongs to (when `has_value`).
+    bucket: i64,
+    /// Unix seconds of the last sample.
+    last_seen: i64,
+    value: Value,
+    has_value: bool,
     name: IStr,
+    /// Sorted (bytewise), de-duplicated.
     tags: Arc<[IStr]>,
     /// Empty: the agent's hostname.
     host: IStr,
-    hash: u64,
-    /// Unix seconds of the last sample.
-    last_seen: i64,
-    /// Start of the bucket `value` belongs to (when `has_value`).
-    bucket: i64,
-    has_value: bool,
-    value: Value,
 }
 
 impl Context {
     fn is_distribution(&self) -> bool {
         matches!(self.value, Value::Distribution(_))
-    }
-
-    fn same_key(&self, name: &str, tags: &[&str], host: &str, dist: bool) -> bool {
-        &*self.name == name
-            && &*self.host == host
-            && self.is_distribution() == dist
-            && self.tags.len() == tags.len()
-            && self.tags.iter().zip(tags).all(|(a, b)| &**a == *b)
     }
 }
 
@@ -398,6 +400,18 @@ struct State {
     gc_next: bool,
     name_buf: String,
     hist_out: Vec<(f64, SeriesKind)>,
+    emit: EmitBufs,
+}
+
+/// Point buffers one context's flush fills, kept between contexts and flushes so a flush allocates nothing
+/// per series.
+#[derive(Debug, Default)]
+struct EmitBufs {
+    rates: Vec<(i64, f64)>,
+    gauges: Vec<(i64, f64)>,
+    hists: Vec<Vec<(i64, f64)>>,
+    hist_kinds: Vec<SeriesKind>,
+    sketches: Vec<SketchPoint>,
 }
 
 /// The DogStatsD aggregator. One per pipeline; not shared between threads.
@@ -406,8 +420,12 @@ pub struct Aggregator {
     hist: HistSpec,
     telemetry: Arc<Telemetry>,
     hasher: foldhash::fast::FixedState,
+    /// Seeds of the context key's two 64-bit hashes.
+    key_hashers: [foldhash::fast::FixedState; 2],
     /// Tag slices of the line being inserted; only its allocation survives between calls.
     scratch: Vec<&'static str>,
+    /// Hashes of the line's tags.
+    tag_hashes: Vec<u64>,
     st: State,
 }
 
@@ -465,34 +483,54 @@ fn byte_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Sorts `tags` into `out`, leaving out (and taking the host from) the tags the agent strips.
+/// Adds `tag` to `out`, leaving out (and taking the host from) the tags the agent strips.
+#[inline]
 fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
-    if let Some(h) = tag.strip_prefix("host:") {
-        *host = h;
-    } else if tag.starts_with("dd.internal.entity_id:")
-        || tag.starts_with("dd.internal.card:")
-        || tag.starts_with("dd.internal.jmx_check_name:")
-    {
-    } else {
-        out.push(tag);
+    match tag.as_bytes().first() {
+        Some(b'h') => {
+            if let Some(h) = tag.strip_prefix("host:") {
+                *host = h;
+                return;
+            }
+        }
+        Some(b'd')
+            if tag.starts_with("dd.internal.entity_id:")
+                || tag.starts_with("dd.internal.card:")
+                || tag.starts_with("dd.internal.jmx_check_name:") =>
+        {
+            return;
+        }
+        _ => {}
     }
+    out.push(tag);
 }
 
+/// Sorts tags bytewise and drops duplicates (the order a context's tags are stored and flushed in).
+fn sort_tags(tags: &mut Vec<&str>) {
+    tags.sort_unstable_by(|a, b| byte_cmp(a, b));
+    tags.dedup();
+}
+
+/// The context key's 128-bit hash: name, the tags' hashes (sorted, de-duplicated), host and whether it is a
+/// distribution, hashed with two seeds.
 fn key_hash(
-    hasher: &foldhash::fast::FixedState,
+    hashers: &[foldhash::fast::FixedState; 2],
     name: &str,
-    tags: &[&str],
+    tag_hashes: &[u64],
     host: &str,
     dist: bool,
-) -> u64 {
-    let mut h = hasher.build_hasher();
-    name.hash(&mut h);
-    for t in tags {
-        t.hash(&mut h);
-    }
-    host.hash(&mut h);
-    h.write_u8(dist as u8);
-    h.finish()
+) -> (u64, u64) {
+    let one = |hasher: &foldhash::fast::FixedState| {
+        let mut h = hasher.build_hasher();
+        name.hash(&mut h);
+        for t in tag_hashes {
+            h.write_u64(*t);
+        }
+        host.hash(&mut h);
+        h.write_u8(dist as u8);
+        h.finish()
+    };
+    (one(&hashers[0]), one(&hashers[1]))
 }
 
 /// Adds one numeric sample to a non-set value. False when it was refused (counted).
@@ -525,7 +563,12 @@ impl Aggregator {
             hist,
             telemetry,
             hasher: foldhash::fast::FixedState::with_seed(0x6b65_6c70_6965),
+            key_hashers: [
+                foldhash::fast::FixedState::with_seed(0x636f_6e74_6578_7431),
+                foldhash::fast::FixedState::with_seed(0x636f_6e74_6578_7432),
+            ],
             scratch: Vec::new(),
+            tag_hashes: Vec::new(),
             st: State::default(),
         }
     }
@@ -560,27 +603,34 @@ impl Aggregator {
         }
         tags.extend(self.cfg.extra_tags.iter().map(String::as_str));
         tags.extend(origin_tags.iter().map(|t| &**t));
-        tags.sort_unstable_by(|a, b| byte_cmp(a, b));
-        tags.dedup();
 
         let st = &mut self.st;
         let tel = &*self.telemetry;
         let kind = line.kind;
         if let (Some(ts), MetricKind::Counter | MetricKind::Gauge) = (line.timestamp, kind) {
+            sort_tags(&mut tags);
             Self::passthrough(st, tel, line, name, &tags, host, ts, self.cfg.interval_secs);
             self.scratch = recycle(tags);
             return;
         }
 
+        // The key is hashed from the tags' hashes, sorted and de-duplicated, so the tag strings are neither
+        // sorted nor compared for a context that exists: a tag set is identified by its tags' 64-bit hashes,
+        // as the Datadog Agent's context keys are, and the context by a 128-bit hash of those.
+        let hashes = &mut self.tag_hashes;
+        hashes.clear();
+        hashes.extend(tags.iter().map(|t| self.hasher.hash_one(t)));
+        hashes.sort_unstable();
+        hashes.dedup();
         let dist = kind == MetricKind::Distribution;
-        let hash = key_hash(&self.hasher, name, &tags, host, dist);
+        let (hash, hash2) = key_hash(&self.key_hashers, name, hashes, host, dist);
         let found = {
             let slots = &st.slots;
             st.table
                 .find(hash, |&i| {
                     slots[i as usize]
                         .as_ref()
-                        .is_some_and(|c| c.same_key(name, &tags, host, dist))
+                        .is_some_and(|c| c.hash == hash && c.hash2 == hash2)
                 })
                 .copied()
         };
@@ -592,15 +642,17 @@ impl Aggregator {
                     self.scratch = recycle(tags);
                     return;
                 }
+                sort_tags(&mut tags);
                 let ctx = Context {
+                    hash,
+                    hash2,
+                    bucket: 0,
+                    last_seen: now,
+                    value: Value::new(kind),
+                    has_value: false,
                     name: st.interner.intern(name),
                     tags: tags.iter().map(|t| st.interner.intern(t)).collect(),
                     host: st.interner.intern(host),
-                    hash,
-                    last_seen: now,
-                    bucket: 0,
-                    has_value: false,
-                    value: Value::new(kind),
                 };
                 let i = match st.free.pop() {
                     Some(i) => {
@@ -746,6 +798,13 @@ impl Aggregator {
     /// Closes and returns every bucket that ended at or before `now` (all buckets when `force`, for
     /// shutdown). Forgets idle contexts and expired counters.
     pub fn flush(&mut self, now: i64, force: bool) -> FlushBatch {
+        let mut batch = FlushBatch::default();
+        self.flush_into(now, force, &mut batch);
+        batch
+    }
+
+    /// Like [`Aggregator::flush`], handing each series to `sink` as it is made instead of collecting them.
+    pub fn flush_into(&mut self, now: i64, force: bool, sink: &mut dyn FlushSink) {
         let interval = self.cfg.interval_secs;
         let expiry = self.cfg.expiry_secs;
         let cutoff = now.div_euclid(interval) * interval + if force { interval } else { 0 };
@@ -753,11 +812,12 @@ impl Aggregator {
         let st = &mut self.st;
         let spec = &self.hist;
 
-        let mut batch = FlushBatch {
-            series: std::mem::take(&mut st.passthrough),
-            sketches: Vec::new(),
-        };
-        let had_passthrough = !batch.series.is_empty();
+        let passthrough = std::mem::take(&mut st.passthrough);
+        let had_passthrough = !passthrough.is_empty();
+        for s in &passthrough {
+            sink.series(s.as_ref());
+        }
+        drop(passthrough);
 
         // Backlogged values that are now closed, grouped by context.
         let mut backlog = std::mem::take(&mut st.backlog);
@@ -816,7 +876,8 @@ impl Aggregator {
                     &mut st.interner,
                     &mut st.name_buf,
                     &mut st.hist_out,
-                    &mut batch,
+                    &mut st.emit,
+                    sink,
                 );
                 if current {
                     ctx.value.reset();
@@ -861,7 +922,6 @@ impl Aggregator {
         st.gc_next = had_passthrough;
         st.last_cutoff = cutoff;
         self.telemetry.dogstatsd.contexts.set(st.live as i64);
-        batch
     }
 }
 
@@ -880,14 +940,20 @@ fn emit(
     interner: &mut Interner,
     name_buf: &mut String,
     hist_out: &mut Vec<(f64, SeriesKind)>,
-    batch: &mut FlushBatch,
+    bufs: &mut EmitBufs,
+    sink: &mut dyn FlushSink,
 ) {
-    let mut rates: Vec<(i64, f64)> = Vec::new();
-    let mut gauges: Vec<(i64, f64)> = Vec::new();
-    let mut sketches = Vec::new();
+    let EmitBufs {
+        rates,
+        gauges,
+        hists,
+        hist_kinds,
+        sketches,
+    } = bufs;
+    rates.clear();
+    gauges.clear();
+    sketches.clear();
     let n_out = spec.suffixes.len();
-    let mut hists: Vec<Vec<(i64, f64)>> = Vec::new();
-    let mut hist_kinds: Vec<SeriesKind> = Vec::new();
     let mut hist_names: Option<Box<[IStr]>> = None;
     let cur_bucket = ctx.bucket;
     let cur = current.then_some((cur_bucket, &mut ctx.value));
@@ -920,8 +986,10 @@ fn emit(
                 }
                 if hist_names.is_none() {
                     hist_names = Some(h.names.clone());
-                    hists = vec![Vec::new(); n_out];
-                    hist_kinds = vec![SeriesKind::Gauge; n_out];
+                    hists.resize_with(n_out, Vec::new);
+                    hists.iter_mut().for_each(Vec::clear);
+                    hist_kinds.clear();
+                    hist_kinds.resize(n_out, SeriesKind::Gauge);
                 }
                 h.compute(spec, interval, hist_out);
                 for (i, &(v, k)) in hist_out.iter().enumerate() {
@@ -939,15 +1007,15 @@ fn emit(
             }
         }
     }
-    let mut push = |name: &IStr, kind: SeriesKind, mut points: Vec<(i64, f64)>| {
+    let mut push = |name: &IStr, kind: SeriesKind, points: &mut Vec<(i64, f64)>| {
         if points.is_empty() {
             return;
         }
         points.sort_by_key(|p| p.0);
-        batch.series.push(Series {
-            name: name.clone(),
-            tags: ctx.tags.clone(),
-            host: ctx.host.clone(),
+        sink.series(SeriesRef {
+            name,
+            tags: &ctx.tags,
+            host: &ctx.host,
             kind,
             interval: if kind == SeriesKind::Gauge {
                 0
@@ -960,16 +1028,16 @@ fn emit(
     push(&ctx.name, SeriesKind::Rate, rates);
     push(&ctx.name, SeriesKind::Gauge, gauges);
     if let Some(names) = hist_names {
-        for ((name, kind), points) in names.iter().zip(hist_kinds).zip(hists) {
+        for ((name, &kind), points) in names.iter().zip(hist_kinds.iter()).zip(hists.iter_mut()) {
             push(name, kind, points);
         }
     }
     if !sketches.is_empty() {
         sketches.sort_by_key(|p| p.ts);
-        batch.sketches.push(SketchSeries {
-            name: ctx.name.clone(),
-            tags: ctx.tags.clone(),
-            host: ctx.host.clone(),
+        sink.sketch(SketchRef {
+            name: &ctx.name,
+            tags: &ctx.tags,
+            host: &ctx.host,
             interval,
             points: sketches,
         });

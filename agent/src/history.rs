@@ -4,7 +4,7 @@
 //! When the budget is exceeded the least recently updated contexts are dropped first (counted as
 //! `history_evicted` in the status), so memory stays bounded whatever the traffic.
 
-use crate::model::{FlushBatch, IStr, Series};
+use crate::model::{FlushBatch, IStr, SeriesRef, SketchRef};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -64,25 +64,40 @@ impl History {
 
     /// Records one flush.
     pub fn record(&mut self, batch: &FlushBatch, now: i64) {
-        self.generation += 1;
+        self.begin();
         for s in &batch.series {
-            self.record_series(s, now);
+            self.record_series(s.as_ref());
         }
         for sk in &batch.sketches {
-            let key = Key {
-                name: sk.name.clone(),
-                tags: sk.tags.clone(),
-                host: sk.host.clone(),
-            };
-            for p in &sk.points {
-                self.push(&key, "distribution", p.ts, p.avg);
-            }
+            self.record_sketch(sk.as_ref());
         }
+        self.end(now);
+    }
+
+    /// Starts recording a flush: then [`History::record_series`] / [`History::record_sketch`] for each of its
+    /// series, and [`History::end`].
+    pub fn begin(&mut self) {
+        self.generation += 1;
+    }
+
+    /// Ends a flush: drops points older than the retention and enforces the budget.
+    pub fn end(&mut self, now: i64) {
         self.expire(now);
         self.enforce_budget();
     }
 
-    fn record_series(&mut self, s: &Series, _now: i64) {
+    pub fn record_sketch(&mut self, sk: SketchRef<'_>) {
+        let key = Key {
+            name: sk.name.clone(),
+            tags: sk.tags.clone(),
+            host: sk.host.clone(),
+        };
+        for p in sk.points {
+            self.push(&key, "distribution", p.ts, p.avg);
+        }
+    }
+
+    pub fn record_series(&mut self, s: SeriesRef<'_>) {
         let key = Key {
             name: s.name.clone(),
             tags: s.tags.clone(),
@@ -93,7 +108,7 @@ impl History {
             crate::model::SeriesKind::Rate => "rate",
             crate::model::SeriesKind::Gauge => "gauge",
         };
-        for &(ts, v) in &s.points {
+        for &(ts, v) in s.points {
             self.push(&key, kind, ts, v);
         }
     }
@@ -215,7 +230,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SeriesKind;
+    use crate::model::{Series, SeriesKind};
 
     fn series(name: &str, tag: &str, ts: i64, v: f64) -> Series {
         Series {

@@ -59,7 +59,11 @@ impl<'a> MetricLine<'a> {
         };
         raw.split(':')
             .filter(|v| !v.is_empty())
-            .filter_map(|v| v.parse::<f64>().ok())
+            // The parser's fast path first; it refuses non-finite values, which the standard parser then
+            // reads so the aggregator can count them.
+            .filter_map(|v| {
+                crate::dogstatsd::parse::parse_f64(v.as_bytes()).or_else(|| v.parse().ok())
+            })
     }
 }
 
@@ -166,4 +170,95 @@ pub struct SketchSeries {
 pub struct FlushBatch {
     pub series: Vec<Series>,
     pub sketches: Vec<SketchSeries>,
+}
+
+impl Series {
+    /// This series as the borrowed form a [`FlushSink`] takes.
+    pub fn as_ref(&self) -> SeriesRef<'_> {
+        SeriesRef {
+            name: &self.name,
+            tags: &self.tags,
+            host: &self.host,
+            kind: self.kind,
+            interval: self.interval,
+            points: &self.points,
+        }
+    }
+}
+
+impl SketchSeries {
+    /// This sketch series as the borrowed form a [`FlushSink`] takes.
+    pub fn as_ref(&self) -> SketchRef<'_> {
+        SketchRef {
+            name: &self.name,
+            tags: &self.tags,
+            host: &self.host,
+            interval: self.interval,
+            points: &self.points,
+        }
+    }
+}
+
+/// A flushed series, borrowed from the aggregator while it flushes (see [`Series`] for the fields). The
+/// interned strings are handed out by reference so a consumer that keeps them (the history) clones the `Arc`
+/// and one that only reads them (the encoder) copies nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct SeriesRef<'a> {
+    pub name: &'a IStr,
+    pub tags: &'a Arc<[IStr]>,
+    pub host: &'a IStr,
+    pub kind: SeriesKind,
+    pub interval: i64,
+    pub points: &'a [(i64, f64)],
+}
+
+impl SeriesRef<'_> {
+    pub fn to_owned(&self) -> Series {
+        Series {
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            host: self.host.clone(),
+            kind: self.kind,
+            interval: self.interval,
+            points: self.points.to_vec(),
+        }
+    }
+}
+
+/// A flushed distribution context, borrowed (see [`SketchSeries`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SketchRef<'a> {
+    pub name: &'a IStr,
+    pub tags: &'a Arc<[IStr]>,
+    pub host: &'a IStr,
+    pub interval: i64,
+    pub points: &'a [SketchPoint],
+}
+
+impl SketchRef<'_> {
+    pub fn to_owned(&self) -> SketchSeries {
+        SketchSeries {
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            host: self.host.clone(),
+            interval: self.interval,
+            points: self.points.to_vec(),
+        }
+    }
+}
+
+/// Where a flush goes, one series at a time, so that nothing needs to hold every flushed series at once: the
+/// agent streams them into the encoder (and the local history); tests collect them in a [`FlushBatch`].
+pub trait FlushSink {
+    fn series(&mut self, s: SeriesRef<'_>);
+    fn sketch(&mut self, s: SketchRef<'_>);
+}
+
+impl FlushSink for FlushBatch {
+    fn series(&mut self, s: SeriesRef<'_>) {
+        self.series.push(s.to_owned());
+    }
+    fn sketch(&mut self, s: SketchRef<'_>) {
+        self.sketches.push(s.to_owned());
+    }
 }

@@ -14,7 +14,9 @@ use crate::forwarder::{Forwarder, ForwarderConfig};
 use crate::history::History;
 use crate::host::HostCollector;
 use crate::mapper::MapperProfiles;
-use crate::model::{Event, FlushBatch, IStr, Parsed, Series, SeriesKind, ServiceCheck};
+use crate::model::{
+    Event, FlushSink, IStr, Parsed, Series, SeriesKind, SeriesRef, ServiceCheck, SketchRef,
+};
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
 use kelpie_container::{ContainerConfig, ContainerEvent, Containers, OriginResolver, PointKind};
@@ -308,6 +310,36 @@ impl SelfMetrics {
     }
 }
 
+/// Where the flusher sends each series: the local history and/or the streaming encoders.
+struct FlushOut<'h, 'c> {
+    history: Option<&'h mut History>,
+    series: Option<encode::SeriesEncoder<'c>>,
+    sketches: Option<encode::SketchEncoder<'c>>,
+    n_series: u64,
+    n_sketches: u64,
+}
+
+impl FlushSink for FlushOut<'_, '_> {
+    fn series(&mut self, s: SeriesRef<'_>) {
+        self.n_series += 1;
+        if let Some(h) = self.history.as_deref_mut() {
+            h.record_series(s);
+        }
+        if let Some(e) = &mut self.series {
+            e.push(s);
+        }
+    }
+    fn sketch(&mut self, s: SketchRef<'_>) {
+        self.n_sketches += 1;
+        if let Some(h) = self.history.as_deref_mut() {
+            h.record_sketch(s);
+        }
+        if let Some(e) = &mut self.sketches {
+            e.push(s);
+        }
+    }
+}
+
 /// Everything the flusher needs.
 struct Flusher {
     cfg: Config,
@@ -331,6 +363,27 @@ struct Flusher {
 }
 
 impl Flusher {
+    fn collect_payloads(
+        &self,
+        outcome: Result<encode::EncodeOutcome, encode::EncodeError>,
+        what: &str,
+        payloads: &mut Vec<Payload>,
+    ) {
+        match outcome {
+            Ok(o) => {
+                if o.dropped_too_large > 0 {
+                    Telemetry::drop(
+                        &self.telemetry,
+                        "payload_too_large",
+                        o.dropped_too_large as u64,
+                    );
+                }
+                payloads.extend(o.payloads);
+            }
+            Err(e) => warn!("cannot encode {what}: {e}"),
+        }
+    }
+
     async fn flush(&mut self, force: bool) {
         let started = Instant::now();
         let now = status::unix_now();
@@ -346,8 +399,8 @@ impl Flusher {
                 agg.set_max_contexts(self.max_contexts);
             }
         }
-        let mut batch: FlushBatch = self.agg.lock().flush(now, force);
-        batch.series.extend(self.host.collect(now));
+        let host_series = self.host.collect(now);
+        let mut container_series = Vec::new();
         if self.containers.is_none() && !force && Instant::now() >= self.next_container_try {
             if let Some(ccfg) = &self.container_cfg {
                 self.next_container_try = Instant::now() + CONTAINER_RETRY;
@@ -357,7 +410,7 @@ impl Flusher {
         }
         if let Some(c) = &self.containers {
             match c.collect().await {
-                Ok(points) => batch.series.extend(
+                Ok(points) => container_series.extend(
                     points
                         .into_iter()
                         .map(|p| point_to_series(p, now, interval)),
@@ -381,9 +434,6 @@ impl Flusher {
             ecs.detail = st.ecs_cluster.as_ref().map(|c| format!("cluster {c}"));
             self.state.collectors.lock().insert("ecs", ecs);
         }
-        batch
-            .series
-            .extend(self.self_metrics.series(&self.telemetry, now, interval));
         let mut events = Vec::new();
         while let Ok(e) = self.events.try_recv() {
             events.push(e);
@@ -395,28 +445,50 @@ impl Flusher {
         while let Ok(c) = self.checks.try_recv() {
             checks.push(c);
         }
-        if self.cfg.history_memory > 0 {
-            self.history.lock().record(&batch, now);
+
+        // Every series goes straight from the aggregator into the encoder (and the local history): no flush
+        // holds all its series at once.
+        let mut history = (self.cfg.history_memory > 0).then(|| self.history.lock());
+        let forwarding = self.forwarder.is_some();
+        let mut out = FlushOut {
+            history: history.as_deref_mut(),
+            series: forwarding.then(|| encode::SeriesEncoder::new(&self.encode)),
+            sketches: forwarding.then(|| encode::SketchEncoder::new(&self.encode)),
+            n_series: 0,
+            n_sketches: 0,
+        };
+        if let Some(h) = out.history.as_deref_mut() {
+            h.begin();
         }
-        self.telemetry
-            .flush
-            .series_flushed
-            .add(batch.series.len() as u64);
-        self.telemetry
-            .flush
-            .sketches_flushed
-            .add(batch.sketches.len() as u64);
+        self.agg.lock().flush_into(now, force, &mut out);
+        let self_series = self.self_metrics.series(&self.telemetry, now, interval);
+        for s in host_series
+            .iter()
+            .chain(&container_series)
+            .chain(&self_series)
+        {
+            out.series(s.as_ref());
+        }
+        if let Some(h) = out.history.as_deref_mut() {
+            h.end(now);
+        }
+        let FlushOut {
+            series,
+            sketches,
+            n_series,
+            n_sketches,
+            history: _,
+        } = out;
+        drop(history);
+        self.telemetry.flush.series_flushed.add(n_series);
+        self.telemetry.flush.sketches_flushed.add(n_sketches);
         if let Some(fwd) = &self.forwarder {
             let mut payloads: Vec<Payload> = Vec::new();
-            match encode::encode_series(&self.encode, &batch.series) {
-                Ok(p) => payloads.extend(p),
-                Err(e) => warn!("cannot encode series: {e}"),
+            if let Some(enc) = series {
+                self.collect_payloads(enc.finish(), "series", &mut payloads);
             }
-            if !batch.sketches.is_empty() {
-                match encode::encode_sketches(&self.encode, &batch.sketches) {
-                    Ok(p) => payloads.extend(p),
-                    Err(e) => warn!("cannot encode sketches: {e}"),
-                }
+            if let Some(enc) = sketches.filter(|e| e.pushed() > 0) {
+                self.collect_payloads(enc.finish(), "sketches", &mut payloads);
             }
             for ev in &events {
                 match encode::encode_event(&self.encode, ev) {

@@ -366,7 +366,7 @@ const POW10: [f64; 16] = [
 /// exactly what the standard library's parser returns (Clinger's fast path). Everything else goes through the
 /// standard library.
 #[inline]
-fn parse_f64(b: &[u8]) -> Option<f64> {
+pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
     let (negative, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         Some(b'+') => (false, &b[1..]),

@@ -19,7 +19,7 @@ pub mod proto;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{Event, Series, SeriesKind, ServiceCheck, SketchSeries};
+use crate::model::{Event, Series, SeriesKind, SeriesRef, ServiceCheck, SketchRef, SketchSeries};
 use bytes::Bytes;
 use prost::Message;
 use std::io::Write;
@@ -200,14 +200,30 @@ impl Codec {
     }
 
     fn compress(self, data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+        self.compress_parts(&[data])
+    }
+
+    /// Compresses the concatenation of `parts` without first copying them into one buffer.
+    fn compress_parts(self, parts: &[&[u8]]) -> Result<Vec<u8>, std::io::Error> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         match self {
-            Codec::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL),
+            Codec::Zstd => {
+                let mut enc =
+                    zstd::stream::Encoder::new(Vec::with_capacity(len / 4 + 64), ZSTD_LEVEL)?;
+                enc.set_pledged_src_size(Some(len as u64))?;
+                for p in parts {
+                    enc.write_all(p)?;
+                }
+                enc.finish()
+            }
             Codec::Deflate => {
                 let mut enc = flate2::write::ZlibEncoder::new(
-                    Vec::with_capacity(data.len() / 4 + 64),
+                    Vec::with_capacity(len / 4 + 64),
                     flate2::Compression::fast(),
                 );
-                enc.write_all(data)?;
+                for p in parts {
+                    enc.write_all(p)?;
+                }
                 enc.finish()
             }
         }
@@ -233,34 +249,123 @@ pub fn encode_series_with_limits(
     series: &[Series],
     limits: Limits,
 ) -> Result<EncodeOutcome, EncodeError> {
-    let mut records = Vec::with_capacity(series.len());
-    if cfg.use_protobuf {
-        for s in series {
-            let msg = series_to_proto(cfg, s);
-            records.push(field_record(1, &msg));
+    let mut enc = SeriesEncoder::with_limits(cfg, limits);
+    for s in series {
+        enc.push(s.as_ref());
+    }
+    enc.finish()
+}
+
+/// Encodes series one at a time as they are flushed, compressing each request body as soon as it is full, so
+/// that memory holds one uncompressed body at most rather than every series of the flush.
+pub struct SeriesEncoder<'c> {
+    cfg: &'c EncodeConfig,
+    packer: StreamPacker,
+    error: Option<EncodeError>,
+}
+
+impl<'c> SeriesEncoder<'c> {
+    pub fn new(cfg: &'c EncodeConfig) -> Self {
+        Self::with_limits(cfg, SERIES_LIMITS)
+    }
+
+    pub fn with_limits(cfg: &'c EncodeConfig, limits: Limits) -> Self {
+        let (content_type, framing) = if cfg.use_protobuf {
+            (CONTENT_TYPE_PROTOBUF, &PROTO_SERIES)
+        } else {
+            (CONTENT_TYPE_JSON, &JSON_SERIES)
+        };
+        SeriesEncoder {
+            cfg,
+            packer: StreamPacker::new(
+                Endpoint::Series,
+                content_type,
+                Codec::Zstd,
+                framing,
+                limits,
+                "series",
+            ),
+            error: None,
         }
-        pack(
-            Endpoint::Series,
-            CONTENT_TYPE_PROTOBUF,
-            Codec::Zstd,
-            &PROTO_SERIES,
-            records,
-            limits,
-            "series",
-        )
-    } else {
-        for s in series {
-            records.push(serde_json::to_vec(&series_to_json(cfg, s))?);
+    }
+
+    /// Adds one series (a failure is kept and reported by [`SeriesEncoder::finish`]).
+    pub fn push(&mut self, s: SeriesRef<'_>) {
+        if self.error.is_some() {
+            return;
         }
-        pack(
-            Endpoint::Series,
-            CONTENT_TYPE_JSON,
-            Codec::Zstd,
-            &JSON_SERIES,
-            records,
-            limits,
-            "series",
-        )
+        let rec = self.packer.record_buf();
+        if self.cfg.use_protobuf {
+            write_series_record(self.cfg, &s, rec);
+        } else if let Err(e) = serde_json::to_writer(&mut *rec, &series_to_json(self.cfg, &s)) {
+            self.error = Some(e.into());
+            return;
+        }
+        if let Err(e) = self.packer.push_record() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Series pushed so far.
+    pub fn pushed(&self) -> usize {
+        self.packer.pushed
+    }
+
+    pub fn finish(self) -> Result<EncodeOutcome, EncodeError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.packer.finish()
+    }
+}
+
+/// Sketch counterpart of [`SeriesEncoder`].
+pub struct SketchEncoder<'c> {
+    cfg: &'c EncodeConfig,
+    packer: StreamPacker,
+    error: Option<EncodeError>,
+}
+
+impl<'c> SketchEncoder<'c> {
+    pub fn new(cfg: &'c EncodeConfig) -> Self {
+        Self::with_limits(cfg, SKETCH_LIMITS)
+    }
+
+    pub fn with_limits(cfg: &'c EncodeConfig, limits: Limits) -> Self {
+        SketchEncoder {
+            cfg,
+            packer: StreamPacker::new(
+                Endpoint::Sketches,
+                CONTENT_TYPE_PROTOBUF,
+                Codec::Zstd,
+                &PROTO_SKETCHES,
+                limits,
+                "sketch",
+            ),
+            error: None,
+        }
+    }
+
+    pub fn push(&mut self, s: SketchRef<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let msg = sketch_to_proto(self.cfg, &s);
+        write_field_record(1, &msg, self.packer.record_buf());
+        if let Err(e) = self.packer.push_record() {
+            self.error = Some(e);
+        }
+    }
+
+    pub fn pushed(&self) -> usize {
+        self.packer.pushed
+    }
+
+    pub fn finish(self) -> Result<EncodeOutcome, EncodeError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.packer.finish()
     }
 }
 
@@ -286,19 +391,11 @@ pub fn encode_sketches_with_limits(
     sketches: &[SketchSeries],
     limits: Limits,
 ) -> Result<EncodeOutcome, EncodeError> {
-    let records = sketches
-        .iter()
-        .map(|s| field_record(1, &sketch_to_proto(cfg, s)))
-        .collect();
-    pack(
-        Endpoint::Sketches,
-        CONTENT_TYPE_PROTOBUF,
-        Codec::Zstd,
-        &PROTO_SKETCHES,
-        records,
-        limits,
-        "sketch",
-    )
+    let mut enc = SketchEncoder::with_limits(cfg, limits);
+    for s in sketches {
+        enc.push(s.as_ref());
+    }
+    enc.finish()
 }
 
 /// Encodes one event as Datadog's `EventCreateRequest` (host defaulted, host tags added, title and text
@@ -388,14 +485,17 @@ fn kind_code(kind: SeriesKind) -> i32 {
     }
 }
 
-fn series_to_proto(cfg: &EncodeConfig, s: &Series) -> proto::MetricSeries {
+/// The prost form of one series; the agent writes the same bytes with [`write_series_record`], which the
+/// tests check against this.
+#[cfg(test)]
+fn series_to_proto(cfg: &EncodeConfig, s: &SeriesRef<'_>) -> proto::MetricSeries {
     proto::MetricSeries {
         resources: vec![proto::Resource {
             r#type: "host".into(),
-            name: host_of(cfg, &s.host).to_string(),
+            name: host_of(cfg, s.host).to_string(),
         }],
         metric: s.name.to_string(),
-        tags: merged_tags(&s.tags, &cfg.host_tags),
+        tags: merged_tags(s.tags, &cfg.host_tags),
         points: s
             .points
             .iter()
@@ -409,7 +509,114 @@ fn series_to_proto(cfg: &EncodeConfig, s: &Series) -> proto::MetricSeries {
     }
 }
 
-fn series_to_json(cfg: &EncodeConfig, s: &Series) -> serde_json::Value {
+/// Protobuf writers for the few field types a `MetricSeries` uses, with proto3's rule that a field holding
+/// its default value is left out (so the bytes equal prost's).
+mod pb {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+    pub fn str_len(tag: u32, s: &str) -> usize {
+        if s.is_empty() {
+            0
+        } else {
+            prost::encoding::key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+        }
+    }
+    /// A repeated string element is written even when empty.
+    pub fn rep_str_len(tag: u32, s: &str) -> usize {
+        prost::encoding::key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+    }
+    pub fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        if !s.is_empty() {
+            put_rep_str(tag, s, buf);
+        }
+    }
+    pub fn put_rep_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(s.len() as u64, buf);
+        buf.extend_from_slice(s.as_bytes());
+    }
+    pub fn i64_len(tag: u32, v: i64) -> usize {
+        if v == 0 {
+            0
+        } else {
+            prost::encoding::key_len(tag) + encoded_len_varint(v as u64)
+        }
+    }
+    pub fn put_i64(tag: u32, v: i64, buf: &mut Vec<u8>) {
+        if v != 0 {
+            encode_key(tag, WireType::Varint, buf);
+            encode_varint(v as u64, buf);
+        }
+    }
+    pub fn f64_len(tag: u32, v: f64) -> usize {
+        // As prost: left out when `v == 0.0` (so -0.0 too).
+        if v == 0.0 {
+            0
+        } else {
+            prost::encoding::key_len(tag) + 8
+        }
+    }
+    pub fn put_f64(tag: u32, v: f64, buf: &mut Vec<u8>) {
+        if v != 0.0 {
+            encode_key(tag, WireType::SixtyFourBit, buf);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    pub fn msg_len(tag: u32, body: usize) -> usize {
+        prost::encoding::key_len(tag) + encoded_len_varint(body as u64) + body
+    }
+    pub fn put_msg_header(tag: u32, body: usize, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(body as u64, buf);
+    }
+}
+
+/// Writes one series as field 1 of `MetricPayload` (`MetricSeries`: resources 1, metric 2, tags 3, points 4,
+/// type 5, interval 8), straight from the borrowed strings. Hand-written rather than through prost's
+/// generated struct because that needs an owned `String` per name, tag and host, i.e. about ten allocations
+/// per series on every flush; the bytes are the same (checked in the tests).
+fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &mut Vec<u8>) {
+    let host = host_of(cfg, s.host);
+    let extra = |t: &&String| !s.tags.iter().any(|o| **o == ***t);
+    let resource = pb::str_len(1, "host") + pb::str_len(2, host);
+    let point = |&(ts, v): &(i64, f64)| pb::f64_len(1, v) + pb::i64_len(2, ts);
+    let body = pb::msg_len(1, resource)
+        + pb::str_len(2, s.name)
+        + s.tags.iter().map(|t| pb::rep_str_len(3, t)).sum::<usize>()
+        + cfg
+            .host_tags
+            .iter()
+            .filter(extra)
+            .map(|t| pb::rep_str_len(3, t))
+            .sum::<usize>()
+        + s.points
+            .iter()
+            .map(|p| pb::msg_len(4, point(p)))
+            .sum::<usize>()
+        + pb::i64_len(5, kind_code(s.kind) as i64)
+        + pb::i64_len(8, s.interval);
+    buf.reserve(pb::msg_len(1, body));
+    pb::put_msg_header(1, body, buf);
+    pb::put_msg_header(1, resource, buf);
+    pb::put_str(1, "host", buf);
+    pb::put_str(2, host, buf);
+    pb::put_str(2, s.name, buf);
+    for t in s.tags.iter() {
+        pb::put_rep_str(3, t, buf);
+    }
+    for t in cfg.host_tags.iter().filter(extra) {
+        pb::put_rep_str(3, t, buf);
+    }
+    for p in s.points {
+        pb::put_msg_header(4, point(p), buf);
+        pb::put_f64(1, p.1, buf);
+        pb::put_i64(2, p.0, buf);
+    }
+    pb::put_i64(5, kind_code(s.kind) as i64, buf);
+    pb::put_i64(8, s.interval, buf);
+}
+
+fn series_to_json(cfg: &EncodeConfig, s: &SeriesRef<'_>) -> serde_json::Value {
     // JSON cannot carry NaN or infinities; Datadog would refuse the whole request.
     let points: Vec<serde_json::Value> = s
         .points
@@ -418,21 +625,21 @@ fn series_to_json(cfg: &EncodeConfig, s: &Series) -> serde_json::Value {
         .map(|&(ts, v)| serde_json::json!({ "timestamp": ts, "value": v }))
         .collect();
     serde_json::json!({
-        "metric": &*s.name,
+        "metric": &**s.name,
         "type": kind_code(s.kind),
         "interval": s.interval,
         "points": points,
-        "resources": [{ "type": "host", "name": host_of(cfg, &s.host) }],
-        "tags": merged_tags(&s.tags, &cfg.host_tags),
+        "resources": [{ "type": "host", "name": host_of(cfg, s.host) }],
+        "tags": merged_tags(s.tags, &cfg.host_tags),
     })
 }
 
-fn sketch_to_proto(cfg: &EncodeConfig, s: &SketchSeries) -> proto::Sketch {
+fn sketch_to_proto(cfg: &EncodeConfig, s: &SketchRef<'_>) -> proto::Sketch {
     proto::Sketch {
         metric: s.name.to_string(),
-        host: host_of(cfg, &s.host).to_string(),
+        host: host_of(cfg, s.host).to_string(),
         distributions: Vec::new(),
-        tags: merged_tags(&s.tags, &cfg.host_tags),
+        tags: merged_tags(s.tags, &cfg.host_tags),
         dogsketches: s
             .points
             .iter()
@@ -451,131 +658,166 @@ fn sketch_to_proto(cfg: &EncodeConfig, s: &SketchSeries) -> proto::Sketch {
     }
 }
 
-/// One length-delimited field `tag` holding `msg`: concatenating such records for field 1 gives a valid
-/// repeated field of the enclosing message.
-fn field_record<M: Message>(tag: u32, msg: &M) -> Vec<u8> {
+/// Appends one length-delimited field `tag` holding `msg` to `buf`: concatenating such records for field 1
+/// gives a valid repeated field of the enclosing message.
+fn write_field_record<M: Message>(tag: u32, msg: &M, buf: &mut Vec<u8>) {
     let len = msg.encoded_len();
-    let mut buf = Vec::with_capacity(len + 11);
-    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut buf);
-    prost::encoding::encode_varint(len as u64, &mut buf);
+    buf.reserve(len + 11);
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, buf);
+    prost::encoding::encode_varint(len as u64, buf);
     // `encode` writes the message's fields without a length prefix; it cannot fail on a growable Vec.
-    let _ = msg.encode(&mut buf);
-    buf
+    let _ = msg.encode(buf);
 }
 
-fn framed_len(framing: &Framing, records: &[Vec<u8>]) -> usize {
-    let sep = framing.separator.len() * records.len().saturating_sub(1);
-    framing.prefix.len() + framing.suffix.len() + sep + records.iter().map(Vec::len).sum::<usize>()
-}
-
-fn frame(framing: &Framing, records: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(framed_len(framing, records));
-    out.extend_from_slice(framing.prefix);
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(framing.separator);
-        }
-        out.extend_from_slice(r);
-    }
-    out.extend_from_slice(framing.suffix);
-    out
-}
-
-struct Packer<'a> {
+/// Packs records into request bodies as they come: a body grows while its uncompressed size and its size
+/// estimated from the compression ratio seen so far fit the limits, then it is compressed and kept; a body
+/// that still compresses above the limit is split in half (at record boundaries) and both halves are tried
+/// again. A record too large for any request on its own is dropped, logged and counted.
+struct StreamPacker {
     endpoint: Endpoint,
     content_type: &'static str,
     codec: Codec,
-    framing: &'a Framing,
+    framing: &'static Framing,
     limits: Limits,
     what: &'static str,
-    out: EncodeOutcome,
-    /// Observed compression ratio (uncompressed / compressed), used to size the next chunk.
+    /// The open body: prefix, then records joined by the separator (the suffix is added when it is closed).
+    raw: Vec<u8>,
+    /// Start of each record of the open body in `raw`.
+    starts: Vec<usize>,
+    /// The record being written (see [`StreamPacker::record_buf`]).
+    rec: Vec<u8>,
+    /// Observed compression ratio (uncompressed / compressed), used to size the next body.
     ratio: f64,
+    pushed: usize,
+    out: EncodeOutcome,
 }
 
-fn pack(
-    endpoint: Endpoint,
-    content_type: &'static str,
-    codec: Codec,
-    framing: &Framing,
-    records: Vec<Vec<u8>>,
-    limits: Limits,
-    what: &'static str,
-) -> Result<EncodeOutcome, EncodeError> {
-    let mut p = Packer {
-        endpoint,
-        content_type,
-        codec,
-        framing,
-        limits,
-        what,
-        out: EncodeOutcome::default(),
-        ratio: 2.0,
-    };
-    let fixed = framing.prefix.len() + framing.suffix.len();
-    let mut start = 0;
-    while start < records.len() {
-        // Grow the chunk while its uncompressed size and estimated compressed size fit.
-        let budget_uncompressed = p.limits.max_uncompressed;
-        let budget_estimated = (p.limits.max_compressed as f64 * p.ratio * 0.9) as usize;
-        let budget = budget_uncompressed.min(budget_estimated.max(1));
-        let mut end = start;
-        let mut size = fixed;
-        while end < records.len() {
-            let add = records[end].len()
-                + if end > start {
-                    framing.separator.len()
-                } else {
-                    0
-                };
-            if end > start && size + add > budget {
-                break;
-            }
-            size += add;
-            end += 1;
+impl StreamPacker {
+    fn new(
+        endpoint: Endpoint,
+        content_type: &'static str,
+        codec: Codec,
+        framing: &'static Framing,
+        limits: Limits,
+        what: &'static str,
+    ) -> Self {
+        StreamPacker {
+            endpoint,
+            content_type,
+            codec,
+            framing,
+            limits,
+            what,
+            raw: Vec::new(),
+            starts: Vec::new(),
+            rec: Vec::new(),
+            ratio: 2.0,
+            pushed: 0,
+            out: EncodeOutcome::default(),
         }
-        p.emit(&records[start..end])?;
-        start = end;
     }
-    Ok(p.out)
-}
 
-impl Packer<'_> {
-    /// Compresses `chunk` into one payload, halving it until each part fits the limits.
-    fn emit(&mut self, chunk: &[Vec<u8>]) -> Result<(), EncodeError> {
-        if chunk.is_empty() {
+    /// An empty buffer to write the next record into, then call [`StreamPacker::push_record`].
+    fn record_buf(&mut self) -> &mut Vec<u8> {
+        self.rec.clear();
+        &mut self.rec
+    }
+
+    fn budget(&self) -> usize {
+        let estimated = (self.limits.max_compressed as f64 * self.ratio * 0.9) as usize;
+        self.limits.max_uncompressed.min(estimated.max(1))
+    }
+
+    fn push_record(&mut self) -> Result<(), EncodeError> {
+        self.pushed += 1;
+        let f = self.framing;
+        if !self.starts.is_empty()
+            && self.raw.len() + f.separator.len() + self.rec.len() + f.suffix.len() > self.budget()
+        {
+            self.close_body()?;
+        }
+        if self.starts.is_empty() {
+            self.raw.clear();
+            self.raw.extend_from_slice(f.prefix);
+        } else {
+            self.raw.extend_from_slice(f.separator);
+        }
+        self.starts.push(self.raw.len());
+        self.raw.extend_from_slice(&self.rec);
+        Ok(())
+    }
+
+    fn close_body(&mut self) -> Result<(), EncodeError> {
+        if self.starts.is_empty() {
             return Ok(());
         }
-        let raw_len = framed_len(self.framing, chunk);
-        if raw_len > self.limits.max_uncompressed {
-            return self.split_or_drop(chunk, raw_len, None);
+        let raw = std::mem::take(&mut self.raw);
+        let starts = std::mem::take(&mut self.starts);
+        let res = self.emit(&raw, &starts, 0, starts.len());
+        // Keep the allocations for the next body.
+        self.raw = raw;
+        self.starts = starts;
+        self.starts.clear();
+        res
+    }
+
+    /// Byte range of records `a..b` of `raw` (without separators around them).
+    fn span(&self, raw: &[u8], starts: &[usize], a: usize, b: usize) -> std::ops::Range<usize> {
+        let end = if b < starts.len() {
+            starts[b] - self.framing.separator.len()
+        } else {
+            raw.len()
+        };
+        starts[a]..end
+    }
+
+    /// Compresses records `a..b` of the open body into one payload, halving until each part fits.
+    fn emit(
+        &mut self,
+        raw: &[u8],
+        starts: &[usize],
+        a: usize,
+        b: usize,
+    ) -> Result<(), EncodeError> {
+        if a >= b {
+            return Ok(());
         }
-        let raw = frame(self.framing, chunk);
-        let body = self.codec.compress(&raw)?;
+        let f = self.framing;
+        let span = self.span(raw, starts, a, b);
+        let raw_len = f.prefix.len() + span.len() + f.suffix.len();
+        if raw_len > self.limits.max_uncompressed {
+            return self.split_or_drop(raw, starts, a, b, raw_len, None);
+        }
+        let body = self
+            .codec
+            .compress_parts(&[f.prefix, &raw[span], f.suffix])?;
         if !body.is_empty() {
-            self.ratio = (raw.len() as f64 / body.len() as f64).max(1.0);
+            self.ratio = (raw_len as f64 / body.len() as f64).max(1.0);
         }
         if body.len() > self.limits.max_compressed {
-            return self.split_or_drop(chunk, raw_len, Some(body.len()));
+            return self.split_or_drop(raw, starts, a, b, raw_len, Some(body.len()));
         }
         self.out.payloads.push(Payload {
             endpoint: self.endpoint,
             body: Bytes::from(body),
             content_type: self.content_type.into(),
             content_encoding: Some(self.codec.content_encoding()),
-            uncompressed_len: raw.len(),
-            items: chunk.len(),
+            uncompressed_len: raw_len,
+            items: b - a,
         });
         Ok(())
     }
 
     fn split_or_drop(
         &mut self,
-        chunk: &[Vec<u8>],
+        raw: &[u8],
+        starts: &[usize],
+        a: usize,
+        b: usize,
         raw_len: usize,
         compressed: Option<usize>,
     ) -> Result<(), EncodeError> {
-        if chunk.len() == 1 {
+        if b - a == 1 {
             tracing::error!(
                 endpoint = self.endpoint.name(),
                 uncompressed_bytes = raw_len,
@@ -588,8 +830,31 @@ impl Packer<'_> {
             self.out.dropped_too_large += 1;
             return Ok(());
         }
-        let mid = chunk.len() / 2;
-        self.emit(&chunk[..mid])?;
-        self.emit(&chunk[mid..])
+        let mid = a + (b - a) / 2;
+        self.emit(raw, starts, a, mid)?;
+        self.emit(raw, starts, mid, b)
     }
+
+    fn finish(mut self) -> Result<EncodeOutcome, EncodeError> {
+        self.close_body()?;
+        Ok(self.out)
+    }
+}
+
+/// Packs already-encoded records (events' and service checks' JSON) like the streaming encoders do.
+fn pack(
+    endpoint: Endpoint,
+    content_type: &'static str,
+    codec: Codec,
+    framing: &'static Framing,
+    records: Vec<Vec<u8>>,
+    limits: Limits,
+    what: &'static str,
+) -> Result<EncodeOutcome, EncodeError> {
+    let mut p = StreamPacker::new(endpoint, content_type, codec, framing, limits, what);
+    for r in records {
+        p.rec = r;
+        p.push_record()?;
+    }
+    p.finish()
 }

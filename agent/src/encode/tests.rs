@@ -178,6 +178,20 @@ proptest! {
 
     /// With real limits nothing is dropped and everything round-trips exactly.
     #[test]
+    fn hand_written_series_record_equals_prost(s in arb_series(), host_tags in proptest::collection::vec("[a-z:]{0,6}", 0..3)) {
+        let mut c = cfg();
+        c.host_tags = host_tags;
+        // Default values prost leaves out: timestamp 0, value 0.0 (and -0.0), interval 0.
+        let mut s = s;
+        s.points.extend([(0, 0.0), (5, -0.0), (0, f64::NAN)]);
+        let mut ours = Vec::new();
+        write_series_record(&c, &s.as_ref(), &mut ours);
+        let mut theirs = Vec::new();
+        write_field_record(1, &series_to_proto(&c, &s.as_ref()), &mut theirs);
+        prop_assert_eq!(ours, theirs);
+    }
+
+    #[test]
     fn series_round_trip_real_limits(series in proptest::collection::vec(arb_series(), 0..60)) {
         let c = cfg();
         let out = encode_series_outcome(&c, &series).unwrap();
