@@ -577,17 +577,19 @@ mod pb {
 /// per series on every flush; the bytes are the same (checked in the tests).
 fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &mut Vec<u8>) {
     let host = host_of(cfg, s.host);
-    let extra = |t: &&String| !s.tags.iter().any(|o| **o == ***t);
+    // Host tags not already among the series' own tags nor earlier host tags (as `merged_tags`).
+    let ht = &cfg.host_tags;
+    let extra =
+        |&(i, t): &(usize, &String)| !s.tags.iter().any(|o| **o == **t) && !ht[..i].contains(t);
     let resource = pb::str_len(1, "host") + pb::str_len(2, host);
     let point = |&(ts, v): &(i64, f64)| pb::f64_len(1, v) + pb::i64_len(2, ts);
     let body = pb::msg_len(1, resource)
         + pb::str_len(2, s.name)
         + s.tags.iter().map(|t| pb::rep_str_len(3, t)).sum::<usize>()
-        + cfg
-            .host_tags
-            .iter()
+        + ht.iter()
+            .enumerate()
             .filter(extra)
-            .map(|t| pb::rep_str_len(3, t))
+            .map(|(_, t)| pb::rep_str_len(3, t))
             .sum::<usize>()
         + s.points
             .iter()
@@ -604,7 +606,7 @@ fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &mut Vec<u8>)
     for t in s.tags.iter() {
         pb::put_rep_str(3, t, buf);
     }
-    for t in cfg.host_tags.iter().filter(extra) {
+    for (_, t) in ht.iter().enumerate().filter(extra) {
         pb::put_rep_str(3, t, buf);
     }
     for p in s.points {
