@@ -5,7 +5,7 @@
 //! Shutdown starts at the inputs: listeners stop, the open buckets are flushed (forced), the forwarder drains
 //! within a bounded wait and persists what is left when disk storage is configured.
 
-use crate::aggregator::{Aggregator, AggregatorConfig};
+use crate::aggregator::{Aggregator, AggregatorConfig, GROUP};
 use crate::config::Config;
 use crate::dogstatsd::listen::{DatagramSink, ListenerConfig, Listeners, Received, Transport};
 use crate::dogstatsd::parse::for_each_line;
@@ -15,7 +15,8 @@ use crate::history::History;
 use crate::host::HostCollector;
 use crate::mapper::MapperProfiles;
 use crate::model::{
-    Event, FlushSink, IStr, Parsed, Series, SeriesKind, SeriesRef, ServiceCheck, SketchRef,
+    Event, FlushSink, IStr, MetricLine, Parsed, Series, SeriesKind, SeriesRef, ServiceCheck,
+    SketchRef,
 };
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
@@ -68,6 +69,7 @@ impl DatagramSink for AggregatingSink {
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
         let mut agg = self.agg.lock();
+        let mut group: Vec<MetricLine<'_>> = Vec::with_capacity(GROUP);
         for r in batch {
             let pid_tags: Option<Vec<IStr>> = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
@@ -75,15 +77,30 @@ impl DatagramSink for AggregatingSink {
                 }
                 _ => None,
             };
+            let origin_tags: &[IStr] = pid_tags.as_deref().unwrap_or(&[]);
+            // Lines of one datagram share their origin: they are inserted GROUP at a time.
+            group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
                     let cid_tags = match (origin, m.container_id) {
                         (Some(o), Some(id)) => o.tags_for_container_id(id).map(|t| to_istrs(&t)),
                         _ => None,
                     };
-                    let origin: &[IStr] =
-                        cid_tags.as_deref().or(pid_tags.as_deref()).unwrap_or(&[]);
-                    agg.insert(&m, origin, now);
+                    match cid_tags {
+                        Some(t) => {
+                            // Keep the order of samples: the pending ones go first.
+                            agg.insert_group(&group, origin_tags, now);
+                            group.clear();
+                            agg.insert(&m, &t, now);
+                        }
+                        None => {
+                            group.push(m);
+                            if group.len() == GROUP {
+                                agg.insert_group(&group, origin_tags, now);
+                                group.clear();
+                            }
+                        }
+                    }
                 }
                 Parsed::Event(mut e) => {
                     if let Some(t) = &pid_tags {
@@ -105,6 +122,7 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
             });
+            agg.insert_group(&group, origin_tags, now);
         }
     }
 }

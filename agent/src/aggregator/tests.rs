@@ -589,7 +589,7 @@ fn aggregator_can_move_to_another_thread() {
 #[test]
 fn tag_splitting_and_ordering_helpers_match_std() {
     for raw in ["", ",", "a", "a,b", ",a,,b,", "é:1,ü,,z", "x,"] {
-        let ours: Vec<&str> = Commas(raw).collect();
+        let ours: Vec<&str> = Commas::new(raw).collect();
         let std: Vec<&str> = raw.split(',').filter(|t| !t.is_empty()).collect();
         assert_eq!(ours, std, "{raw:?}");
     }
@@ -623,4 +623,69 @@ fn a_late_flush_keeps_a_bucket_of_another_type() {
     // The counter, new in bucket 10, is also zero-filled for the other bucket this flush closes (as the
     // agent zero-fills every live counter for every closed bucket).
     assert_eq!(rate[0].points, vec![(0, 0.0), (10, 0.1)]);
+}
+
+/// Grouped insertion (three passes over up to `GROUP` lines) gives exactly what inserting line by line
+/// gives, for lines that repeat contexts within a group, make new ones, mix types and hit the context limit.
+#[test]
+fn insert_group_equals_one_by_one() {
+    let kinds = [
+        MetricKind::Counter,
+        MetricKind::Gauge,
+        MetricKind::Set,
+        MetricKind::Histogram,
+        MetricKind::Distribution,
+    ];
+    let mut owned: Vec<(String, String, MetricKind, String)> = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..600u64 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let ctx = rng % 40;
+        let kind = kinds[(rng >> 8) as usize % kinds.len()];
+        let tags = match ctx % 4 {
+            0 => format!("b:{ctx},a:1"),
+            1 => format!("a:1,b:{ctx},a:1"),
+            2 => format!("host:h{ctx},x:y"),
+            _ => String::new(),
+        };
+        owned.push((format!("m{}", ctx % 7), format!("{}", i % 13), kind, tags));
+    }
+    let lines: Vec<MetricLine<'_>> = owned
+        .iter()
+        .map(|(n, v, k, t)| line(n, v, *k, 1.0, t))
+        .collect();
+    let cfg = AggregatorConfig {
+        max_contexts: 30,
+        ..AggregatorConfig::default()
+    };
+    let (mut one, tel_one) = agg_with(cfg.clone());
+    let (mut grouped, tel_grouped) = agg_with(cfg);
+    let origin: Vec<IStr> = vec![IStr::from("container_name:web")];
+    for (i, l) in lines.iter().enumerate() {
+        one.insert(l, &origin, 1000 + (i as i64) / 50);
+    }
+    for (i, chunk) in lines.chunks(50).enumerate() {
+        grouped.insert_group(chunk, &origin, 1000 + i as i64);
+    }
+    assert_eq!(one.contexts(), grouped.contexts());
+    let canon = |b: FlushBatch| {
+        let mut s: Vec<String> = b.series.iter().map(|s| format!("{s:?}")).collect();
+        s.extend(b.sketches.iter().map(|s| format!("{s:?}")));
+        s.sort();
+        s
+    };
+    let a = canon(one.flush(1100, false));
+    assert!(a.len() > 20, "{} series", a.len());
+    assert!(tel_one
+        .dogstatsd
+        .dropped
+        .snapshot()
+        .contains_key("context_limit"));
+    assert_eq!(a, canon(grouped.flush(1100, false)));
+    assert_eq!(
+        tel_one.dogstatsd.dropped.snapshot(),
+        tel_grouped.dogstatsd.dropped.snapshot()
+    );
 }
