@@ -352,6 +352,9 @@ struct Context {
     /// identify it.
     hash: u64,
     hash2: u64,
+    /// 128-bit hash of the line text this context was last made or found from by the slow path (see
+    /// [`Aggregator::insert_group`]); (0, 0) when none.
+    alias: (u64, u64),
     /// Start of the bucket `value` belongs to (when `has_value`).
     bucket: i64,
     /// Unix seconds of the last sample.
@@ -402,6 +405,8 @@ struct State {
     slots: Vec<Option<Context>>,
     free: Vec<u32>,
     table: Table,
+    /// Line-text hash -> slot, for the fast path.
+    aliases: Table,
     live: usize,
     interner: Interner,
     /// Values of contexts that moved to a newer bucket before their old one was flushed.
@@ -556,6 +561,34 @@ fn key_hash(
     (h as u64, (h >> 64) as u64)
 }
 
+/// A hash of origin tags (0 when there are none), part of a line's text hash.
+fn origin_hash(origin_tags: &[IStr]) -> u64 {
+    if origin_tags.is_empty() {
+        return 0;
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    for t in origin_tags {
+        h.update(t.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest() | 1
+}
+
+/// 128-bit hash of what determines a line's context as sent: name, raw tag field, distribution or not, and
+/// the origin tags' hash (the mapper, `dogstatsd_tags` and host rules are fixed for the aggregator's life).
+fn alias_hash(buf: &mut Vec<u8>, line: &MetricLine<'_>, origin: u64) -> (u64, u64) {
+    buf.clear();
+    buf.extend_from_slice(line.name.as_bytes());
+    buf.push(0xff);
+    buf.extend_from_slice(line.tags.as_bytes());
+    buf.push(0xff);
+    buf.push((line.kind == MetricKind::Distribution) as u8);
+    buf.extend_from_slice(&origin.to_le_bytes());
+    let h = xxhash_rust::xxh3::xxh3_128_with_seed(buf, 0x0061_6c69_6173);
+    // (0, 0) means "no alias" in a context.
+    ((h as u64) | 1, (h >> 64) as u64)
+}
+
 /// Adds one numeric sample to a non-set value. False when it was refused (counted).
 fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
     match value {
@@ -611,49 +644,95 @@ impl Aggregator {
     }
 
     /// Inserts lines that share their origin tags (e.g. one datagram's), with the same result as inserting
-    /// them one by one. Lines are taken [`GROUP`] at a time in three passes: every line's key is hashed and
-    /// its table probe prefetched, then every context is found (or made) and prefetched, then every value is
-    /// applied; so the cache misses of a group overlap instead of coming one after another.
+    /// them one by one.
+    ///
+    /// Fast path: a client sends a context's line with the same bytes every time, so a line's text (name,
+    /// raw tag field, whether it is a distribution, and a hash of the origin tags) is hashed (xxh3-128) and
+    /// looked up among the texts contexts were last seen with; on a match the value is applied without
+    /// splitting, classifying or hashing the tags. Lines are taken [`GROUP`] at a time in three passes (hash
+    /// and prefetch the probe, find and prefetch the context, apply) so the cache misses of a group overlap.
+    /// Anything else (a new context, a context sent with its tags in another order, timestamped lines) takes
+    /// the exact path: the context key is made from the tags and the line's text is recorded for next time.
     pub fn insert_group(&mut self, lines: &[MetricLine<'_>], origin_tags: &[IStr], now: i64) {
+        let origin = origin_hash(origin_tags);
         let mut preps = std::mem::take(&mut self.preps);
         for chunk in lines.chunks(GROUP) {
             preps.clear();
             for (i, line) in chunk.iter().enumerate() {
-                if let Some(p) = self.prepare(line, origin_tags) {
-                    self.st.table.prefetch(p.hash);
-                    preps.push((i, p));
+                let timestamped = line.timestamp.is_some()
+                    && matches!(line.kind, MetricKind::Counter | MetricKind::Gauge);
+                if timestamped {
+                    self.prepare(line, origin_tags);
+                    continue;
                 }
+                let (hash, hash2) = alias_hash(&mut self.key_buf, line, origin);
+                self.st.aliases.prefetch(hash);
+                preps.push((
+                    i,
+                    Prep {
+                        hash,
+                        hash2,
+                        mapped: None,
+                        slot: None,
+                    },
+                ));
             }
-            for (i, p) in preps.iter_mut() {
-                p.slot = match self.st.table.find(p.hash, |_| true) {
-                    Some(idx) => Some(idx),
-                    None => self.create(&chunk[*i], p, origin_tags, now),
-                };
+            for (_, p) in preps.iter_mut() {
+                p.slot = self.st.aliases.find(p.hash, |_| true);
                 if let Some(idx) = p.slot {
                     prefetch_read(&self.st.slots[idx as usize]);
                 }
             }
             for (i, p) in preps.iter() {
-                let Some(mut idx) = p.slot else { continue };
-                let matches = |c: &Option<Context>| {
-                    c.as_ref()
-                        .is_some_and(|c| c.hash == p.hash && c.hash2 == p.hash2)
-                };
-                if !matches(&self.st.slots[idx as usize]) {
-                    // The first entry with the key's fingerprint was another context: look again, exactly.
-                    let slots = &self.st.slots;
-                    match self.st.table.find(p.hash, |j| matches(&slots[j as usize])) {
-                        Some(j) => idx = j,
-                        None => match self.create(&chunk[*i], p, origin_tags, now) {
-                            Some(j) => idx = j,
-                            None => continue,
-                        },
-                    }
+                let alias = (p.hash, p.hash2);
+                let hit = p.slot.filter(|&idx| {
+                    self.st.slots[idx as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.alias == alias)
+                });
+                match hit {
+                    Some(idx) => self.apply_line(idx, &chunk[*i], now),
+                    None => self.insert_exact(&chunk[*i], origin_tags, now, alias),
                 }
-                self.apply_line(idx, &chunk[*i], now);
             }
         }
         self.preps = preps;
+    }
+
+    /// The exact path: finds or makes the line's context from its key, records `alias` (the line's text
+    /// hash) on it, and applies the line.
+    fn insert_exact(
+        &mut self,
+        line: &MetricLine<'_>,
+        origin_tags: &[IStr],
+        now: i64,
+        alias: (u64, u64),
+    ) {
+        let Some(p) = self.prepare(line, origin_tags) else {
+            return;
+        };
+        let slots = &self.st.slots;
+        let found = self.st.table.find(p.hash, |j| {
+            slots[j as usize]
+                .as_ref()
+                .is_some_and(|c| c.hash == p.hash && c.hash2 == p.hash2)
+        });
+        let Some(idx) = found.or_else(|| self.create(line, &p, origin_tags, now)) else {
+            return;
+        };
+        let st = &mut self.st;
+        if let Some(ctx) = st.slots[idx as usize].as_mut() {
+            if ctx.alias != alias {
+                let old = std::mem::replace(&mut ctx.alias, alias);
+                let slots = &st.slots;
+                let alias_of = |j: u32| slots[j as usize].as_ref().map_or(0, |c| c.alias.0);
+                if old != (0, 0) {
+                    st.aliases.remove(old.0, idx, alias_of);
+                }
+                st.aliases.insert(alias.0, idx, alias_of);
+            }
+        }
+        self.apply_line(idx, line, now);
     }
 
     /// The line's tags, without the ones the agent strips, in `tags`; returns the host (`host:` tag).
@@ -752,6 +831,7 @@ impl Aggregator {
         let ctx = Context {
             hash: p.hash,
             hash2: p.hash2,
+            alias: (0, 0),
             bucket: 0,
             last_seen: now,
             value: Value::new(line.kind),
@@ -1004,10 +1084,16 @@ impl Aggregator {
                 && !st.backlog.iter().any(|e| e.0 as usize == idx);
             if forget {
                 let hash = ctx.hash;
+                let alias = ctx.alias.0;
                 let slots = &st.slots;
                 st.table.remove(hash, idx as u32, |j| {
                     slots[j as usize].as_ref().map_or(0, |c| c.hash)
                 });
+                if alias != 0 {
+                    st.aliases.remove(alias, idx as u32, |j| {
+                        slots[j as usize].as_ref().map_or(0, |c| c.alias.0)
+                    });
+                }
                 st.slots[idx] = None;
                 st.free.push(idx as u32);
                 st.live -= 1;

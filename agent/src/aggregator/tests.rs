@@ -689,3 +689,66 @@ fn insert_group_equals_one_by_one() {
         tel_grouped.dogstatsd.dropped.snapshot()
     );
 }
+
+/// The line-text fast path: the same context sent with its tags in several orders (and duplicated) stays one
+/// context with every sample counted; the same text from two origins is two contexts; contexts forgotten
+/// and made again (slots reused) are found again.
+#[test]
+fn one_context_whatever_the_tag_order_and_origin_separates() {
+    let (mut a, _) = agg();
+    let forms = ["a:1,b:2", "b:2,a:1", "a:1,b:2,a:1", "b:2,,a:1"];
+    let web = [IStr::from("container_name:web")];
+    let db = [IStr::from("container_name:db")];
+    for i in 0..400 {
+        let l = line(
+            "hits",
+            "1",
+            MetricKind::Counter,
+            1.0,
+            forms[i % forms.len()],
+        );
+        a.insert_group(
+            std::slice::from_ref(&l),
+            if i % 2 == 0 { &web } else { &db },
+            1000,
+        );
+    }
+    assert_eq!(a.contexts(), 2);
+    let b = a.flush(1010, false);
+    let mut got: Vec<(Vec<&str>, Vec<(i64, f64)>)> = b
+        .series
+        .iter()
+        .map(|s| (tag_strs(s), s.points.clone()))
+        .collect();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        got,
+        vec![
+            (vec!["a:1", "b:2", "container_name:db"], vec![(1000, 20.0)]),
+            (vec!["a:1", "b:2", "container_name:web"], vec![(1000, 20.0)]),
+        ]
+    );
+    // Gauges that come and go: each round the previous round's contexts are forgotten and their slots
+    // reused by contexts with other names.
+    for round in 0..6i64 {
+        let t = 2000 + round * 20;
+        let names: Vec<String> = (0..50).map(|i| format!("g{round}.{i}")).collect();
+        let lines: Vec<MetricLine<'_>> = names
+            .iter()
+            .map(|n| line(n, "3", MetricKind::Gauge, 1.0, "x:y"))
+            .collect();
+        a.insert_group(&lines, &[], t);
+        a.insert_group(&lines, &[], t);
+        let b = a.flush(t + 10, false);
+        let gauges: Vec<&Series> = b
+            .series
+            .iter()
+            .filter(|s| s.name.starts_with('g'))
+            .collect();
+        assert_eq!(gauges.len(), 50, "round {round}");
+        assert!(gauges
+            .iter()
+            .all(|s| s.name.starts_with(&format!("g{round}."))));
+        a.flush(t + 20, false);
+    }
+}

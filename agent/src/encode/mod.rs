@@ -27,6 +27,11 @@ use std::io::Write;
 /// zstd level used for series and sketches: level 1 is fast and already shrinks series ~5-10×.
 const ZSTD_LEVEL: i32 = 1;
 
+/// Largest uncompressed body kelpie builds before compressing it, below Datadog's limits: the open body is
+/// the flush's only uncompressed buffer, and 1 MiB (about 100 kB once compressed) keeps it small next to the
+/// contexts while still sending thousands of series per request.
+const MAX_BODY_BEFORE_COMPRESSION: usize = 1 << 20;
+
 /// Datadog's documented event limits (`POST /api/v1/events`): longer fields are truncated here rather than
 /// have the whole event refused.
 pub const EVENT_TITLE_MAX_CHARS: usize = 100;
@@ -727,7 +732,10 @@ impl StreamPacker {
 
     fn budget(&self) -> usize {
         let estimated = (self.limits.max_compressed as f64 * self.ratio * 0.9) as usize;
-        self.limits.max_uncompressed.min(estimated.max(1))
+        self.limits
+            .max_uncompressed
+            .min(estimated.max(1))
+            .min(MAX_BODY_BEFORE_COMPRESSION)
     }
 
     fn push_record(&mut self) -> Result<(), EncodeError> {
