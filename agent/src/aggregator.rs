@@ -995,12 +995,20 @@ impl Aggregator {
 
     /// Like [`Aggregator::flush`], handing each series to `sink` as it is made instead of collecting them.
     pub fn flush_into(&mut self, now: i64, force: bool, sink: &mut dyn FlushSink) {
+        let mut f = self.begin_flush(now, force, sink);
+        while !self.flush_step(&mut f, sink, usize::MAX) {}
+        self.end_flush(f);
+    }
+
+    /// Starts a flush that [`Aggregator::flush_step`] carries out a slice of contexts at a time and
+    /// [`Aggregator::end_flush`] finishes, so the caller can let samples in between (the listeners wait
+    /// for the aggregator while it flushes). Samples inserted meanwhile go to the open bucket; a closed
+    /// value they push aside is still flushed by this flush.
+    pub fn begin_flush(&mut self, now: i64, force: bool, sink: &mut dyn FlushSink) -> FlushState {
         let interval = self.cfg.interval_secs;
-        let expiry = self.cfg.expiry_secs;
         let cutoff = now.div_euclid(interval) * interval + if force { interval } else { 0 };
         let closed = |b: i64| force || b.saturating_add(interval) <= cutoff;
         let st = &mut self.st;
-        let spec = &self.hist;
 
         let passthrough = std::mem::take(&mut st.passthrough);
         let had_passthrough = !passthrough.is_empty();
@@ -1033,22 +1041,59 @@ impl Aggregator {
         if buckets.is_empty() && st.last_cutoff.saturating_add(interval) <= cutoff {
             buckets.push(cutoff - interval);
         }
+        FlushState {
+            cutoff,
+            force,
+            done,
+            di: 0,
+            backlog_seen: st.backlog.len(),
+            buckets,
+            next: 0,
+            removed: 0,
+            had_passthrough,
+            vals: Vec::new(),
+        }
+    }
 
-        let mut removed = 0usize;
-        let mut di = 0usize;
-        let mut vals: Vec<(i64, Value)> = Vec::new();
-        for idx in 0..st.slots.len() {
+    /// Flushes up to `max` more contexts; true when every context has been seen.
+    pub fn flush_step(&mut self, f: &mut FlushState, sink: &mut dyn FlushSink, max: usize) -> bool {
+        let interval = self.cfg.interval_secs;
+        let expiry = self.cfg.expiry_secs;
+        let (cutoff, force) = (f.cutoff, f.force);
+        let closed = |b: i64| force || b.saturating_add(interval) <= cutoff;
+        let st = &mut self.st;
+        let spec = &self.hist;
+
+        // Closed values that samples inserted since the last step pushed aside, for contexts still ahead.
+        if st.backlog.len() > f.backlog_seen {
+            let added = st.backlog.split_off(f.backlog_seen);
+            let before = f.done.len();
+            for e in added {
+                if closed(e.1) && e.0 as usize >= f.next {
+                    f.done.push(e);
+                } else {
+                    st.backlog.push(e);
+                }
+            }
+            if f.done.len() > before {
+                f.done[f.di..].sort_by_key(|e| (e.0, e.1));
+            }
+        }
+
+        let end = f.next.saturating_add(max).min(st.slots.len());
+        let (done, vals) = (&mut f.done, &mut f.vals);
+        for idx in f.next..end {
             let Some(ctx) = st.slots[idx].as_mut() else {
                 continue;
             };
             vals.clear();
-            while di < done.len() && (done[di].0 as usize) < idx {
-                di += 1;
+            while f.di < done.len() && (done[f.di].0 as usize) < idx {
+                f.di += 1;
             }
-            while di < done.len() && done[di].0 as usize == idx {
-                let (_, b, v) = std::mem::replace(&mut done[di], (0, 0, Value::Counter(0.0)));
+            while f.di < done.len() && done[f.di].0 as usize == idx {
+                let (_, b, v) = std::mem::replace(&mut done[f.di], (0, 0, Value::Counter(0.0)));
                 vals.push((b, v));
-                di += 1;
+                f.di += 1;
             }
             let current = ctx.has_value && closed(ctx.bucket);
             let counter = matches!(ctx.value, Value::Counter(_));
@@ -1057,9 +1102,9 @@ impl Aggregator {
             } else {
                 emit(
                     ctx,
-                    &mut vals,
+                    vals,
                     current,
-                    &buckets,
+                    &f.buckets,
                     interval,
                     expiry,
                     spec,
@@ -1097,9 +1142,17 @@ impl Aggregator {
                 st.slots[idx] = None;
                 st.free.push(idx as u32);
                 st.live -= 1;
-                removed += 1;
+                f.removed += 1;
             }
         }
+        f.next = end;
+        f.backlog_seen = st.backlog.len();
+        end >= st.slots.len()
+    }
+
+    /// Finishes a flush begun with [`Aggregator::begin_flush`] (after `flush_step` returned true).
+    pub fn end_flush(&mut self, f: FlushState) {
+        let st = &mut self.st;
         // Trailing empty slots can go.
         while matches!(st.slots.last(), Some(None)) {
             st.slots.pop();
@@ -1113,13 +1166,31 @@ impl Aggregator {
             st.free.shrink_to(st.free.len() * 2);
         }
         // Strings of timestamped points are still held by this batch: free them at the next flush.
-        if removed > 0 || st.gc_next {
+        if f.removed > 0 || st.gc_next {
             st.interner.gc();
         }
-        st.gc_next = had_passthrough;
-        st.last_cutoff = cutoff;
+        st.gc_next = f.had_passthrough;
+        st.last_cutoff = f.cutoff;
         self.telemetry.dogstatsd.contexts.set(st.live as i64);
     }
+}
+
+/// A flush in progress (see [`Aggregator::begin_flush`]).
+#[derive(Debug)]
+pub struct FlushState {
+    cutoff: i64,
+    force: bool,
+    /// Closed backlogged values, sorted by context, consumed from `di`.
+    done: Vec<(u32, i64, Value)>,
+    di: usize,
+    /// Backlog entries already looked at.
+    backlog_seen: usize,
+    buckets: Vec<i64>,
+    /// Next context slot to flush.
+    next: usize,
+    removed: usize,
+    had_passthrough: bool,
+    vals: Vec<(i64, Value)>,
 }
 
 /// Appends a context's closed buckets (`vals`, plus its current value when `current`) to `batch`: one

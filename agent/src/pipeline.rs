@@ -21,7 +21,7 @@ use crate::model::{
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
 use kelpie_container::{ContainerConfig, ContainerEvent, Containers, OriginResolver, PointKind};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Contexts flushed between two chances for the listeners to take the aggregator's lock (about a
+/// millisecond of work).
+const FLUSH_STEP_CONTEXTS: usize = 2048;
 
 /// Capacity of the queues carrying DogStatsD events and service checks to the flusher.
 const EVENT_QUEUE: usize = 4096;
@@ -478,7 +482,16 @@ impl Flusher {
         if let Some(h) = out.history.as_deref_mut() {
             h.begin();
         }
-        self.agg.lock().flush_into(now, force, &mut out);
+        {
+            // A slice of contexts at a time, yielding the lock to the listeners in between, so a flush of
+            // many contexts (encoding and compressing them as it goes) does not hold up the sockets.
+            let mut agg = self.agg.lock();
+            let mut f = agg.begin_flush(now, force, &mut out);
+            while !agg.flush_step(&mut f, &mut out, FLUSH_STEP_CONTEXTS) {
+                MutexGuard::bump(&mut agg);
+            }
+            agg.end_flush(f);
+        }
         let self_series = self.self_metrics.series(&self.telemetry, now, interval);
         for s in host_series
             .iter()

@@ -752,3 +752,45 @@ fn one_context_whatever_the_tag_order_and_origin_separates() {
         a.flush(t + 20, false);
     }
 }
+
+/// A flush carried out a few contexts at a time, with samples for the next bucket arriving between the
+/// steps (as the listeners do while the agent flushes), sends every closed value once, and the new samples
+/// in the next flush.
+#[test]
+fn stepped_flush_with_samples_in_between_loses_and_repeats_nothing() {
+    let (mut a, _) = agg();
+    let names: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+    let lines: Vec<MetricLine<'_>> = names
+        .iter()
+        .map(|n| line(n, "1", MetricKind::Counter, 1.0, "t:1"))
+        .collect();
+    for _ in 0..5 {
+        a.insert_group(&lines, &[], 1005);
+    }
+    let mut batch = FlushBatch::default();
+    let mut f = a.begin_flush(1010, false, &mut batch);
+    let mut steps = 0;
+    while !a.flush_step(&mut f, &mut batch, 7) {
+        steps += 1;
+        // Two samples per context for the open bucket [1010, 1020), before and after its turn.
+        a.insert_group(&lines, &[], 1012);
+        a.insert_group(&lines, &[], 1013);
+    }
+    a.end_flush(f);
+    assert!(steps >= 5, "{steps} steps");
+    assert_eq!(batch.series.len(), 40);
+    for s in &batch.series {
+        assert_eq!(s.points, vec![(1000, 0.5)], "{}", s.name);
+    }
+    // Every context got 2 samples per step in [1010, 1020).
+    let next = a.flush(1020, false);
+    assert_eq!(next.series.len(), 40);
+    for s in &next.series {
+        assert_eq!(
+            s.points,
+            vec![(1010, steps as f64 * 2.0 / 10.0)],
+            "{}",
+            s.name
+        );
+    }
+}
