@@ -518,7 +518,7 @@ impl Flusher {
             if let Some(enc) = series {
                 self.collect_payloads(enc.finish(), "series", &mut payloads);
             }
-            if let Some(enc) = sketches.filter(|e| e.pushed() > 0) {
+            if let Some(enc) = sketches {
                 self.collect_payloads(enc.finish(), "sketches", &mut payloads);
             }
             for ev in &events {

@@ -266,7 +266,6 @@ pub fn encode_series_with_limits(
 pub struct SeriesEncoder<'c> {
     cfg: &'c EncodeConfig,
     packer: StreamPacker,
-    error: Option<EncodeError>,
 }
 
 impl<'c> SeriesEncoder<'c> {
@@ -280,46 +279,31 @@ impl<'c> SeriesEncoder<'c> {
         } else {
             (CONTENT_TYPE_JSON, &JSON_SERIES)
         };
-        SeriesEncoder {
-            cfg,
-            packer: StreamPacker::new(
-                Endpoint::Series,
-                content_type,
-                Codec::Zstd,
-                framing,
-                limits,
-                "series",
-            ),
-            error: None,
-        }
+        let packer = StreamPacker::new(
+            Endpoint::Series,
+            content_type,
+            Codec::Zstd,
+            framing,
+            limits,
+            "series",
+        );
+        SeriesEncoder { cfg, packer }
     }
 
     /// Adds one series (a failure is kept and reported by [`SeriesEncoder::finish`]).
     pub fn push(&mut self, s: SeriesRef<'_>) {
-        if self.error.is_some() {
-            return;
-        }
-        let rec = self.packer.record_buf();
-        if self.cfg.use_protobuf {
-            write_series_record(self.cfg, &s, rec);
-        } else if let Err(e) = serde_json::to_writer(&mut *rec, &series_to_json(self.cfg, &s)) {
-            self.error = Some(e.into());
-            return;
-        }
-        if let Err(e) = self.packer.push_record() {
-            self.error = Some(e);
-        }
-    }
-
-    /// Series pushed so far.
-    pub fn pushed(&self) -> usize {
-        self.packer.pushed
+        let cfg = self.cfg;
+        self.packer.push_with(|rec| {
+            if cfg.use_protobuf {
+                write_series_record(cfg, &s, rec);
+                Ok(())
+            } else {
+                Ok(serde_json::to_writer(rec, &series_to_json(cfg, &s))?)
+            }
+        });
     }
 
     pub fn finish(self) -> Result<EncodeOutcome, EncodeError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
         self.packer.finish()
     }
 }
@@ -328,7 +312,6 @@ impl<'c> SeriesEncoder<'c> {
 pub struct SketchEncoder<'c> {
     cfg: &'c EncodeConfig,
     packer: StreamPacker,
-    error: Option<EncodeError>,
 }
 
 impl<'c> SketchEncoder<'c> {
@@ -337,39 +320,27 @@ impl<'c> SketchEncoder<'c> {
     }
 
     pub fn with_limits(cfg: &'c EncodeConfig, limits: Limits) -> Self {
-        SketchEncoder {
-            cfg,
-            packer: StreamPacker::new(
-                Endpoint::Sketches,
-                CONTENT_TYPE_PROTOBUF,
-                Codec::Zstd,
-                &PROTO_SKETCHES,
-                limits,
-                "sketch",
-            ),
-            error: None,
-        }
+        let packer = StreamPacker::new(
+            Endpoint::Sketches,
+            CONTENT_TYPE_PROTOBUF,
+            Codec::Zstd,
+            &PROTO_SKETCHES,
+            limits,
+            "sketch",
+        );
+        SketchEncoder { cfg, packer }
     }
 
+    /// Adds one sketch series (a failure is kept and reported by [`SketchEncoder::finish`]).
     pub fn push(&mut self, s: SketchRef<'_>) {
-        if self.error.is_some() {
-            return;
-        }
         let msg = sketch_to_proto(self.cfg, &s);
-        write_field_record(1, &msg, self.packer.record_buf());
-        if let Err(e) = self.packer.push_record() {
-            self.error = Some(e);
-        }
-    }
-
-    pub fn pushed(&self) -> usize {
-        self.packer.pushed
+        self.packer.push_with(|rec| {
+            write_field_record(1, &msg, rec);
+            Ok(())
+        });
     }
 
     pub fn finish(self) -> Result<EncodeOutcome, EncodeError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
         self.packer.finish()
     }
 }
@@ -432,25 +403,23 @@ pub fn encode_service_checks(
     cfg: &EncodeConfig,
     checks: &[ServiceCheck],
 ) -> Result<Vec<Payload>, EncodeError> {
-    let mut records = Vec::with_capacity(checks.len());
+    let mut p = StreamPacker::new(
+        Endpoint::CheckRun,
+        CONTENT_TYPE_JSON,
+        Codec::Deflate,
+        &JSON_ARRAY,
+        SERIES_LIMITS,
+        "service check",
+    );
     for c in checks {
         let mut c = c.clone();
         if c.hostname.as_deref().is_none_or(str::is_empty) {
             c.hostname = Some(cfg.hostname.clone());
         }
         add_host_tags(&mut c.tags, &cfg.host_tags);
-        records.push(serde_json::to_vec(&c)?);
+        p.push_with(|rec| Ok(serde_json::to_writer(rec, &c)?));
     }
-    Ok(pack(
-        Endpoint::CheckRun,
-        CONTENT_TYPE_JSON,
-        Codec::Deflate,
-        &JSON_ARRAY,
-        records,
-        SERIES_LIMITS,
-        "service check",
-    )?
-    .payloads)
+    Ok(p.finish()?.payloads)
 }
 
 fn host_of<'a>(cfg: &'a EncodeConfig, host: &'a str) -> &'a str {
@@ -691,11 +660,12 @@ struct StreamPacker {
     raw: Vec<u8>,
     /// Start of each record of the open body in `raw`.
     starts: Vec<usize>,
-    /// The record being written (see [`StreamPacker::record_buf`]).
+    /// The record being written (see [`StreamPacker::push_with`]).
     rec: Vec<u8>,
     /// Observed compression ratio (uncompressed / compressed), used to size the next body.
     ratio: f64,
-    pushed: usize,
+    /// The first failure; later records are ignored and [`StreamPacker::finish`] reports it.
+    error: Option<EncodeError>,
     out: EncodeOutcome,
 }
 
@@ -719,15 +689,22 @@ impl StreamPacker {
             starts: Vec::new(),
             rec: Vec::new(),
             ratio: 2.0,
-            pushed: 0,
+            error: None,
             out: EncodeOutcome::default(),
         }
     }
 
-    /// An empty buffer to write the next record into, then call [`StreamPacker::push_record`].
-    fn record_buf(&mut self) -> &mut Vec<u8> {
+    /// Adds the record `write` puts into an empty buffer. Failures (of `write` or of compressing a full body)
+    /// are kept for [`StreamPacker::finish`], so a flush can stream into it without handling them per record.
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>) {
+        if self.error.is_some() {
+            return;
+        }
         self.rec.clear();
-        &mut self.rec
+        let res = write(&mut self.rec).and_then(|()| self.push_record());
+        if let Err(e) = res {
+            self.error = Some(e);
+        }
     }
 
     fn budget(&self) -> usize {
@@ -738,8 +715,8 @@ impl StreamPacker {
             .min(MAX_BODY_BEFORE_COMPRESSION)
     }
 
+    /// Appends `self.rec` to the open body, closing the body first when the record would not fit.
     fn push_record(&mut self) -> Result<(), EncodeError> {
-        self.pushed += 1;
         let f = self.framing;
         if !self.starts.is_empty()
             && self.raw.len() + f.separator.len() + self.rec.len() + f.suffix.len() > self.budget()
@@ -846,25 +823,10 @@ impl StreamPacker {
     }
 
     fn finish(mut self) -> Result<EncodeOutcome, EncodeError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         self.close_body()?;
         Ok(self.out)
     }
-}
-
-/// Packs already-encoded records (events' and service checks' JSON) like the streaming encoders do.
-fn pack(
-    endpoint: Endpoint,
-    content_type: &'static str,
-    codec: Codec,
-    framing: &'static Framing,
-    records: Vec<Vec<u8>>,
-    limits: Limits,
-    what: &'static str,
-) -> Result<EncodeOutcome, EncodeError> {
-    let mut p = StreamPacker::new(endpoint, content_type, codec, framing, limits, what);
-    for r in records {
-        p.rec = r;
-        p.push_record()?;
-    }
-    p.finish()
 }
