@@ -46,14 +46,23 @@ use table::{prefetch_read, Table};
 /// Lines looked up together by [`Aggregator::insert_group`].
 pub const GROUP: usize = 16;
 
-/// A line's context key, hashed before its context is looked up.
+/// A line of the group [`Aggregator::insert_group`] is inserting.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Index in the group.
+    line: usize,
+    /// Hash of the line's text.
+    alias: (u64, u64),
+    /// The context whose alias has the same fingerprint, if any (checked before use).
+    slot: Option<u32>,
+}
+
+/// A line's exact context key (see [`Aggregator::exact_key`]).
 #[derive(Debug)]
-struct Prep {
+struct ExactKey {
     hash: u64,
     hash2: u64,
     mapped: Option<Arc<MapResult>>,
-    /// The context found or made for it.
-    slot: Option<u32>,
 }
 
 /// Distinct members kept per set context and bucket.
@@ -446,7 +455,7 @@ pub struct Aggregator {
     /// Hashes of the line's tags.
     tag_hashes: Vec<u64>,
     /// Keys of the group of lines being inserted.
-    preps: Vec<(usize, Prep)>,
+    pending: Vec<Pending>,
     st: State,
 }
 
@@ -622,7 +631,7 @@ impl Aggregator {
             key_buf: Vec::new(),
             scratch: Vec::new(),
             tag_hashes: Vec::new(),
-            preps: Vec::new(),
+            pending: Vec::new(),
             st: State::default(),
         }
     }
@@ -655,48 +664,46 @@ impl Aggregator {
     /// the exact path: the context key is made from the tags and the line's text is recorded for next time.
     pub fn insert_group(&mut self, lines: &[MetricLine<'_>], origin_tags: &[IStr], now: i64) {
         let origin = origin_hash(origin_tags);
-        let mut preps = std::mem::take(&mut self.preps);
+        let mut pending = std::mem::take(&mut self.pending);
         for chunk in lines.chunks(GROUP) {
-            preps.clear();
+            pending.clear();
             for (i, line) in chunk.iter().enumerate() {
                 let timestamped = line.timestamp.is_some()
                     && matches!(line.kind, MetricKind::Counter | MetricKind::Gauge);
                 if timestamped {
-                    self.prepare(line, origin_tags);
+                    // No context: `exact_key` queues it as its own point and returns None.
+                    let none = self.exact_key(line, origin_tags);
+                    debug_assert!(none.is_none());
                     continue;
                 }
-                let (hash, hash2) = alias_hash(&mut self.key_buf, line, origin);
-                self.st.aliases.prefetch(hash);
-                preps.push((
-                    i,
-                    Prep {
-                        hash,
-                        hash2,
-                        mapped: None,
-                        slot: None,
-                    },
-                ));
+                let alias = alias_hash(&mut self.key_buf, line, origin);
+                self.st.aliases.prefetch(alias.0);
+                pending.push(Pending {
+                    line: i,
+                    alias,
+                    slot: None,
+                });
             }
-            for (_, p) in preps.iter_mut() {
-                p.slot = self.st.aliases.find(p.hash, |_| true);
+            for p in pending.iter_mut() {
+                p.slot = self.st.aliases.find(p.alias.0, |_| true);
                 if let Some(idx) = p.slot {
                     prefetch_read(&self.st.slots[idx as usize]);
                 }
             }
-            for (i, p) in preps.iter() {
-                let alias = (p.hash, p.hash2);
+            for p in pending.iter() {
                 let hit = p.slot.filter(|&idx| {
                     self.st.slots[idx as usize]
                         .as_ref()
-                        .is_some_and(|c| c.alias == alias)
+                        .is_some_and(|c| c.alias == p.alias)
                 });
+                let line = &chunk[p.line];
                 match hit {
-                    Some(idx) => self.apply_line(idx, &chunk[*i], now),
-                    None => self.insert_exact(&chunk[*i], origin_tags, now, alias),
+                    Some(idx) => self.apply_line(idx, line, now),
+                    None => self.insert_exact(line, origin_tags, now, p.alias),
                 }
             }
         }
-        self.preps = preps;
+        self.pending = pending;
     }
 
     /// The exact path: finds or makes the line's context from its key, records `alias` (the line's text
@@ -708,7 +715,7 @@ impl Aggregator {
         now: i64,
         alias: (u64, u64),
     ) {
-        let Some(p) = self.prepare(line, origin_tags) else {
+        let Some(p) = self.exact_key(line, origin_tags) else {
             return;
         };
         let slots = &self.st.slots;
@@ -757,8 +764,9 @@ impl Aggregator {
         host
     }
 
-    /// Hashes a line's context key; timestamped lines are handled here (they have no context): None.
-    fn prepare(&mut self, line: &MetricLine<'_>, origin_tags: &[IStr]) -> Option<Prep> {
+    /// Hashes a line's exact context key; a timestamped line has no context and is queued here as its own
+    /// point instead (None).
+    fn exact_key(&mut self, line: &MetricLine<'_>, origin_tags: &[IStr]) -> Option<ExactKey> {
         let mapped: Option<Arc<MapResult>> = match &self.cfg.mapper {
             Some(m) => m.map_shared(line.name),
             None => None,
@@ -800,11 +808,10 @@ impl Aggregator {
         let dist = kind == MetricKind::Distribution;
         let (hash, hash2) = key_hash(&mut self.key_buf, name, hashes, host, dist);
         self.scratch = recycle(tags);
-        Some(Prep {
+        Some(ExactKey {
             hash,
             hash2,
             mapped,
-            slot: None,
         })
     }
 
@@ -813,7 +820,7 @@ impl Aggregator {
     fn create(
         &mut self,
         line: &MetricLine<'_>,
-        p: &Prep,
+        p: &ExactKey,
         origin_tags: &[IStr],
         now: i64,
     ) -> Option<u32> {
