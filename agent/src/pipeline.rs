@@ -32,6 +32,10 @@ use tracing::{info, warn};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Longest a socket reader waits for the container collector to learn a container whose packets arrive
+/// before Docker's `start` event was handled (once per container), so its first samples carry its tags.
+const NEW_CONTAINER_WAIT: Duration = Duration::from_millis(100);
+
 /// Contexts flushed between two chances for the listeners to take the aggregator's lock (about a
 /// millisecond of work).
 const FLUSH_STEP_CONTEXTS: usize = 2048;
@@ -72,15 +76,20 @@ impl DatagramSink for AggregatingSink {
         let now = status::unix_now();
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
+        // Senders' tags first, before taking the aggregator: a container seen for the first time may make
+        // this reader wait briefly for the collector to learn it (once per container).
+        let senders: Vec<Option<Vec<IStr>>> = batch
+            .iter()
+            .map(|r| match (origin, r.pid) {
+                (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => o
+                    .tags_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
+                    .map(|t| to_istrs(&t)),
+                _ => None,
+            })
+            .collect();
         let mut agg = self.agg.lock();
         let mut group: Vec<MetricLine<'_>> = Vec::with_capacity(GROUP);
-        for r in batch {
-            let pid_tags: Option<Vec<IStr>> = match (origin, r.pid) {
-                (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
-                    o.tags_for_pid(pid).map(|t| to_istrs(&t))
-                }
-                _ => None,
-            };
+        for (r, pid_tags) in batch.iter().zip(senders) {
             let origin_tags: &[IStr] = pid_tags.as_deref().unwrap_or(&[]);
             // Lines of one datagram share their origin: they are inserted GROUP at a time.
             group.clear();

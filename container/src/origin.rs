@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 
 /// Most pids remembered; the table is cleared when full (it refills from the cheap cgroup read).
 const MAX_PIDS: usize = 8192;
+/// Container ids remembered as already waited for.
+const WAITED_CAP: usize = 1024;
+/// How often a waiting reader looks at the table again.
+const WAIT_POLL: Duration = Duration::from_millis(2);
 /// How long "this pid is not in a container" is believed.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
@@ -32,6 +36,8 @@ struct Inner {
     tags: RwLock<HashMap<Arc<str>, Arc<[String]>>>,
     pids: Mutex<HashMap<i32, PidEntry>>,
     wanted: Option<mpsc::Sender<String>>,
+    /// Container ids a reader already waited for (see [`OriginResolver::tags_for_pid_waiting`]).
+    waited: Mutex<std::collections::HashSet<Arc<str>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -51,6 +57,7 @@ impl OriginResolver {
                 tags: RwLock::new(HashMap::new()),
                 pids: Mutex::new(HashMap::new()),
                 wanted,
+                waited: Mutex::new(std::collections::HashSet::new()),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
             }),
@@ -133,6 +140,36 @@ impl OriginResolver {
         self.tags_for_container_id(&id)
     }
 
+    /// Like [`OriginResolver::tags_for_pid`], but when the pid runs in a container the table does not know yet
+    /// (its process has just started: its first packets arrive before Docker's `start` event and the inspect
+    /// that follows), waits up to `max_wait` for the collector to record it, so those first samples carry the
+    /// container's tags too. Waits at most once per container id, and never for host processes. Call it
+    /// without holding locks the collector or other readers need.
+    pub fn tags_for_pid_waiting(&self, pid: i32, max_wait: Duration) -> Option<Arc<[String]>> {
+        let id = self.container_id_for_pid(pid)?;
+        if let Some(t) = self.tags_for_container_id(&id) {
+            return Some(t);
+        }
+        {
+            let mut waited = self.inner.waited.lock();
+            if waited.len() >= WAITED_CAP {
+                waited.clear();
+            }
+            if !waited.insert(id.clone()) {
+                return None;
+            }
+        }
+        let deadline = Instant::now() + max_wait;
+        while Instant::now() < deadline {
+            std::thread::sleep(WAIT_POLL);
+            if let Some(t) = self.inner.tags.read().get(&*id) {
+                self.inner.hits.fetch_add(1, Relaxed);
+                return Some(t.clone());
+            }
+        }
+        None
+    }
+
     /// Tags of a container by its id (full, or a unique prefix of at least 12 characters).
     pub fn tags_for_container_id(&self, id: &str) -> Option<Arc<[String]>> {
         let found = {
@@ -204,5 +241,44 @@ mod tests {
         r.invalidate(ID);
         assert_eq!(r.tags_for_pid(42), None);
         assert_eq!(r.tags_for_container_id(ID), None);
+    }
+
+    /// A reader that sees a container before the collector recorded it waits for the collector; a host
+    /// process and a container that never shows up get no tags.
+    #[test]
+    fn waiting_lookup_gets_tags_recorded_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("42")).unwrap();
+        std::fs::write(
+            dir.path().join("42/cgroup"),
+            format!("0::/system.slice/docker-{ID}.scope\n"),
+        )
+        .unwrap();
+        let other = "2".repeat(64);
+        std::fs::create_dir_all(dir.path().join("43")).unwrap();
+        std::fs::write(
+            dir.path().join("43/cgroup"),
+            format!("0::/system.slice/docker-{other}.scope\n"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("7")).unwrap();
+        std::fs::write(dir.path().join("7/cgroup"), "0::/user.slice\n").unwrap();
+        let r = OriginResolver::new(dir.path().to_path_buf(), None);
+        let collector = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                r.insert(ID, Arc::from(vec!["container_name:web".to_string()]));
+            })
+        };
+        let got = r.tags_for_pid_waiting(42, Duration::from_secs(10));
+        collector.join().unwrap();
+        assert_eq!(
+            got.as_deref(),
+            Some(&["container_name:web".to_string()][..])
+        );
+        assert_eq!(r.tags_for_pid_waiting(7, Duration::from_secs(1)), None);
+        assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
+        assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
     }
 }
