@@ -715,7 +715,8 @@ fn one_context_whatever_the_tag_order_and_origin_separates() {
     }
     assert_eq!(a.contexts(), 2);
     let b = a.flush(1010, false);
-    let mut got: Vec<(Vec<&str>, Vec<(i64, f64)>)> = b
+    type TagsAndPoints<'a> = (Vec<&'a str>, Vec<(i64, f64)>);
+    let mut got: Vec<TagsAndPoints<'_>> = b
         .series
         .iter()
         .map(|s| (tag_strs(s), s.points.clone()))
