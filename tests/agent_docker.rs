@@ -176,3 +176,92 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
     drop(v42);
     drop(sender);
 }
+
+/// Origin detection from the `|c:` field clients fill in (UDP): a container in the host's cgroup namespace
+/// sends `c:ci-<its id>`, one in a private cgroup namespace `c:in-<inode of its cgroup directory>` (the test
+/// image computes both the way Datadog's client libraries do). With `dogstatsd_origin_detection_client` on,
+/// both series carry their container's tags; with it off (Datadog's default) the field is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_container_field_ci_and_in_forms_tag_metrics_when_enabled() {
+    if !docker::docker_ready() {
+        return;
+    }
+    let on_intake = Intake::start().await;
+    let off_intake = Intake::start().await;
+    let on_url = on_intake.url();
+    let off_url = off_intake.url();
+    let common = [
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_CONTAINER_COLLECTION", "true"),
+        ("DD_ECS_AGENT_URL", "http://127.0.0.1:9"),
+    ];
+    let mut on_env = common.to_vec();
+    on_env.extend([
+        ("DD_DD_URL", on_url.as_str()),
+        ("DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT", "true"),
+    ]);
+    let mut off_env = common.to_vec();
+    off_env.push(("DD_DD_URL", off_url.as_str()));
+    let on = AgentProc::spawn(&on_env);
+    let off = AgentProc::spawn(&off_env);
+    let on_port = on.udp.port().to_string();
+    let off_port = off.udp.port().to_string();
+    let line = "e2e.client.origin:1|c|#via:udp";
+    let send = |prefix: &str, cgroupns: &str, port: &str| {
+        docker::run(
+            prefix,
+            &["--network", "host", "--cgroupns", cgroupns],
+            &["sendudp", port, line],
+        )
+    };
+    let host_ns = send("e2e-cih", "host", &on_port);
+    let private_ns = send("e2e-cip", "private", &on_port);
+    let ignored = send("e2e-cio", "host", &off_port);
+    let host_tag = format!("container_name:{}", host_ns.name);
+    let private_tag = format!("container_name:{}", private_ns.name);
+    let ok = wait_until(&on_intake, 40, |i| {
+        let s = i.series();
+        !with_tag(&s, "e2e.client.origin", &host_tag).is_empty()
+            && !with_tag(&s, "e2e.client.origin", &private_tag).is_empty()
+    })
+    .await;
+    assert!(
+        ok,
+        "series tagged with both senders' containers missing; got {:?}; log:\n{}",
+        on_intake
+            .series()
+            .iter()
+            .filter(|s| s.name == "e2e.client.origin")
+            .map(|s| s.tags.clone())
+            .collect::<Vec<_>>(),
+        on.log_text()
+    );
+    let s = on_intake.series();
+    for (tag, c) in [(&host_tag, &host_ns), (&private_tag, &private_ns)] {
+        let series = with_tag(&s, "e2e.client.origin", tag)[0];
+        assert!(series.tags.contains(&"via:udp".to_string()));
+        assert!(
+            series.tags.contains(&format!("container_id:{}", c.id)),
+            "{:?}",
+            series.tags
+        );
+    }
+    // The agent without the option: the same kind of line arrives, without container tags.
+    let ok = wait_until(&off_intake, 30, |i| {
+        i.series().iter().any(|s| s.name == "e2e.client.origin")
+    })
+    .await;
+    assert!(ok, "no series at the second agent; log:\n{}", off.log_text());
+    for s in off_intake
+        .series()
+        .iter()
+        .filter(|s| s.name == "e2e.client.origin")
+    {
+        assert!(
+            !s.tags.iter().any(|t| t.starts_with("container_")),
+            "c: field used although dogstatsd_origin_detection_client is off: {:?}",
+            s.tags
+        );
+    }
+    drop((host_ns, private_ns, ignored));
+}

@@ -51,6 +51,8 @@ pub struct Config {
     pub dogstatsd_socket: Option<PathBuf>,
     pub dogstatsd_stream_socket: Option<PathBuf>,
     pub dogstatsd_origin_detection: bool,
+    /// Use the container a client names in a line's `|c:` field (Datadog's key; off by default as there).
+    pub dogstatsd_origin_detection_client: bool,
     pub dogstatsd_buffer_size: usize,
     pub dogstatsd_so_rcvbuf: usize,
     pub dogstatsd_tags: Vec<String>,
@@ -94,6 +96,7 @@ const KNOWN_KEYS: &[&str] = &[
     "dogstatsd_socket",
     "dogstatsd_stream_socket",
     "dogstatsd_origin_detection",
+    "dogstatsd_origin_detection_client",
     "dogstatsd_buffer_size",
     "dogstatsd_so_rcvbuf",
     "dogstatsd_tags",
@@ -560,6 +563,8 @@ impl Config {
             dogstatsd_socket,
             dogstatsd_stream_socket,
             dogstatsd_origin_detection: raw.bool("dogstatsd_origin_detection", false)?,
+            dogstatsd_origin_detection_client: raw
+                .bool("dogstatsd_origin_detection_client", false)?,
             dogstatsd_buffer_size,
             dogstatsd_so_rcvbuf,
             dogstatsd_tags: raw.list("dogstatsd_tags"),

@@ -37,7 +37,7 @@ pub struct MetricLine<'a> {
     pub sample_rate: f64,
     /// Raw tags field without the leading `#` (`a:b,c`); empty when absent.
     pub tags: &'a str,
-    /// `|c:<container id>` field, when present (without the `c:`; may be `ci-<cgroup inode>` or `in-<inode>`).
+    /// `|c:` field, when present (without the `c:`): `ci-<container id>`, `in-<cgroup inode>`, a bare id, or a list.
     pub container_id: Option<&'a str>,
     /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is.
     pub timestamp: Option<i64>,
@@ -91,6 +91,9 @@ pub struct Event {
     pub alert_type: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// `c:` (the sender's container, for origin tags); not sent on.
+    #[serde(skip)]
+    pub container: Option<String>,
 }
 
 /// A DogStatsD service check (`_sc|…`), sent in the JSON array of `POST /api/v1/check_run`.
@@ -108,6 +111,9 @@ pub struct ServiceCheck {
     pub message: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// `c:` (the sender's container, for origin tags); not sent on.
+    #[serde(skip)]
+    pub container: Option<String>,
 }
 
 /// What one DogStatsD line is.

@@ -20,7 +20,9 @@ use crate::model::{
 };
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
-use kelpie_container::{ContainerConfig, ContainerEvent, Containers, OriginResolver, PointKind};
+use kelpie_container::{
+    ContainerConfig, ContainerEvent, Containers, OriginResolver, OriginTags, PointKind,
+};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,12 +65,24 @@ struct AggregatingSink {
     /// Filled once Docker answers (at start or on a later retry).
     origin: Arc<RwLock<Option<OriginResolver>>>,
     origin_detection: bool,
+    /// Resolve the `|c:` field clients fill in (`dogstatsd_origin_detection_client`).
+    client_origin: bool,
     events: mpsc::Sender<Event>,
     checks: mpsc::Sender<ServiceCheck>,
 }
 
-fn to_istrs(tags: &[String]) -> Vec<IStr> {
-    tags.iter().map(|t| IStr::from(t.as_str())).collect()
+impl AggregatingSink {
+    /// Tags of the container a line's `|c:` field names, when client origin detection is on.
+    fn container_field_tags(
+        &self,
+        origin: &Option<OriginResolver>,
+        field: Option<&str>,
+    ) -> Option<OriginTags> {
+        if !self.client_origin {
+            return None;
+        }
+        origin.as_ref()?.tags_for_container_field(field?)
+    }
 }
 
 impl DatagramSink for AggregatingSink {
@@ -78,12 +92,12 @@ impl DatagramSink for AggregatingSink {
         let origin = &*origin_guard;
         // Senders' tags first, before taking the aggregator: a container seen for the first time may make
         // this reader wait briefly for the collector to learn it (once per container).
-        let senders: Vec<Option<Vec<IStr>>> = batch
+        let senders: Vec<Option<OriginTags>> = batch
             .iter()
             .map(|r| match (origin, r.pid) {
-                (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => o
-                    .tags_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
-                    .map(|t| to_istrs(&t)),
+                (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
+                    o.tags_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
+                }
                 _ => None,
             })
             .collect();
@@ -95,11 +109,7 @@ impl DatagramSink for AggregatingSink {
             group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
-                    let cid_tags = match (origin, m.container_id) {
-                        (Some(o), Some(id)) => o.tags_for_container_id(id).map(|t| to_istrs(&t)),
-                        _ => None,
-                    };
-                    match cid_tags {
+                    match self.container_field_tags(origin, m.container_id) {
                         Some(t) => {
                             // Keep the order of samples: the pending ones go first.
                             agg.insert_group(&group, origin_tags, now);
@@ -116,7 +126,8 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
                 Parsed::Event(mut e) => {
-                    if let Some(t) = &pid_tags {
+                    let field_tags = self.container_field_tags(origin, e.container.as_deref());
+                    if let Some(t) = field_tags.as_ref().or(pid_tags.as_ref()) {
                         e.tags.extend(t.iter().map(|s| s.to_string()));
                     }
                     if self.events.try_send(e).is_err() {
@@ -124,7 +135,8 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
                 Parsed::ServiceCheck(mut c) => {
-                    if let Some(t) = &pid_tags {
+                    let field_tags = self.container_field_tags(origin, c.container.as_deref());
+                    if let Some(t) = field_tags.as_ref().or(pid_tags.as_ref()) {
                         c.tags.extend(t.iter().map(|s| s.to_string()));
                     }
                     if c.timestamp.is_none() {
@@ -212,6 +224,7 @@ fn container_event(e: ContainerEvent, hostname: &str) -> Event {
         source_type_name: Some(e.source_type_name.to_string()),
         alert_type: Some(e.alert_type.to_string()),
         tags: e.tags,
+        container: None,
     }
 }
 
@@ -755,6 +768,7 @@ pub async fn run(
         telemetry: telemetry.clone(),
         origin: origin_slot.clone(),
         origin_detection: cfg.dogstatsd_origin_detection,
+        client_origin: cfg.dogstatsd_origin_detection_client,
         events: ev_tx,
         checks: sc_tx,
     });

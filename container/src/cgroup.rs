@@ -290,7 +290,7 @@ pub fn container_id_from_proc_cgroup(text: &str) -> Option<String> {
     for line in lines {
         let path = line.splitn(3, ':').nth(2).unwrap_or("");
         for seg in path.rsplit('/') {
-            if let Some(id) = id_in_segment(seg) {
+            if let Some(id) = id_in_cgroup_dir_name(seg) {
                 return Some(id.to_string());
             }
         }
@@ -298,7 +298,9 @@ pub fn container_id_from_proc_cgroup(text: &str) -> Option<String> {
     None
 }
 
-fn id_in_segment(seg: &str) -> Option<&str> {
+/// The container id a cgroup path segment (a directory's name) holds: `<id>`, `docker-<id>.scope`,
+/// `cri-containerd-<id>.scope`.
+pub(crate) fn id_in_cgroup_dir_name(seg: &str) -> Option<&str> {
     let seg = seg.strip_suffix(".scope").unwrap_or(seg);
     let candidate = match seg.rfind('-') {
         Some(i) if seg.len() - i - 1 == 64 => &seg[i + 1..],

@@ -19,7 +19,7 @@ pub mod procfs;
 pub mod tags;
 mod watcher;
 
-pub use origin::OriginResolver;
+pub use origin::{OriginResolver, OriginTags};
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use bollard::Docker;
@@ -260,7 +260,7 @@ impl Inner {
 
     /// Adds a running container to the table and the origin resolver.
     pub(crate) fn track(&self, t: Arc<Tracked>) {
-        self.origin.insert(&t.id, t.tags.clone());
+        self.origin.insert(&t.id, &t.tags);
         let mut map = self.tracked.write();
         map.insert(t.id.clone(), t);
     }
@@ -336,7 +336,8 @@ impl Containers {
         let docker = connect(cfg.docker_host.as_deref()).await?;
         let (wanted_tx, wanted_rx) = mpsc::channel(256);
         let inner = Arc::new(Inner {
-            origin: OriginResolver::new(cfg.host_proc.clone(), Some(wanted_tx)),
+            origin: OriginResolver::new(cfg.host_proc.clone(), Some(wanted_tx))
+                .with_cgroup_mount(&cgroup::cgroup_root(&cfg.host_sys)),
             cfg,
             docker,
             tracked: RwLock::new(HashMap::new()),

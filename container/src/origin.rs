@@ -1,15 +1,20 @@
 //! Origin detection: which container sent a DogStatsD packet, and its tags.
 //!
 //! Unix-socket packets carry the sender's pid (SO_PEERCRED); `$HOST_PROC/<pid>/cgroup` names its container.
-//! Packets with `|c:<id>` name it directly. Both end in the same tag table, which the container collector fills
+//! Packets with a `|c:` field name it themselves, the way Datadog's client libraries fill it in: `ci-<container
+//! id>` when the client could read its id from `/proc/self/cgroup`, `in-<inode>` (the inode of its cgroup
+//! directory) when it runs in a private cgroup namespace and cannot, or a bare id (older clients). An inode is
+//! mapped back to a container by finding the cgroup directory with that inode under the host's cgroup mount
+//! (`$HOST_SYS/fs/cgroup`: the unified hierarchy, or the `memory` one on cgroup v1, as the clients use).
+//! All of them end in the same tag table, which the container collector fills
 //! (initial list, `start` events) and empties on `die`/`destroy`. Lookups never block on Docker: the resolver is
 //! plain synchronous code for the DogStatsD reader threads. An id we do not know yet is queued (bounded,
 //! non-blocking) for the collector to inspect, so the next packet from it is tagged.
 
-use crate::cgroup::container_id_from_proc_cgroup;
+use crate::cgroup::{container_id_from_proc_cgroup, id_in_cgroup_dir_name};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +28,21 @@ const WAITED_CAP: usize = 1024;
 const WAIT_POLL: Duration = Duration::from_millis(2);
 /// How long "this pid is not in a container" is believed.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// The cgroup tree is walked for an unknown inode at most this often.
+const INODE_REWALK: Duration = Duration::from_secs(1);
+/// Most cgroup directories looked at in one walk, and how deep.
+const WALK_MAX_DIRS: usize = 20_000;
+const WALK_MAX_DEPTH: usize = 6;
+
+/// A container's tags as the aggregator uses them: shared, converted once when the container is recorded.
+pub type OriginTags = Arc<[Arc<str>]>;
+
+/// Cgroup inode → container id, as found by the last walk of the cgroup tree.
+#[derive(Debug, Default)]
+struct Inodes {
+    map: HashMap<u64, Arc<str>>,
+    walked: Option<Instant>,
+}
 
 #[derive(Clone, Debug)]
 struct PidEntry {
@@ -33,7 +53,10 @@ struct PidEntry {
 #[derive(Debug)]
 struct Inner {
     host_proc: PathBuf,
-    tags: RwLock<HashMap<Arc<str>, Arc<[String]>>>,
+    /// The hierarchy `in-<inode>` fields point into; `None`: such fields are not resolved.
+    cgroup_root: Option<PathBuf>,
+    inodes: Mutex<Inodes>,
+    tags: RwLock<HashMap<Arc<str>, OriginTags>>,
     pids: Mutex<HashMap<i32, PidEntry>>,
     wanted: Option<mpsc::Sender<String>>,
     /// Container ids a reader already waited for (see [`OriginResolver::tags_for_pid_waiting`]).
@@ -54,6 +77,8 @@ impl OriginResolver {
         OriginResolver {
             inner: Arc::new(Inner {
                 host_proc,
+                cgroup_root: None,
+                inodes: Mutex::new(Inodes::default()),
                 tags: RwLock::new(HashMap::new()),
                 pids: Mutex::new(HashMap::new()),
                 wanted,
@@ -64,8 +89,23 @@ impl OriginResolver {
         }
     }
 
+    /// Resolves `in-<inode>` container fields against the cgroup hierarchy mounted at `cgroup_mount`
+    /// (`$HOST_SYS/fs/cgroup`). Call before the resolver is cloned.
+    pub fn with_cgroup_mount(mut self, cgroup_mount: &Path) -> Self {
+        let root = if cgroup_mount.join("cgroup.controllers").is_file() {
+            cgroup_mount.to_path_buf()
+        } else {
+            cgroup_mount.join("memory")
+        };
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cgroup_root = Some(root);
+        }
+        self
+    }
+
     /// Records (or replaces) a container's tags.
-    pub fn insert(&self, id: &str, tags: Arc<[String]>) {
+    pub fn insert(&self, id: &str, tags: &[String]) {
+        let tags: OriginTags = tags.iter().map(|t| Arc::from(t.as_str())).collect();
         self.inner.tags.write().insert(Arc::from(id), tags);
     }
 
@@ -135,7 +175,7 @@ impl OriginResolver {
     }
 
     /// Tags of the container the process `pid` runs in; `None` for host processes and unknown containers.
-    pub fn tags_for_pid(&self, pid: i32) -> Option<Arc<[String]>> {
+    pub fn tags_for_pid(&self, pid: i32) -> Option<OriginTags> {
         let id = self.container_id_for_pid(pid)?;
         self.tags_for_container_id(&id)
     }
@@ -145,7 +185,7 @@ impl OriginResolver {
     /// that follows), waits up to `max_wait` for the collector to record it, so those first samples carry the
     /// container's tags too. Waits at most once per container id, and never for host processes. Call it
     /// without holding locks the collector or other readers need.
-    pub fn tags_for_pid_waiting(&self, pid: i32, max_wait: Duration) -> Option<Arc<[String]>> {
+    pub fn tags_for_pid_waiting(&self, pid: i32, max_wait: Duration) -> Option<OriginTags> {
         let id = self.container_id_for_pid(pid)?;
         if let Some(t) = self.tags_for_container_id(&id) {
             return Some(t);
@@ -170,8 +210,43 @@ impl OriginResolver {
         None
     }
 
+    /// Tags of the container a DogStatsD `|c:` field names: `ci-<id>`, `in-<cgroup inode>`, a bare id, or
+    /// several of those separated by commas (the first one known wins).
+    pub fn tags_for_container_field(&self, field: &str) -> Option<OriginTags> {
+        field.split(',').find_map(|part| {
+            if let Some(id) = part.strip_prefix("ci-") {
+                self.tags_for_container_id(id)
+            } else if let Some(inode) = part.strip_prefix("in-") {
+                let id = self.container_id_for_inode(inode.parse().ok()?)?;
+                self.tags_for_container_id(&id)
+            } else {
+                self.tags_for_container_id(part)
+            }
+        })
+    }
+
+    /// The container whose cgroup directory has inode `inode` (under the configured cgroup mount). An inode
+    /// not seen before makes the tree be walked again, at most once per [`INODE_REWALK`].
+    pub fn container_id_for_inode(&self, inode: u64) -> Option<Arc<str>> {
+        let root = self.inner.cgroup_root.as_deref()?;
+        let mut inodes = self.inner.inodes.lock();
+        if let Some(id) = inodes.map.get(&inode) {
+            return Some(id.clone());
+        }
+        let now = Instant::now();
+        if inodes
+            .walked
+            .is_some_and(|t| now.duration_since(t) < INODE_REWALK)
+        {
+            return None;
+        }
+        inodes.walked = Some(now);
+        inodes.map = walk_cgroup_inodes(root);
+        inodes.map.get(&inode).cloned()
+    }
+
     /// Tags of a container by its id (full, or a unique prefix of at least 12 characters).
-    pub fn tags_for_container_id(&self, id: &str) -> Option<Arc<[String]>> {
+    pub fn tags_for_container_id(&self, id: &str) -> Option<OriginTags> {
         let found = {
             let tags = self.inner.tags.read();
             tags.get(id).cloned().or_else(|| {
@@ -204,6 +279,40 @@ impl OriginResolver {
     }
 }
 
+/// Every container cgroup directory under `root` (breadth first, bounded): its inode → the container id its
+/// name holds. Container directories are not descended into.
+fn walk_cgroup_inodes(root: &Path) -> HashMap<u64, Arc<str>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut map = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([(root.to_path_buf(), 0usize)]);
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = queue.pop_front() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            seen += 1;
+            if seen > WALK_MAX_DIRS {
+                return map;
+            }
+            let name = e.file_name();
+            match name.to_str().and_then(id_in_cgroup_dir_name) {
+                Some(id) => {
+                    if let Ok(m) = e.metadata() {
+                        map.insert(m.ino(), Arc::from(id));
+                    }
+                }
+                None if depth + 1 < WALK_MAX_DEPTH => queue.push_back((e.path(), depth + 1)),
+                None => {}
+            }
+        }
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,11 +338,8 @@ mod tests {
             Some(ID),
             "unknown id is queued for inspection"
         );
-        r.insert(ID, Arc::from(vec!["container_name:web".to_string()]));
-        assert_eq!(
-            r.tags_for_pid(42).unwrap().as_ref(),
-            ["container_name:web".to_string()]
-        );
+        r.insert(ID, &["container_name:web".to_string()]);
+        assert_eq!(&*r.tags_for_pid(42).unwrap()[0], "container_name:web");
         assert_eq!(r.tags_for_container_id(&ID[..12]).unwrap().len(), 1);
         assert_eq!(r.tags_for_pid(7), None);
         assert_eq!(r.tags_for_pid(999), None);
@@ -268,17 +374,73 @@ mod tests {
             let r = r.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(30));
-                r.insert(ID, Arc::from(vec!["container_name:web".to_string()]));
+                r.insert(ID, &["container_name:web".to_string()]);
             })
         };
         let got = r.tags_for_pid_waiting(42, Duration::from_secs(10));
         collector.join().unwrap();
         assert_eq!(
-            got.as_deref(),
-            Some(&["container_name:web".to_string()][..])
+            &*got.expect("tags recorded while waiting")[0],
+            "container_name:web"
         );
         assert_eq!(r.tags_for_pid_waiting(7, Duration::from_secs(1)), None);
         assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
         assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
+    }
+
+    /// The `|c:` field in every form Datadog's clients send: `ci-<id>`, `in-<inode of the container's cgroup
+    /// directory>` (found by walking a cgroup tree laid out like Docker's on v1 and with systemd on v2), a
+    /// bare id, and a comma-separated list; unknown inodes and garbage resolve to nothing.
+    #[test]
+    fn container_field_forms_and_cgroup_inodes() {
+        use std::os::unix::fs::MetadataExt;
+        let other = "2".repeat(64);
+        for v2 in [false, true] {
+            let mount = tempfile::tempdir().unwrap();
+            let (dir, other_dir) = if v2 {
+                std::fs::write(mount.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+                (
+                    mount.path().join(format!("system.slice/docker-{ID}.scope")),
+                    mount.path().join(format!(
+                        "kubepods/burstable/pod1/cri-containerd-{other}.scope"
+                    )),
+                )
+            } else {
+                (
+                    mount.path().join(format!("memory/docker/{ID}")),
+                    mount.path().join(format!("memory/ecs/task1/{other}")),
+                )
+            };
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::create_dir_all(dir.join("nested")).unwrap();
+            std::fs::create_dir_all(mount.path().join("user.slice/session-1.scope")).unwrap();
+            let r = OriginResolver::new(mount.path().to_path_buf(), None)
+                .with_cgroup_mount(mount.path());
+            r.insert(ID, &["container_name:web".to_string()]);
+            let ino = std::fs::metadata(&dir).unwrap().ino();
+            let name = |f: &str| r.tags_for_container_field(f).map(|t| t[0].to_string());
+            let web = Some("container_name:web".to_string());
+            assert_eq!(name(&format!("ci-{ID}")), web);
+            assert_eq!(name(ID), web);
+            assert_eq!(name(&format!("in-{ino}")), web, "v2={v2}");
+            assert_eq!(name(&format!("in-999999999,ci-{ID}")), web);
+            assert_eq!(name("in-notanumber"), None);
+            assert_eq!(name("ci-"), None);
+            // A container created after the last walk is found once the walk may run again.
+            std::fs::create_dir_all(&other_dir).unwrap();
+            r.insert(&other, &["container_name:db".to_string()]);
+            let other_ino = std::fs::metadata(&other_dir).unwrap().ino();
+            std::thread::sleep(INODE_REWALK + Duration::from_millis(50));
+            assert_eq!(
+                name(&format!("in-{other_ino}")),
+                Some("container_name:db".to_string())
+            );
+            assert_eq!(r.container_id_for_inode(ino).as_deref(), Some(ID));
+        }
+        // Without a cgroup mount, inodes are not resolved (ids still are).
+        let r = OriginResolver::new(PathBuf::from("/nonexistent"), None);
+        r.insert(ID, &["container_name:web".to_string()]);
+        assert!(r.tags_for_container_field("in-12345").is_none());
+        assert!(r.tags_for_container_field(&format!("ci-{ID}")).is_some());
     }
 }

@@ -4,7 +4,6 @@
 use kelpie_container::cgroup::{self, CgroupPaths};
 use kelpie_container::OriginResolver;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 const ID1: &str = "3f1c2b7a9d8e4f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
 const ID2: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b";
@@ -64,12 +63,9 @@ fn v2_files_give_datadog_units() {
 #[test]
 fn origin_resolves_v2_pids() {
     let r = OriginResolver::new(root().join("proc"), None);
-    r.insert(ID2, Arc::from(vec!["task_family:web".to_string()]));
+    r.insert(ID2, &["task_family:web".to_string()]);
     assert_eq!(r.container_id_for_pid(4242).as_deref(), Some(ID1));
-    assert_eq!(
-        r.tags_for_pid(5151).unwrap().as_ref(),
-        ["task_family:web".to_string()]
-    );
+    assert_eq!(&*r.tags_for_pid(5151).unwrap()[0], "task_family:web");
     assert!(
         r.tags_for_pid(4242).is_none(),
         "known pid, unknown container"

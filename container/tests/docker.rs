@@ -209,10 +209,10 @@ async fn resolver_maps_a_real_container_pid_to_its_id_and_tags() {
         .tags_for_pid(pid)
         .expect("tags for the container's pid");
     assert!(
-        tags.contains(&format!("container_name:{}", c.name)),
+        tags.contains(&format!("container_name:{}", c.name).into()),
         "{tags:?}"
     );
-    assert!(tags.contains(&"service:origin-svc".to_string()), "{tags:?}");
+    assert!(tags.contains(&"service:origin-svc".into()), "{tags:?}");
     assert_eq!(origin.tags_for_container_id(&c.id).as_deref(), Some(&*tags));
     // Our own process is not in a container.
     assert!(origin.tags_for_pid(std::process::id() as i32).is_none());
@@ -295,9 +295,12 @@ async fn metrics_over_a_mounted_unix_socket_get_the_sender_tags() {
         }
     }
     let tags = tags.expect("tags for the sending container");
-    assert!(tags.contains(&format!("container_id:{}", c.id)), "{tags:?}");
     assert!(
-        tags.contains(&format!("container_name:{}", c.name)),
+        tags.contains(&format!("container_id:{}", c.id).into()),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&format!("container_name:{}", c.name).into()),
         "{tags:?}"
     );
 }

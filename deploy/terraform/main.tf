@@ -40,6 +40,7 @@ resource "aws_ecs_task_definition" "kelpie_agent" {
         { name = "DD_APM_NON_LOCAL_TRAFFIC", value = "true" },
         { name = "DD_DOGSTATSD_SOCKET", value = "/var/run/datadog/dsd.socket" },
         { name = "DD_DOGSTATSD_ORIGIN_DETECTION", value = "true" },
+        { name = "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT", value = "true" },
         { name = "HOST_PROC", value = "/host/proc" },
         { name = "HOST_SYS", value = "/host/sys" },
       ]

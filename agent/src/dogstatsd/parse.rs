@@ -503,8 +503,10 @@ fn parse_event(s: &str) -> Result<Event, ParseError> {
                     }
                     _ => tracing::debug!(field, "ignored an invalid event alert type"),
                 }
+            } else if let Some(v) = field.strip_prefix("c:") {
+                event.container = non_empty(v);
             }
-            // `c:`, `e:`, `card:` and unknown fields: ignored.
+            // `e:`, `card:` and unknown fields: ignored.
         });
     }
     Ok(event)
@@ -550,8 +552,10 @@ fn parse_service_check(s: &str) -> Result<ServiceCheck, ParseError> {
                 check.hostname = non_empty(v);
             } else if let Some(v) = field.strip_prefix("m:") {
                 check.message = non_empty(v);
+            } else if let Some(v) = field.strip_prefix("c:") {
+                check.container = non_empty(v);
             }
-            // `c:`, `e:`, `card:` and unknown fields: ignored.
+            // `e:`, `card:` and unknown fields: ignored.
         });
     }
     Ok(check)

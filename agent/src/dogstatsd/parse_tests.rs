@@ -210,6 +210,7 @@ fn event_every_field() {
             source_type_name: Some("jenkins".into()),
             alert_type: Some("success".into()),
             tags: vec!["env:prod".into(), "team:a".into()],
+            container: Some("ci-1".into()),
         }
     );
     for t in ["error", "warning", "info", "success"] {
@@ -263,6 +264,7 @@ fn service_check_every_field() {
             hostname: Some("db-1".into()),
             message: Some("connection refused: port 5432".into()),
             tags: vec!["env:prod".into(), "role:db".into()],
+            container: Some("ci-7".into()),
         }
     );
     // Invalid optional fields are ignored, as the agent does.
