@@ -63,11 +63,12 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
         ],
     );
     let burner_tag = format!("container_name:{}", burner.name);
-    let sender_tag = format!("container_name:{}", sender.name);
+    // Datadog's default tag cardinality (low): the image's tags, not the container's name or id.
+    let sender_tag = "short_image:tool";
     let ok = wait_until(&intake, 40, |i| {
         let s = i.series();
         !with_tag(&s, "docker.cpu.usage", &burner_tag).is_empty()
-            && !with_tag(&s, "e2e.origin.hits", &sender_tag).is_empty()
+            && !with_tag(&s, "e2e.origin.hits", sender_tag).is_empty()
     })
     .await;
     assert!(
@@ -105,11 +106,21 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
     }
     assert_eq!(burn_series.host.as_deref(), Some("e2e-host"));
     // Origin detection: the container's tags on its DogStatsD metrics.
-    let hits = with_tag(&s, "e2e.origin.hits", &sender_tag)[0];
-    assert!(hits.tags.contains(&"from:container".to_string()));
+    let hits = with_tag(&s, "e2e.origin.hits", sender_tag)[0];
+    for t in [
+        "from:container",
+        "image_name:kelpie-test/tool",
+        "image_tag:latest",
+        "docker_image:kelpie-test/tool:latest",
+    ] {
+        assert!(hits.tags.contains(&t.to_string()), "{t}: {:?}", hits.tags);
+    }
     assert!(
-        hits.tags.iter().any(|t| t.starts_with("container_id:")),
-        "{:?}",
+        !hits
+            .tags
+            .iter()
+            .any(|t| t.starts_with("container_id:") || t.starts_with("container_name:")),
+        "high-cardinality tags at the default cardinality: {:?}",
         hits.tags
     );
     assert!(!intake
@@ -193,6 +204,8 @@ async fn udp_container_field_ci_and_in_forms_tag_metrics_when_enabled() {
     let common = [
         ("DD_API_KEY", "e2e-key"),
         ("DD_CONTAINER_COLLECTION", "true"),
+        // Both senders run the same image: their names and ids tell them apart.
+        ("DD_DOGSTATSD_TAG_CARDINALITY", "high"),
         ("DD_ECS_AGENT_URL", "http://127.0.0.1:9"),
     ];
     let mut on_env = common.to_vec();
@@ -251,7 +264,11 @@ async fn udp_container_field_ci_and_in_forms_tag_metrics_when_enabled() {
         i.series().iter().any(|s| s.name == "e2e.client.origin")
     })
     .await;
-    assert!(ok, "no series at the second agent; log:\n{}", off.log_text());
+    assert!(
+        ok,
+        "no series at the second agent; log:\n{}",
+        off.log_text()
+    );
     for s in off_intake
         .series()
         .iter()

@@ -4,6 +4,7 @@
 //! Every value is checked at start; a bad one stops the agent with one sentence naming the key, where it came
 //! from and the value. Unknown keys in the file are warned about once.
 
+use kelpie_container::tags::TagCardinality;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub struct Config {
     pub dogstatsd_origin_detection: bool,
     /// Use the container a client names in a line's `|c:` field (Datadog's key; off by default as there).
     pub dogstatsd_origin_detection_client: bool,
+    /// Which container tags origin detection adds (Datadog's key; `low` by default as there).
+    pub dogstatsd_tag_cardinality: TagCardinality,
     pub dogstatsd_buffer_size: usize,
     pub dogstatsd_so_rcvbuf: usize,
     pub dogstatsd_tags: Vec<String>,
@@ -97,6 +100,7 @@ const KNOWN_KEYS: &[&str] = &[
     "dogstatsd_stream_socket",
     "dogstatsd_origin_detection",
     "dogstatsd_origin_detection_client",
+    "dogstatsd_tag_cardinality",
     "dogstatsd_buffer_size",
     "dogstatsd_so_rcvbuf",
     "dogstatsd_tags",
@@ -386,6 +390,15 @@ impl Config {
         }
         let dogstatsd_so_rcvbuf =
             raw.uint("dogstatsd_so_rcvbuf", 0, 1 << 31, "a buffer size in bytes")? as usize;
+        let dogstatsd_tag_cardinality = match raw.string("dogstatsd_tag_cardinality") {
+            None => TagCardinality::Low,
+            Some(v) => v.parse().map_err(|()| {
+                raw.invalid(
+                    "dogstatsd_tag_cardinality",
+                    "is not a tag cardinality (low, orchestrator or high)",
+                )
+            })?,
+        };
         let dogstatsd_expiry_seconds = raw.uint(
             "dogstatsd_expiry_seconds",
             300,
@@ -565,6 +578,7 @@ impl Config {
             dogstatsd_origin_detection: raw.bool("dogstatsd_origin_detection", false)?,
             dogstatsd_origin_detection_client: raw
                 .bool("dogstatsd_origin_detection_client", false)?,
+            dogstatsd_tag_cardinality,
             dogstatsd_buffer_size,
             dogstatsd_so_rcvbuf,
             dogstatsd_tags: raw.list("dogstatsd_tags"),
@@ -702,6 +716,27 @@ mod tests {
         assert_eq!(c.host_tags, ["team:infra", "role:web", "zone:a"]);
         assert_eq!(c.histogram_percentiles, [0.5, 0.99]);
         assert_eq!(c.histogram_aggregates, ["max", "min", "sum"]);
+    }
+
+    #[test]
+    fn origin_options_default_like_the_datadog_agent() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.dogstatsd_tag_cardinality, TagCardinality::Low);
+        assert!(!c.dogstatsd_origin_detection_client);
+        let c = load(
+            Some("dogstatsd_tag_cardinality: high\n"),
+            &[("DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT", "true")],
+        )
+        .unwrap();
+        assert_eq!(c.dogstatsd_tag_cardinality, TagCardinality::High);
+        assert!(c.dogstatsd_origin_detection_client);
+        let e = load(None, &[("DD_DOGSTATSD_TAG_CARDINALITY", "medium")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value for `dogstatsd_tag_cardinality` (from environment variable DD_DOGSTATSD_TAG_CARDINALITY): \"medium\" is not a tag cardinality (low, orchestrator or high)"
+        );
     }
 
     #[test]

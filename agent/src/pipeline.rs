@@ -681,6 +681,7 @@ pub async fn run(
         host_sys: cfg.host_sys.clone(),
         ecs_agent_url: cfg.ecs_agent_url.clone(),
         hostname: cfg.hostname.clone(),
+        origin_cardinality: cfg.dogstatsd_tag_cardinality,
         ..ContainerConfig::default()
     });
     let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));

@@ -80,6 +80,8 @@ pub struct ContainerConfig {
     pub hostname: String,
     /// How long the deploy detector waits for the rest of a deploy's containers before emitting its event.
     pub deploy_debounce: Duration,
+    /// Container tags up to this cardinality tag DogStatsD traffic (`dogstatsd_tag_cardinality`).
+    pub origin_cardinality: tags::TagCardinality,
 }
 
 impl Default for ContainerConfig {
@@ -99,6 +101,7 @@ impl Default for ContainerConfig {
                 .unwrap_or_else(|| "http://localhost:51678".into()),
             hostname: String::new(),
             deploy_debounce: Duration::from_secs(5),
+            origin_cardinality: tags::TagCardinality::Low,
         }
     }
 }
@@ -337,7 +340,8 @@ impl Containers {
         let (wanted_tx, wanted_rx) = mpsc::channel(256);
         let inner = Arc::new(Inner {
             origin: OriginResolver::new(cfg.host_proc.clone(), Some(wanted_tx))
-                .with_cgroup_mount(&cgroup::cgroup_root(&cfg.host_sys)),
+                .with_cgroup_mount(&cgroup::cgroup_root(&cfg.host_sys))
+                .with_cardinality(cfg.origin_cardinality),
             cfg,
             docker,
             tracked: RwLock::new(HashMap::new()),

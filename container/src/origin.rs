@@ -12,6 +12,7 @@
 //! non-blocking) for the collector to inspect, so the next packet from it is tagged.
 
 use crate::cgroup::{container_id_from_proc_cgroup, id_in_cgroup_dir_name};
+use crate::tags::{tag_cardinality, TagCardinality};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ struct Inner {
     host_proc: PathBuf,
     /// The hierarchy `in-<inode>` fields point into; `None`: such fields are not resolved.
     cgroup_root: Option<PathBuf>,
+    /// Container tags up to this cardinality are origin tags.
+    cardinality: TagCardinality,
     inodes: Mutex<Inodes>,
     tags: RwLock<HashMap<Arc<str>, OriginTags>>,
     pids: Mutex<HashMap<i32, PidEntry>>,
@@ -78,6 +81,7 @@ impl OriginResolver {
             inner: Arc::new(Inner {
                 host_proc,
                 cgroup_root: None,
+                cardinality: TagCardinality::High,
                 inodes: Mutex::new(Inodes::default()),
                 tags: RwLock::new(HashMap::new()),
                 pids: Mutex::new(HashMap::new()),
@@ -103,9 +107,23 @@ impl OriginResolver {
         self
     }
 
-    /// Records (or replaces) a container's tags.
+    /// Keeps only the container tags up to `cardinality` as origin tags (a new resolver keeps them all).
+    /// Call before the resolver is cloned.
+    pub fn with_cardinality(mut self, cardinality: TagCardinality) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cardinality = cardinality;
+        }
+        self
+    }
+
+    /// Records (or replaces) a container's tags (those up to the resolver's cardinality).
     pub fn insert(&self, id: &str, tags: &[String]) {
-        let tags: OriginTags = tags.iter().map(|t| Arc::from(t.as_str())).collect();
+        let max = self.inner.cardinality;
+        let tags: OriginTags = tags
+            .iter()
+            .filter(|t| tag_cardinality(t).is_some_and(|c| c <= max))
+            .map(|t| Arc::from(t.as_str()))
+            .collect();
         self.inner.tags.write().insert(Arc::from(id), tags);
     }
 
@@ -442,5 +460,44 @@ mod tests {
         r.insert(ID, &["container_name:web".to_string()]);
         assert!(r.tags_for_container_field("in-12345").is_none());
         assert!(r.tags_for_container_field(&format!("ci-{ID}")).is_some());
+    }
+
+    /// Origin tags stop at the configured cardinality: low keeps image, ECS task and unified-service tags;
+    /// orchestrator adds `task_arn`; high adds the container's name and id. `runtime:docker` never is one.
+    #[test]
+    fn origin_tags_follow_the_configured_cardinality() {
+        let all: Vec<String> = [
+            "container_id:abc",
+            "container_name:web-1",
+            "image_name:app",
+            "runtime:docker",
+            "service:web",
+            "task_arn:arn:aws:ecs:us-east-1:1:task/c/0f",
+            "task_family:web",
+        ]
+        .map(String::from)
+        .to_vec();
+        let got = |c: TagCardinality| -> Vec<String> {
+            let r = OriginResolver::new(PathBuf::from("/nonexistent"), None).with_cardinality(c);
+            r.insert(ID, &all);
+            let t = r.tags_for_container_id(ID).unwrap();
+            t.iter().map(|t| t.to_string()).collect()
+        };
+        assert_eq!(
+            got(TagCardinality::Low),
+            ["image_name:app", "service:web", "task_family:web"]
+        );
+        assert_eq!(
+            got(TagCardinality::Orchestrator),
+            [
+                "image_name:app",
+                "service:web",
+                "task_arn:arn:aws:ecs:us-east-1:1:task/c/0f",
+                "task_family:web"
+            ]
+        );
+        assert_eq!(got(TagCardinality::High).len(), 6);
+        assert_eq!("ORCHESTRATOR".parse(), Ok(TagCardinality::Orchestrator));
+        assert!("medium".parse::<TagCardinality>().is_err());
     }
 }

@@ -11,6 +11,45 @@ const LABEL_DD_ENV: &str = "com.datadoghq.tags.env";
 const LABEL_DD_SERVICE: &str = "com.datadoghq.tags.service";
 const LABEL_DD_VERSION: &str = "com.datadoghq.tags.version";
 
+/// How many distinct values a tag takes across a host's containers, as Datadog's tagger ranks them. DogStatsD
+/// origin tags are those at or below `dogstatsd_tag_cardinality` (Datadog's default: low), because each extra
+/// level multiplies a service's custom-metric contexts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TagCardinality {
+    /// Image, ECS task family/revision/cluster/container name, `env/service/version`.
+    #[default]
+    Low,
+    /// Plus `task_arn`.
+    Orchestrator,
+    /// Plus `container_name` and `container_id`.
+    High,
+}
+
+impl std::str::FromStr for TagCardinality {
+    type Err = ();
+    /// `low`, `orchestrator` or `high`, any case.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Ok(TagCardinality::Low),
+            "orchestrator" => Ok(TagCardinality::Orchestrator),
+            "high" => Ok(TagCardinality::High),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The cardinality of one of [`container_tags`]' tags; `None` for `runtime:docker`, which the Datadog Agent's
+/// docker check adds to its own metrics but the tagger never gives a container.
+pub fn tag_cardinality(tag: &str) -> Option<TagCardinality> {
+    let key = tag.split(':').next().unwrap_or(tag);
+    match key {
+        "container_name" | "container_id" => Some(TagCardinality::High),
+        "task_arn" => Some(TagCardinality::Orchestrator),
+        "runtime" => None,
+        _ => Some(TagCardinality::Low),
+    }
+}
+
 /// An image reference split the way Datadog tags it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageParts {

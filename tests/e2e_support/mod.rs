@@ -478,6 +478,10 @@ pub fn start_agent(
             &host,
             "-e",
             "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+            // Container name and id on DogStatsD metrics too (Datadog's default, low, leaves them out): the
+            // tests tell the services' containers apart by them.
+            "-e",
+            "DD_DOGSTATSD_TAG_CARDINALITY=high",
             // No ECS agent here: a closed port on the agent's own loopback, nothing else is contacted.
             "-e",
             "DD_ECS_AGENT_URL=http://127.0.0.1:9",

@@ -158,6 +158,8 @@ pub fn config(hostname: &str) -> ContainerConfig {
         hostname: hostname.to_string(),
         // Nothing listens on port 9 of 127.0.0.1: the ECS API is absent unless a test sets it.
         ecs_agent_url: "http://127.0.0.1:9".to_string(),
+        // The tests tell containers apart by name and id in their origin tags.
+        origin_cardinality: kelpie_container::tags::TagCardinality::High,
         ..ContainerConfig::default()
     }
 }
