@@ -62,13 +62,25 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
             "e2e.origin.hits:1|c|#from:container",
         ],
     );
+    // A sender asking for high-cardinality origin tags on its line (`|card:high`, DogStatsD protocol).
+    let high_sender = docker::run(
+        "e2e-sendhi",
+        &["-v", &mount],
+        &[
+            "send",
+            "/sock/dsd.socket",
+            "e2e.origin.card:1|c|#from:container|card:high",
+        ],
+    );
     let burner_tag = format!("container_name:{}", burner.name);
     // Datadog's default tag cardinality (low): the image's tags, not the container's name or id.
     let sender_tag = "short_image:tool";
+    let high_tag = format!("container_name:{}", high_sender.name);
     let ok = wait_until(&intake, 40, |i| {
         let s = i.series();
         !with_tag(&s, "docker.cpu.usage", &burner_tag).is_empty()
             && !with_tag(&s, "e2e.origin.hits", sender_tag).is_empty()
+            && !with_tag(&s, "e2e.origin.card", &high_tag).is_empty()
     })
     .await;
     assert!(
@@ -185,7 +197,7 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
     assert_eq!(deploys[0]["alert_type"], "info");
     assert_eq!(deploys[0]["source_type_name"], "docker");
     drop(v42);
-    drop(sender);
+    drop((sender, high_sender));
 }
 
 /// Origin detection from the `|c:` field clients fill in (UDP): a container in the host's cgroup namespace

@@ -395,7 +395,7 @@ impl Config {
             Some(v) => v.parse().map_err(|()| {
                 raw.invalid(
                     "dogstatsd_tag_cardinality",
-                    "is not a tag cardinality (low, orchestrator or high)",
+                    "is not a tag cardinality (none, low, orchestrator or high)",
                 )
             })?,
         };
@@ -735,7 +735,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "invalid value for `dogstatsd_tag_cardinality` (from environment variable DD_DOGSTATSD_TAG_CARDINALITY): \"medium\" is not a tag cardinality (low, orchestrator or high)"
+            "invalid value for `dogstatsd_tag_cardinality` (from environment variable DD_DOGSTATSD_TAG_CARDINALITY): \"medium\" is not a tag cardinality (none, low, orchestrator or high)"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Data types shared by the agent's stages: what the DogStatsD parser produces, what the aggregator flushes
 //! and what the encoder turns into Datadog payloads. Kept in one place so the stages agree on one shape.
 
+use kelpie_container::tags::TagCardinality;
 use std::sync::Arc;
 
 /// An interned string: metric names and tags are stored once per context and shared by every flush.
@@ -39,6 +40,8 @@ pub struct MetricLine<'a> {
     pub tags: &'a str,
     /// `|c:` field, when present (without the `c:`): `ci-<container id>`, `in-<cgroup inode>`, a bare id, or a list.
     pub container_id: Option<&'a str>,
+    /// `|card:` field: the cardinality of the origin tags this line asks for (unknown values: `None`).
+    pub cardinality: Option<TagCardinality>,
     /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is.
     pub timestamp: Option<i64>,
 }
@@ -94,6 +97,9 @@ pub struct Event {
     /// `c:` (the sender's container, for origin tags); not sent on.
     #[serde(skip)]
     pub container: Option<String>,
+    /// `card:` (the cardinality of those origin tags); not sent on.
+    #[serde(skip)]
+    pub cardinality: Option<TagCardinality>,
 }
 
 /// A DogStatsD service check (`_sc|…`), sent in the JSON array of `POST /api/v1/check_run`.
@@ -114,6 +120,9 @@ pub struct ServiceCheck {
     /// `c:` (the sender's container, for origin tags); not sent on.
     #[serde(skip)]
     pub container: Option<String>,
+    /// `card:` (the cardinality of those origin tags); not sent on.
+    #[serde(skip)]
+    pub cardinality: Option<TagCardinality>,
 }
 
 /// What one DogStatsD line is.

@@ -20,8 +20,10 @@ use crate::model::{
 };
 use crate::status::{self, CollectorStatus, StatusState};
 use crate::telemetry::Telemetry;
+use kelpie_container::tags::TagCardinality;
 use kelpie_container::{
-    ContainerConfig, ContainerEvent, Containers, OriginResolver, OriginTags, PointKind,
+    ContainerConfig, ContainerEvent, ContainerOrigin, Containers, OriginResolver, OriginTags,
+    PointKind,
 };
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
@@ -72,17 +74,34 @@ struct AggregatingSink {
 }
 
 impl AggregatingSink {
-    /// Tags of the container a line's `|c:` field names, when client origin detection is on.
-    fn container_field_tags(
+    /// The origin tags of one line that differ from its datagram's (`None`: use the datagram's): those of
+    /// the container its `|c:` field names (when client origin detection is on), or the sender's at the
+    /// cardinality the line asks for with `|card:`.
+    fn line_origin(
         &self,
         origin: &Option<OriginResolver>,
+        sender: Option<&ContainerOrigin>,
         field: Option<&str>,
+        asked: Option<TagCardinality>,
+        default: TagCardinality,
     ) -> Option<OriginTags> {
-        if !self.client_origin {
-            return None;
+        let card = asked.unwrap_or(default);
+        if let (true, Some(o), Some(field)) = (self.client_origin, origin, field) {
+            if let Some(c) = o.origin_for_container_field(field) {
+                return Some(c.at(card).clone());
+            }
         }
-        origin.as_ref()?.tags_for_container_field(field?)
+        match sender {
+            Some(s) if card != default => Some(s.at(card).clone()),
+            _ => None,
+        }
     }
+}
+
+/// Appends a line's origin tags to an event's or service check's own.
+fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &[IStr]) {
+    let t: &[IStr] = own.map_or(datagram, |t| t);
+    tags.extend(t.iter().map(|s| s.to_string()));
 }
 
 impl DatagramSink for AggregatingSink {
@@ -90,26 +109,30 @@ impl DatagramSink for AggregatingSink {
         let now = status::unix_now();
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
-        // Senders' tags first, before taking the aggregator: a container seen for the first time may make
-        // this reader wait briefly for the collector to learn it (once per container).
-        let senders: Vec<Option<OriginTags>> = batch
+        let default = origin
+            .as_ref()
+            .map_or(TagCardinality::Low, OriginResolver::cardinality);
+        // Senders first, before taking the aggregator: a container seen for the first time may make this
+        // reader wait briefly for the collector to learn it (once per container).
+        let senders: Vec<Option<Arc<ContainerOrigin>>> = batch
             .iter()
             .map(|r| match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
-                    o.tags_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
+                    o.origin_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
                 }
                 _ => None,
             })
             .collect();
         let mut agg = self.agg.lock();
         let mut group: Vec<MetricLine<'_>> = Vec::with_capacity(GROUP);
-        for (r, pid_tags) in batch.iter().zip(senders) {
-            let origin_tags: &[IStr] = pid_tags.as_deref().unwrap_or(&[]);
+        for (r, sender) in batch.iter().zip(senders) {
+            let sender = sender.as_deref();
+            let origin_tags: &[IStr] = sender.map_or(&[], |s| s.at(default));
             // Lines of one datagram share their origin: they are inserted GROUP at a time.
             group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
-                    match self.container_field_tags(origin, m.container_id) {
+                    match self.line_origin(origin, sender, m.container_id, m.cardinality, default) {
                         Some(t) => {
                             // Keep the order of samples: the pending ones go first.
                             agg.insert_group(&group, origin_tags, now);
@@ -126,19 +149,27 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
                 Parsed::Event(mut e) => {
-                    let field_tags = self.container_field_tags(origin, e.container.as_deref());
-                    if let Some(t) = field_tags.as_ref().or(pid_tags.as_ref()) {
-                        e.tags.extend(t.iter().map(|s| s.to_string()));
-                    }
+                    let own = self.line_origin(
+                        origin,
+                        sender,
+                        e.container.as_deref(),
+                        e.cardinality,
+                        default,
+                    );
+                    add_origin_tags(&mut e.tags, own.as_ref(), origin_tags);
                     if self.events.try_send(e).is_err() {
                         Telemetry::drop(&self.telemetry, "event_queue_full", 1);
                     }
                 }
                 Parsed::ServiceCheck(mut c) => {
-                    let field_tags = self.container_field_tags(origin, c.container.as_deref());
-                    if let Some(t) = field_tags.as_ref().or(pid_tags.as_ref()) {
-                        c.tags.extend(t.iter().map(|s| s.to_string()));
-                    }
+                    let own = self.line_origin(
+                        origin,
+                        sender,
+                        c.container.as_deref(),
+                        c.cardinality,
+                        default,
+                    );
+                    add_origin_tags(&mut c.tags, own.as_ref(), origin_tags);
                     if c.timestamp.is_none() {
                         c.timestamp = Some(now);
                     }
@@ -225,6 +256,7 @@ fn container_event(e: ContainerEvent, hostname: &str) -> Event {
         alert_type: Some(e.alert_type.to_string()),
         tags: e.tags,
         container: None,
+        cardinality: None,
     }
 }
 

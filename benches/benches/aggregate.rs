@@ -67,6 +67,7 @@ fn line<'a>(name: &'a str, tags: &'a str, kind: MetricKind) -> MetricLine<'a> {
         sample_rate: 1.0,
         tags,
         container_id: None,
+        cardinality: None,
         timestamp: None,
     }
 }

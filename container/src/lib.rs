@@ -19,7 +19,7 @@ pub mod procfs;
 pub mod tags;
 mod watcher;
 
-pub use origin::{OriginResolver, OriginTags};
+pub use origin::{ContainerOrigin, OriginResolver, OriginTags};
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use bollard::Docker;

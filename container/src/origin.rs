@@ -38,6 +38,37 @@ const WALK_MAX_DEPTH: usize = 6;
 /// A container's tags as the aggregator uses them: shared, converted once when the container is recorded.
 pub type OriginTags = Arc<[Arc<str>]>;
 
+/// One container's origin tags at every cardinality, so that a line asking for another one (`|card:`) is
+/// served without converting anything.
+#[derive(Debug)]
+pub struct ContainerOrigin {
+    levels: [OriginTags; 4],
+}
+
+impl ContainerOrigin {
+    fn new(tags: &[String]) -> Self {
+        let at = |max: TagCardinality| -> OriginTags {
+            tags.iter()
+                .filter(|t| tag_cardinality(t).is_some_and(|c| c <= max))
+                .map(|t| Arc::from(t.as_str()))
+                .collect()
+        };
+        ContainerOrigin {
+            levels: [
+                at(TagCardinality::None),
+                at(TagCardinality::Low),
+                at(TagCardinality::Orchestrator),
+                at(TagCardinality::High),
+            ],
+        }
+    }
+
+    /// The tags up to `cardinality`.
+    pub fn at(&self, cardinality: TagCardinality) -> &OriginTags {
+        &self.levels[cardinality as usize]
+    }
+}
+
 /// Cgroup inode → container id, as found by the last walk of the cgroup tree.
 #[derive(Debug, Default)]
 struct Inodes {
@@ -56,13 +87,13 @@ struct Inner {
     host_proc: PathBuf,
     /// The hierarchy `in-<inode>` fields point into; `None`: such fields are not resolved.
     cgroup_root: Option<PathBuf>,
-    /// Container tags up to this cardinality are origin tags.
+    /// Container tags up to this cardinality are origin tags unless a line asks for another.
     cardinality: TagCardinality,
     inodes: Mutex<Inodes>,
-    tags: RwLock<HashMap<Arc<str>, OriginTags>>,
+    tags: RwLock<HashMap<Arc<str>, Arc<ContainerOrigin>>>,
     pids: Mutex<HashMap<i32, PidEntry>>,
     wanted: Option<mpsc::Sender<String>>,
-    /// Container ids a reader already waited for (see [`OriginResolver::tags_for_pid_waiting`]).
+    /// Container ids a reader already waited for (see [`OriginResolver::origin_for_pid_waiting`]).
     waited: Mutex<std::collections::HashSet<Arc<str>>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -107,8 +138,8 @@ impl OriginResolver {
         self
     }
 
-    /// Keeps only the container tags up to `cardinality` as origin tags (a new resolver keeps them all).
-    /// Call before the resolver is cloned.
+    /// Origin tags are the container tags up to `cardinality` unless a line asks for another (a new resolver
+    /// gives them all). Call before the resolver is cloned.
     pub fn with_cardinality(mut self, cardinality: TagCardinality) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.cardinality = cardinality;
@@ -116,15 +147,15 @@ impl OriginResolver {
         self
     }
 
-    /// Records (or replaces) a container's tags (those up to the resolver's cardinality).
+    /// The cardinality of origin tags when a line does not ask for one.
+    pub fn cardinality(&self) -> TagCardinality {
+        self.inner.cardinality
+    }
+
+    /// Records (or replaces) a container's tags.
     pub fn insert(&self, id: &str, tags: &[String]) {
-        let max = self.inner.cardinality;
-        let tags: OriginTags = tags
-            .iter()
-            .filter(|t| tag_cardinality(t).is_some_and(|c| c <= max))
-            .map(|t| Arc::from(t.as_str()))
-            .collect();
-        self.inner.tags.write().insert(Arc::from(id), tags);
+        let origin = Arc::new(ContainerOrigin::new(tags));
+        self.inner.tags.write().insert(Arc::from(id), origin);
     }
 
     /// Forgets a container (it died): its tags and every pid that pointed at it.
@@ -192,21 +223,27 @@ impl OriginResolver {
         id
     }
 
-    /// Tags of the container the process `pid` runs in; `None` for host processes and unknown containers.
+    /// Tags (at the resolver's cardinality) of the container the process `pid` runs in; `None` for host
+    /// processes and unknown containers.
     pub fn tags_for_pid(&self, pid: i32) -> Option<OriginTags> {
         let id = self.container_id_for_pid(pid)?;
         self.tags_for_container_id(&id)
     }
 
-    /// Like [`OriginResolver::tags_for_pid`], but when the pid runs in a container the table does not know yet
+    /// Like [`OriginResolver::tags_for_pid`] (every cardinality), but when the pid runs in a container the
+    /// table does not know yet
     /// (its process has just started: its first packets arrive before Docker's `start` event and the inspect
     /// that follows), waits up to `max_wait` for the collector to record it, so those first samples carry the
     /// container's tags too. Waits at most once per container id, and never for host processes. Call it
     /// without holding locks the collector or other readers need.
-    pub fn tags_for_pid_waiting(&self, pid: i32, max_wait: Duration) -> Option<OriginTags> {
+    pub fn origin_for_pid_waiting(
+        &self,
+        pid: i32,
+        max_wait: Duration,
+    ) -> Option<Arc<ContainerOrigin>> {
         let id = self.container_id_for_pid(pid)?;
-        if let Some(t) = self.tags_for_container_id(&id) {
-            return Some(t);
+        if let Some(o) = self.origin_for_container_id(&id) {
+            return Some(o);
         }
         {
             let mut waited = self.inner.waited.lock();
@@ -228,19 +265,25 @@ impl OriginResolver {
         None
     }
 
-    /// Tags of the container a DogStatsD `|c:` field names: `ci-<id>`, `in-<cgroup inode>`, a bare id, or
-    /// several of those separated by commas (the first one known wins).
-    pub fn tags_for_container_field(&self, field: &str) -> Option<OriginTags> {
+    /// The container a DogStatsD `|c:` field names: `ci-<id>`, `in-<cgroup inode>`, a bare id, or several of
+    /// those separated by commas (the first one known wins).
+    pub fn origin_for_container_field(&self, field: &str) -> Option<Arc<ContainerOrigin>> {
         field.split(',').find_map(|part| {
             if let Some(id) = part.strip_prefix("ci-") {
-                self.tags_for_container_id(id)
+                self.origin_for_container_id(id)
             } else if let Some(inode) = part.strip_prefix("in-") {
                 let id = self.container_id_for_inode(inode.parse().ok()?)?;
-                self.tags_for_container_id(&id)
+                self.origin_for_container_id(&id)
             } else {
-                self.tags_for_container_id(part)
+                self.origin_for_container_id(part)
             }
         })
+    }
+
+    /// [`OriginResolver::origin_for_container_field`]'s tags at the resolver's cardinality.
+    pub fn tags_for_container_field(&self, field: &str) -> Option<OriginTags> {
+        let o = self.origin_for_container_field(field)?;
+        Some(o.at(self.inner.cardinality).clone())
     }
 
     /// The container whose cgroup directory has inode `inode` (under the configured cgroup mount). An inode
@@ -263,8 +306,14 @@ impl OriginResolver {
         inodes.map.get(&inode).cloned()
     }
 
-    /// Tags of a container by its id (full, or a unique prefix of at least 12 characters).
+    /// Tags (at the resolver's cardinality) of a container by its id.
     pub fn tags_for_container_id(&self, id: &str) -> Option<OriginTags> {
+        let o = self.origin_for_container_id(id)?;
+        Some(o.at(self.inner.cardinality).clone())
+    }
+
+    /// A container by its id (full, or a unique prefix of at least 12 characters).
+    pub fn origin_for_container_id(&self, id: &str) -> Option<Arc<ContainerOrigin>> {
         let found = {
             let tags = self.inner.tags.read();
             tags.get(id).cloned().or_else(|| {
@@ -395,15 +444,20 @@ mod tests {
                 r.insert(ID, &["container_name:web".to_string()]);
             })
         };
-        let got = r.tags_for_pid_waiting(42, Duration::from_secs(10));
+        let got = r.origin_for_pid_waiting(42, Duration::from_secs(10));
         collector.join().unwrap();
-        assert_eq!(
-            &*got.expect("tags recorded while waiting")[0],
-            "container_name:web"
-        );
-        assert_eq!(r.tags_for_pid_waiting(7, Duration::from_secs(1)), None);
-        assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
-        assert_eq!(r.tags_for_pid_waiting(43, Duration::from_millis(20)), None);
+        let got = got.expect("tags recorded while waiting");
+        assert_eq!(&*got.at(TagCardinality::High)[0], "container_name:web");
+        assert!(got.at(TagCardinality::Low).is_empty());
+        assert!(r
+            .origin_for_pid_waiting(7, Duration::from_secs(1))
+            .is_none());
+        assert!(r
+            .origin_for_pid_waiting(43, Duration::from_millis(20))
+            .is_none());
+        assert!(r
+            .origin_for_pid_waiting(43, Duration::from_millis(20))
+            .is_none());
     }
 
     /// The `|c:` field in every form Datadog's clients send: `ci-<id>`, `in-<inode of the container's cgroup
@@ -497,7 +551,15 @@ mod tests {
             ]
         );
         assert_eq!(got(TagCardinality::High).len(), 6);
+        assert!(got(TagCardinality::None).is_empty());
+        // One container, every level at hand for lines that ask for another.
+        let r = OriginResolver::new(PathBuf::from("/nonexistent"), None);
+        r.insert(ID, &all);
+        let o = r.origin_for_container_field(&format!("ci-{ID}")).unwrap();
+        assert_eq!(o.at(TagCardinality::Low).len(), 3);
+        assert_eq!(o.at(TagCardinality::Orchestrator).len(), 4);
         assert_eq!("ORCHESTRATOR".parse(), Ok(TagCardinality::Orchestrator));
+        assert_eq!("none".parse(), Ok(TagCardinality::None));
         assert!("medium".parse::<TagCardinality>().is_err());
     }
 }

@@ -16,6 +16,8 @@ const LABEL_DD_VERSION: &str = "com.datadoghq.tags.version";
 /// level multiplies a service's custom-metric contexts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TagCardinality {
+    /// No container tags at all.
+    None,
     /// Image, ECS task family/revision/cluster/container name, `env/service/version`.
     #[default]
     Low,
@@ -27,9 +29,10 @@ pub enum TagCardinality {
 
 impl std::str::FromStr for TagCardinality {
     type Err = ();
-    /// `low`, `orchestrator` or `high`, any case.
+    /// `none`, `low`, `orchestrator` or `high`, any case.
     fn from_str(s: &str) -> Result<Self, ()> {
         match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(TagCardinality::None),
             "low" => Ok(TagCardinality::Low),
             "orchestrator" => Ok(TagCardinality::Orchestrator),
             "high" => Ok(TagCardinality::High),

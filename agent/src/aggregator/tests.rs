@@ -15,6 +15,7 @@ fn line<'a>(
         sample_rate: rate,
         tags,
         container_id: None,
+        cardinality: None,
         timestamp: None,
     }
 }

@@ -303,6 +303,7 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
         sample_rate: 1.0,
         tags: "",
         container_id: None,
+        cardinality: None,
         timestamp: None,
     };
     let mut pos = type_end;
@@ -324,8 +325,11 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
             Some(b'c') if field.get(1) == Some(&b':') => {
                 line.container_id = (end > start + 2).then(|| &s[start + 2..end]);
             }
-            // Unknown extension fields (`e:` external data, `card:`, future ones) are ignored, like the
-            // Datadog Agent does.
+            Some(b'c') if field.starts_with(b"card:") => {
+                line.cardinality = s[start + 5..end].parse().ok();
+            }
+            // Unknown extension fields (`e:` external data, future ones) are ignored, like the Datadog Agent
+            // does; so is a `card:` value it does not know.
             _ => {}
         }
         pos = end;
@@ -505,8 +509,10 @@ fn parse_event(s: &str) -> Result<Event, ParseError> {
                 }
             } else if let Some(v) = field.strip_prefix("c:") {
                 event.container = non_empty(v);
+            } else if let Some(v) = field.strip_prefix("card:") {
+                event.cardinality = v.parse().ok();
             }
-            // `e:`, `card:` and unknown fields: ignored.
+            // `e:` and unknown fields: ignored.
         });
     }
     Ok(event)
@@ -554,8 +560,10 @@ fn parse_service_check(s: &str) -> Result<ServiceCheck, ParseError> {
                 check.message = non_empty(v);
             } else if let Some(v) = field.strip_prefix("c:") {
                 check.container = non_empty(v);
+            } else if let Some(v) = field.strip_prefix("card:") {
+                check.cardinality = v.parse().ok();
             }
-            // `e:`, `card:` and unknown fields: ignored.
+            // `e:` and unknown fields: ignored.
         });
     }
     Ok(check)

@@ -3,6 +3,7 @@
 use super::*;
 use crate::model::{Event, MetricKind, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::Telemetry;
+use kelpie_container::tags::TagCardinality;
 
 fn metric(line: &str) -> MetricLine<'_> {
     match parse_line(line.as_bytes()) {
@@ -65,6 +66,7 @@ fn typical_line_with_everything() {
             sample_rate: 0.25,
             tags: "env:prod,service:web,host:a,version:1.2",
             container_id: Some("abc123"),
+            cardinality: None,
             timestamp: Some(1_700_000_000),
         }
     );
@@ -77,11 +79,23 @@ fn typical_line_with_everything() {
 
 #[test]
 fn optional_fields_in_any_order() {
-    let m = metric("x:3|c|T42|c:ci-99|#a,b|@0.5");
+    let m = metric("x:3|c|T42|c:ci-99|#a,b|card:orchestrator|@0.5");
     assert_eq!(m.timestamp, Some(42));
     assert_eq!(m.container_id, Some("ci-99"));
     assert_eq!(m.tags, "a,b");
     assert_eq!(m.sample_rate, 0.5);
+    assert_eq!(m.cardinality, Some(TagCardinality::Orchestrator));
+    // A cardinality the agent does not know is ignored, as Datadog's does; the rest of the line is kept.
+    let m = metric("x:3|c|card:medium|#a");
+    assert_eq!((m.cardinality, m.tags), (None, "a"));
+    assert_eq!(
+        event("_e{1,1}:a|b|card:HIGH|c:ci-1").cardinality,
+        Some(TagCardinality::High)
+    );
+    assert_eq!(
+        check("_sc|x|0|card:none").cardinality,
+        Some(TagCardinality::None)
+    );
 }
 
 #[test]
@@ -211,6 +225,7 @@ fn event_every_field() {
             alert_type: Some("success".into()),
             tags: vec!["env:prod".into(), "team:a".into()],
             container: Some("ci-1".into()),
+            cardinality: None,
         }
     );
     for t in ["error", "warning", "info", "success"] {
@@ -265,6 +280,7 @@ fn service_check_every_field() {
             message: Some("connection refused: port 5432".into()),
             tags: vec!["env:prod".into(), "role:db".into()],
             container: Some("ci-7".into()),
+            cardinality: None,
         }
     );
     // Invalid optional fields are ignored, as the agent does.
