@@ -69,25 +69,39 @@ struct AggregatingSink {
     origin_detection: bool,
     /// Resolve the `|c:` field clients fill in (`dogstatsd_origin_detection_client`).
     client_origin: bool,
+    /// The origin tags of a datagram from nobody known.
+    no_tags: OriginTags,
     events: mpsc::Sender<Event>,
     checks: mpsc::Sender<ServiceCheck>,
 }
 
+/// The last `|c:` field a sink looked up, and what it named: consecutive lines from one client carry the same.
+type FieldCache<'a> = Option<(&'a str, Option<Arc<ContainerOrigin>>)>;
+
 impl AggregatingSink {
-    /// The origin tags of one line that differ from its datagram's (`None`: use the datagram's): those of
-    /// the container its `|c:` field names (when client origin detection is on), or the sender's at the
+    /// The origin tags of one line when they differ from its datagram's (`None`: use the datagram's): those
+    /// of the container its `|c:` field names (when client origin detection is on), or the sender's at the
     /// cardinality the line asks for with `|card:`.
-    fn line_origin(
+    fn line_origin<'a>(
         &self,
         origin: &Option<OriginResolver>,
+        cache: &mut FieldCache<'a>,
         sender: Option<&ContainerOrigin>,
-        field: Option<&str>,
+        field: Option<&'a str>,
         asked: Option<TagCardinality>,
         default: TagCardinality,
     ) -> Option<OriginTags> {
         let card = asked.unwrap_or(default);
         if let (true, Some(o), Some(field)) = (self.client_origin, origin, field) {
-            if let Some(c) = o.origin_for_container_field(field) {
+            let named = match cache {
+                Some((f, named)) if *f == field => named.clone(),
+                _ => {
+                    let named = o.origin_for_container_field(field);
+                    *cache = Some((field, named.clone()));
+                    named
+                }
+            };
+            if let Some(c) = named {
                 return Some(c.at(card).clone());
             }
         }
@@ -124,39 +138,47 @@ impl DatagramSink for AggregatingSink {
             })
             .collect();
         let mut agg = self.agg.lock();
+        let mut cache: FieldCache<'_> = None;
         let mut group: Vec<MetricLine<'_>> = Vec::with_capacity(GROUP);
         for (r, sender) in batch.iter().zip(senders) {
             let sender = sender.as_deref();
-            let origin_tags: &[IStr] = sender.map_or(&[], |s| s.at(default));
-            // Lines of one datagram share their origin: they are inserted GROUP at a time.
+            let datagram_tags: &OriginTags = sender.map_or(&self.no_tags, |s| s.at(default));
+            // Consecutive lines with the same origin tags (all of a datagram's, as a rule) are inserted
+            // GROUP at a time; a line with other tags (`|c:`, `|card:`) closes the group before it.
+            let mut group_tags: OriginTags = datagram_tags.clone();
             group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
-                    match self.line_origin(origin, sender, m.container_id, m.cardinality, default) {
-                        Some(t) => {
-                            // Keep the order of samples: the pending ones go first.
-                            agg.insert_group(&group, origin_tags, now);
-                            group.clear();
-                            agg.insert(&m, &t, now);
-                        }
-                        None => {
-                            group.push(m);
-                            if group.len() == GROUP {
-                                agg.insert_group(&group, origin_tags, now);
-                                group.clear();
-                            }
-                        }
+                    let own = self.line_origin(
+                        origin,
+                        &mut cache,
+                        sender,
+                        m.container_id,
+                        m.cardinality,
+                        default,
+                    );
+                    let tags = own.as_ref().unwrap_or(datagram_tags);
+                    if !Arc::ptr_eq(tags, &group_tags) {
+                        agg.insert_group(&group, &group_tags, now);
+                        group.clear();
+                        group_tags = tags.clone();
+                    }
+                    group.push(m);
+                    if group.len() == GROUP {
+                        agg.insert_group(&group, &group_tags, now);
+                        group.clear();
                     }
                 }
                 Parsed::Event(mut e) => {
                     let own = self.line_origin(
                         origin,
+                        &mut None, // rare: not worth the cache
                         sender,
                         e.container.as_deref(),
                         e.cardinality,
                         default,
                     );
-                    add_origin_tags(&mut e.tags, own.as_ref(), origin_tags);
+                    add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
                     if self.events.try_send(e).is_err() {
                         Telemetry::drop(&self.telemetry, "event_queue_full", 1);
                     }
@@ -164,12 +186,13 @@ impl DatagramSink for AggregatingSink {
                 Parsed::ServiceCheck(mut c) => {
                     let own = self.line_origin(
                         origin,
+                        &mut None, // rare: not worth the cache
                         sender,
                         c.container.as_deref(),
                         c.cardinality,
                         default,
                     );
-                    add_origin_tags(&mut c.tags, own.as_ref(), origin_tags);
+                    add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
                     if c.timestamp.is_none() {
                         c.timestamp = Some(now);
                     }
@@ -178,7 +201,7 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
             });
-            agg.insert_group(&group, origin_tags, now);
+            agg.insert_group(&group, &group_tags, now);
         }
     }
 }
@@ -802,6 +825,7 @@ pub async fn run(
         origin: origin_slot.clone(),
         origin_detection: cfg.dogstatsd_origin_detection,
         client_origin: cfg.dogstatsd_origin_detection_client,
+        no_tags: OriginTags::from([]),
         events: ev_tx,
         checks: sc_tx,
     });
@@ -901,5 +925,93 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+    use crate::aggregator::AggregatorConfig;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn sink(client_origin: bool) -> (AggregatingSink, mpsc::Receiver<Event>) {
+        let telemetry = Arc::new(Telemetry::default());
+        let resolver = OriginResolver::new("/nonexistent".into(), None);
+        resolver.insert(A, &["container_name:a".into(), "image_name:img-a".into()]);
+        resolver.insert(B, &["container_name:b".into(), "image_name:img-b".into()]);
+        let (events, ev_rx) = mpsc::channel(8);
+        let (checks, _) = mpsc::channel(8);
+        let sink = AggregatingSink {
+            agg: Arc::new(Mutex::new(Aggregator::new(
+                AggregatorConfig::default(),
+                telemetry.clone(),
+            ))),
+            telemetry,
+            origin: Arc::new(RwLock::new(Some(
+                resolver.with_cardinality(TagCardinality::Low),
+            ))),
+            origin_detection: true,
+            client_origin,
+            no_tags: OriginTags::from([]),
+            events,
+            checks,
+        };
+        (sink, ev_rx)
+    }
+
+    /// Counter totals per tag set after one flush.
+    fn totals(sink: &AggregatingSink) -> Vec<(Vec<String>, f64)> {
+        let b = sink.agg.lock().flush(i64::MAX / 2, true);
+        let mut got: Vec<(Vec<String>, f64)> = b
+            .series
+            .iter()
+            .map(|s| {
+                let tags = s.tags.iter().map(|t| t.to_string()).collect();
+                (tags, s.points.iter().map(|p| p.1).sum::<f64>() * 10.0)
+            })
+            .collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        got
+    }
+
+    /// One datagram mixing lines without origin, with `|c:` fields (known, unknown, in a row) and a
+    /// `|card:` request: each sample lands in its own container's context, in any grouping.
+    #[test]
+    fn lines_of_one_datagram_take_their_own_container_field_and_cardinality() {
+        let payload = format!(
+            "m:1|c\nm:1|c|c:ci-{A}\nm:2|c|c:ci-{A}\nm:16|c|c:in-999\nm:4|c|c:ci-{B}|card:high\nm:8|c\n\
+             _e{{1,1}}:t|x|c:ci-{B}"
+        );
+        let (s, mut ev) = sink(true);
+        s.receive(&[Received {
+            payload: payload.as_bytes(),
+            transport: Transport::Udp,
+            pid: None,
+        }]);
+        assert_eq!(
+            totals(&s),
+            [
+                (vec![], 25.0),
+                (
+                    vec![
+                        "container_name:b".to_string(),
+                        "image_name:img-b".to_string()
+                    ],
+                    4.0
+                ),
+                (vec!["image_name:img-a".to_string()], 3.0),
+            ]
+        );
+        assert_eq!(ev.try_recv().unwrap().tags, ["image_name:img-b"]);
+        // Client origin detection off: the fields are ignored, everything in one context.
+        let (s, _) = sink(false);
+        s.receive(&[Received {
+            payload: payload.as_bytes(),
+            transport: Transport::Udp,
+            pid: None,
+        }]);
+        assert_eq!(totals(&s), [(vec![], 32.0)]);
     }
 }
