@@ -7,7 +7,8 @@
 #
 # Environment: INTAKE=1 forwards to a local kelpie-standin (encode + compress + send included in the CPU);
 # AGENT_CPU=0 / LOADGEN_CPU=1 pin the two processes to different cores (taskset); IDLE_SECONDS=N measures the
-# idle RSS first.
+# idle RSS first; CONTAINER_FIELD=1 starts a container (kelpie-test/tool, testimages/build.sh), turns on
+# container collection and client origin detection, and has every line name that container (`|c:ci-<id>`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The agent and stand-in are the static release binaries scripts/build-image.sh builds (same cargo invocation, so
@@ -22,16 +23,29 @@ loadgen=${CARGO_TARGET_DIR:-target}/release/kelpie-loadgen
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 status=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+pids_ctr=
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$pids_ctr" ]; then docker rm -f "$pids_ctr" >/dev/null 2>&1 || true; fi
+}
 trap cleanup EXIT
 env_extra=()
+loadgen_extra=()
+if [ "${CONTAINER_FIELD:-0}" = 1 ]; then
+  testimages/build.sh
+  ctr=$(docker run -d --rm --label kelpie-test=1 kelpie-test/tool:latest sleep)
+  pids_ctr=$ctr
+  env_extra+=(DD_CONTAINER_COLLECTION=true DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true)
+  loadgen_extra=(--container-field "ci-$ctr")
+fi
 if [ "${INTAKE:-0}" = 1 ]; then
   iport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$bin/kelpie-standin" --listen "127.0.0.1:$iport" >/dev/null 2>&1 &
   pids+=($!)
-  env_extra=(DD_API_KEY=bench DD_DD_URL="http://127.0.0.1:$iport")
+  env_extra+=(DD_API_KEY=bench DD_DD_URL="http://127.0.0.1:$iport")
 fi
-env -i PATH="$PATH" HOME="$HOME" DD_HOSTNAME=bench DD_CONTAINER_COLLECTION=false \
+env -i PATH="$PATH" HOME="$HOME" DD_HOSTNAME=bench DD_CONTAINER_COLLECTION=false DOCKER_HOST="${DOCKER_HOST:-}" \
   DD_DOGSTATSD_PORT="$port" KELPIE_STATUS_ADDR="127.0.0.1:$status" KELPIE_PROFILES_ADDR=off \
   DD_DOGSTATSD_SO_RCVBUF="${RCVBUF:-4194304}" DD_MEMORY_LIMIT="${MEMORY_LIMIT:-1GiB}" RUST_LOG=warn \
   "${env_extra[@]}" taskset -c "${AGENT_CPU:-0}" "$bin/kelpie" agent --config /dev/null &
@@ -45,4 +59,4 @@ if [ -n "${IDLE_SECONDS:-}" ]; then
   sleep "$IDLE_SECONDS"
   echo "idle RSS after ${IDLE_SECONDS}s: $(grep VmRSS /proc/$agent/status | awk '{print $2}') KiB (peak $(grep VmHWM /proc/$agent/status | awk '{print $2}') KiB)"
 fi
-taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "$@"
+taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"

@@ -44,6 +44,9 @@ struct Args {
     /// The agent's status address: read metric_samples before and after to report loss exactly.
     #[arg(long)]
     status: Option<String>,
+    /// Append `|c:<value>` to every line, as a containerised Datadog client does (`ci-<container id>`).
+    #[arg(long)]
+    container_field: Option<String>,
 }
 
 fn proc_cpu_seconds(pid: u32) -> Option<f64> {
@@ -108,7 +111,12 @@ fn main() -> anyhow::Result<()> {
                     tags.push_str(&format!("tag{t}:value{t}"));
                 }
             }
-            format!("loadgen.metric.{}:1|{kind}|#{tags}\n", i % 100)
+            let field = args
+                .container_field
+                .as_deref()
+                .map(|c| format!("|c:{c}"))
+                .unwrap_or_default();
+            format!("loadgen.metric.{}:1|{kind}|#{tags}{field}\n", i % 100)
         })
         .collect();
     let sock = UdpSocket::bind("127.0.0.1:0")?;
