@@ -4,7 +4,8 @@
 //! Every value is checked at start; a bad one stops the agent with one sentence naming the key, where it came
 //! from and the value. Unknown keys in the file are warned about once.
 
-use kelpie_container::tags::TagCardinality;
+use kelpie_container::filter::ContainerFilter;
+use kelpie_container::tags::{TagCardinality, TagRules};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +57,10 @@ pub struct Config {
     pub dogstatsd_origin_detection_client: bool,
     /// Which container tags origin detection adds (Datadog's key; `low` by default as there).
     pub dogstatsd_tag_cardinality: TagCardinality,
+    /// `container_labels_as_tags` / `container_env_as_tags` (and their `docker_` spellings).
+    pub container_tag_rules: TagRules,
+    /// `container_exclude` / `container_include` (and `_metrics`), `exclude_pause_container`.
+    pub container_metrics_filter: ContainerFilter,
     pub dogstatsd_buffer_size: usize,
     pub dogstatsd_so_rcvbuf: usize,
     pub dogstatsd_tags: Vec<String>,
@@ -101,6 +106,15 @@ const KNOWN_KEYS: &[&str] = &[
     "dogstatsd_origin_detection",
     "dogstatsd_origin_detection_client",
     "dogstatsd_tag_cardinality",
+    "container_labels_as_tags",
+    "docker_labels_as_tags",
+    "container_env_as_tags",
+    "docker_env_as_tags",
+    "container_exclude",
+    "container_include",
+    "container_exclude_metrics",
+    "container_include_metrics",
+    "exclude_pause_container",
     "dogstatsd_buffer_size",
     "dogstatsd_so_rcvbuf",
     "dogstatsd_tags",
@@ -117,6 +131,15 @@ const KNOWN_KEYS: &[&str] = &[
     "forwarder_backoff_base",
     "forwarder_backoff_max",
     "log_level",
+];
+
+/// Keys whose environment variable holds JSON (a mapping or list), as the Datadog Agent reads them.
+const JSON_IN_ENV: &[&str] = &[
+    "dogstatsd_mapper_profiles",
+    "container_labels_as_tags",
+    "docker_labels_as_tags",
+    "container_env_as_tags",
+    "docker_env_as_tags",
 ];
 
 /// Where a setting came from, for error messages.
@@ -190,6 +213,32 @@ impl Raw {
                 Ok(n) if n <= max => Ok(n),
                 _ => Err(self.invalid(key, format!("is not {what}"))),
             },
+        }
+    }
+
+    /// A mapping of names to strings (YAML mapping, or a JSON object in the environment).
+    fn string_map(&self, key: &'static str) -> Result<Vec<(String, String)>, ConfigError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some((Value::Mapping(m), _)) => m
+                .iter()
+                .map(|(k, v)| match (k, v) {
+                    (Value::String(k), Value::String(v)) => Ok((k.clone(), v.clone())),
+                    _ => Err(self.invalid(key, "is not a mapping of names to tag keys")),
+                })
+                .collect(),
+            Some(_) => Err(self.invalid(
+                key,
+                "is not a mapping of names to tag keys (a JSON object in the environment)",
+            )),
+        }
+    }
+
+    /// A list given as a YAML sequence or a whitespace-separated string (container filters may hold commas).
+    fn filter_list(&self, key: &'static str) -> Vec<String> {
+        match self.get(key) {
+            Some((Value::Sequence(_), _)) | None => self.list(key),
+            Some((v, _)) => value_text(v).split_whitespace().map(String::from).collect(),
         }
     }
 
@@ -313,8 +362,8 @@ impl Config {
         for key in KNOWN_KEYS {
             let name = format!("DD_{}", key.to_ascii_uppercase());
             if let Some(v) = env.get(&name) {
-                let value = if *key == "dogstatsd_mapper_profiles" {
-                    // Datadog takes this one as JSON in the environment.
+                let value = if JSON_IN_ENV.contains(key) {
+                    // Datadog takes these as JSON in the environment.
                     serde_json::from_str::<serde_json::Value>(v)
                         .ok()
                         .and_then(|j| serde_yaml::to_value(j).ok())
@@ -390,6 +439,38 @@ impl Config {
         }
         let dogstatsd_so_rcvbuf =
             raw.uint("dogstatsd_so_rcvbuf", 0, 1 << 31, "a buffer size in bytes")? as usize;
+        let mut container_tag_rules = TagRules::default();
+        for key in ["container_labels_as_tags", "docker_labels_as_tags"] {
+            for (name, tag) in raw.string_map(key)? {
+                container_tag_rules.labels.push(TagRules::rule(&name, &tag));
+            }
+        }
+        for key in ["container_env_as_tags", "docker_env_as_tags"] {
+            for (name, tag) in raw.string_map(key)? {
+                container_tag_rules.env.push(TagRules::rule(&name, &tag));
+            }
+        }
+        let mut include = Vec::new();
+        let mut exclude = Vec::new();
+        for (key, is_include) in [
+            ("container_include", true),
+            ("container_include_metrics", true),
+            ("container_exclude", false),
+            ("container_exclude_metrics", false),
+        ] {
+            let list = raw.filter_list(key);
+            if let Err(e) = ContainerFilter::new(&[], &list, false) {
+                return Err(raw.invalid(key, format!("holds {e}")));
+            }
+            if is_include {
+                include.extend(list);
+            } else {
+                exclude.extend(list);
+            }
+        }
+        let exclude_pause = raw.bool("exclude_pause_container", true)?;
+        let container_metrics_filter = ContainerFilter::new(&include, &exclude, exclude_pause)
+            .map_err(|e| raw.invalid("container_exclude", format!("holds {e}")))?;
         let dogstatsd_tag_cardinality = match raw.string("dogstatsd_tag_cardinality") {
             None => TagCardinality::Low,
             Some(v) => v.parse().map_err(|()| {
@@ -579,6 +660,8 @@ impl Config {
             dogstatsd_origin_detection_client: raw
                 .bool("dogstatsd_origin_detection_client", false)?,
             dogstatsd_tag_cardinality,
+            container_tag_rules,
+            container_metrics_filter,
             dogstatsd_buffer_size,
             dogstatsd_so_rcvbuf,
             dogstatsd_tags: raw.list("dogstatsd_tags"),
@@ -737,6 +820,51 @@ mod tests {
             e,
             "invalid value for `dogstatsd_tag_cardinality` (from environment variable DD_DOGSTATSD_TAG_CARDINALITY): \"medium\" is not a tag cardinality (none, low, orchestrator or high)"
         );
+    }
+
+    #[test]
+    fn container_tag_rules_and_filters_from_yaml_and_json_env() {
+        let c = load(
+            Some(
+                "container_labels_as_tags:\n  com.docker.compose.service: compose_service\n\
+                 container_exclude: [\"image:^redis\"]\n",
+            ),
+            &[
+                ("DD_DOCKER_LABELS_AS_TAGS", r#"{"build":"+build_id"}"#),
+                ("DD_CONTAINER_ENV_AS_TAGS", r#"{"DEPLOY_COLOR":"color"}"#),
+                ("DD_CONTAINER_INCLUDE", "name:^keep name:x{1,2}"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.container_tag_rules.labels,
+            [
+                TagRules::rule("com.docker.compose.service", "compose_service"),
+                TagRules::rule("build", "+build_id"),
+            ]
+        );
+        assert_eq!(
+            c.container_tag_rules.env,
+            [TagRules::rule("DEPLOY_COLOR", "color")]
+        );
+        let f = &c.container_metrics_filter;
+        assert!(f.excludes("cache", "redis:7"));
+        assert!(!f.excludes("keep-cache", "redis:7"));
+        assert!(
+            f.excludes("t", "amazon/amazon-ecs-pause:0.1.0"),
+            "pause excluded by default"
+        );
+        let e = load(None, &[("DD_CONTAINER_EXCLUDE", "name:ok label:x")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value for `container_exclude` (from environment variable DD_CONTAINER_EXCLUDE): \"name:ok label:x\" holds `label:x` is not a container filter: it must start with name: or image:"
+        );
+        let e = load(None, &[("DD_CONTAINER_LABELS_AS_TAGS", "team=team")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a mapping of names to tag keys"), "{e}");
     }
 
     #[test]

@@ -737,6 +737,8 @@ pub async fn run(
         ecs_agent_url: cfg.ecs_agent_url.clone(),
         hostname: cfg.hostname.clone(),
         origin_cardinality: cfg.dogstatsd_tag_cardinality,
+        tag_rules: cfg.container_tag_rules.clone(),
+        metrics_filter: cfg.container_metrics_filter.clone(),
         ..ContainerConfig::default()
     });
     let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));

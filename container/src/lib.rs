@@ -14,6 +14,7 @@
 pub mod cgroup;
 pub mod deploy;
 pub mod ecs;
+pub mod filter;
 pub mod origin;
 pub mod procfs;
 pub mod tags;
@@ -82,6 +83,10 @@ pub struct ContainerConfig {
     pub deploy_debounce: Duration,
     /// Container tags up to this cardinality tag DogStatsD traffic (`dogstatsd_tag_cardinality`).
     pub origin_cardinality: tags::TagCardinality,
+    /// Extra tags from labels and environment (`container_labels_as_tags`, `container_env_as_tags`).
+    pub tag_rules: tags::TagRules,
+    /// Containers whose metrics are not collected (`container_exclude`, `container_include`, …).
+    pub metrics_filter: filter::ContainerFilter,
 }
 
 impl Default for ContainerConfig {
@@ -102,6 +107,8 @@ impl Default for ContainerConfig {
             hostname: String::new(),
             deploy_debounce: Duration::from_secs(5),
             origin_cardinality: tags::TagCardinality::Low,
+            tag_rules: tags::TagRules::default(),
+            metrics_filter: filter::ContainerFilter::default(),
         }
     }
 }
@@ -145,6 +152,10 @@ pub(crate) struct Tracked {
     pub pid: Option<i32>,
     pub started_unix: Option<i64>,
     pub tags: Arc<[String]>,
+    /// The configured extra tags among `tags`, with their cardinality.
+    pub extra: Vec<(String, tags::TagCardinality)>,
+    /// Left out of docker.* metrics by the configured filters.
+    pub metrics_excluded: bool,
     pub labels: HashMap<String, String>,
     pub cgroup: Mutex<Option<CgroupPaths>>,
 }
@@ -248,14 +259,24 @@ impl Inner {
             .and_then(|p| i32::try_from(p).ok())
             .filter(|p| *p > 0);
         let started_unix = state.started_at.as_deref().and_then(procfs::parse_rfc3339);
-        let tags: Arc<[String]> = tags::container_tags(&full_id, &name, &image, &labels).into();
+        let mut tags = tags::container_tags(&full_id, &name, &image, &labels);
+        let extra = self
+            .cfg
+            .tag_rules
+            .extra_tags(&labels, config.env.as_deref().unwrap_or_default());
+        tags.extend(extra.iter().map(|(t, _)| t.clone()));
+        tags.sort();
+        tags.dedup();
+        let metrics_excluded = self.cfg.metrics_filter.excludes(&name, &image);
         Ok(Some(Arc::new(Tracked {
             id: full_id,
             name,
             image,
             pid,
             started_unix,
-            tags,
+            tags: tags.into(),
+            extra,
+            metrics_excluded,
             labels,
             cgroup: Mutex::new(None),
         })))
@@ -263,7 +284,7 @@ impl Inner {
 
     /// Adds a running container to the table and the origin resolver.
     pub(crate) fn track(&self, t: Arc<Tracked>) {
-        self.origin.insert(&t.id, &t.tags);
+        self.origin.insert_with(&t.id, &t.tags, &t.extra);
         let mut map = self.tracked.write();
         map.insert(t.id.clone(), t);
     }
@@ -492,7 +513,7 @@ impl Inner {
         let mut points = Vec::with_capacity(tracked.len() * 16);
         let mut next_prev = HashMap::with_capacity(tracked.len());
         let prev_map = std::mem::take(&mut *self.prev.lock());
-        for t in &tracked {
+        for t in tracked.iter().filter(|t| !t.metrics_excluded) {
             let paths = {
                 let mut g = t.cgroup.lock();
                 if g.is_none() {

@@ -46,10 +46,15 @@ pub struct ContainerOrigin {
 }
 
 impl ContainerOrigin {
-    fn new(tags: &[String]) -> Self {
+    /// `overrides`: tags whose cardinality is configured rather than known by their key.
+    fn new(tags: &[String], overrides: &[(String, TagCardinality)]) -> Self {
+        let card = |t: &str| match overrides.iter().find(|(o, _)| o == t) {
+            Some((_, c)) => Some(*c),
+            None => tag_cardinality(t),
+        };
         let at = |max: TagCardinality| -> OriginTags {
             tags.iter()
-                .filter(|t| tag_cardinality(t).is_some_and(|c| c <= max))
+                .filter(|t| card(t).is_some_and(|c| c <= max))
                 .map(|t| Arc::from(t.as_str()))
                 .collect()
         };
@@ -152,9 +157,14 @@ impl OriginResolver {
         self.inner.cardinality
     }
 
-    /// Records (or replaces) a container's tags.
+    /// Records (or replaces) a container's tags, each at the cardinality its key has.
     pub fn insert(&self, id: &str, tags: &[String]) {
-        let origin = Arc::new(ContainerOrigin::new(tags));
+        self.insert_with(id, tags, &[]);
+    }
+
+    /// Like [`OriginResolver::insert`], with the cardinality of some tags given (configured extra tags).
+    pub fn insert_with(&self, id: &str, tags: &[String], overrides: &[(String, TagCardinality)]) {
+        let origin = Arc::new(ContainerOrigin::new(tags, overrides));
         self.inner.tags.write().insert(Arc::from(id), origin);
     }
 

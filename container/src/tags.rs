@@ -169,6 +169,81 @@ pub fn container_tags(
     tags
 }
 
+/// The Datadog Agent's autodiscovery label listing extra tags for everything a container emits, as a JSON
+/// array of `key:value` strings.
+pub const LABEL_AD_TAGS: &str = "com.datadoghq.ad.tags";
+
+/// Extra container tags configured the Datadog Agent's way: `container_labels_as_tags` and
+/// `container_env_as_tags` map a label or environment variable name (any case) to a tag key; a key written
+/// `+key` is high cardinality (origin tags only at `high`), any other low. Plus the `com.datadoghq.ad.tags`
+/// label, always read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagRules {
+    /// (lowercased label name, tag key, cardinality)
+    pub labels: Vec<(String, String, TagCardinality)>,
+    /// (lowercased environment variable name, tag key, cardinality)
+    pub env: Vec<(String, String, TagCardinality)>,
+}
+
+impl TagRules {
+    /// One rule from a configured `name: key` pair (`+key` for high cardinality).
+    pub fn rule(name: &str, key: &str) -> (String, String, TagCardinality) {
+        let (key, card) = match key.strip_prefix('+') {
+            Some(k) => (k, TagCardinality::High),
+            None => (key, TagCardinality::Low),
+        };
+        (name.to_ascii_lowercase(), key.to_string(), card)
+    }
+
+    /// The extra tags of a container with these labels and environment (`NAME=value` entries).
+    pub fn extra_tags(
+        &self,
+        labels: &HashMap<String, String>,
+        env: &[String],
+    ) -> Vec<(String, TagCardinality)> {
+        let mut out = Vec::new();
+        if !self.labels.is_empty() {
+            for (name, value) in labels {
+                let lower = name.to_ascii_lowercase();
+                for (want, key, card) in &self.labels {
+                    if *want == lower && !value.is_empty() {
+                        out.push((format!("{key}:{value}"), *card));
+                    }
+                }
+            }
+        }
+        if !self.env.is_empty() {
+            for entry in env {
+                let Some((name, value)) = entry.split_once('=') else {
+                    continue;
+                };
+                let lower = name.to_ascii_lowercase();
+                for (want, key, card) in &self.env {
+                    if *want == lower && !value.is_empty() {
+                        out.push((format!("{key}:{value}"), *card));
+                    }
+                }
+            }
+        }
+        if let Some(v) = labels.get(LABEL_AD_TAGS) {
+            match serde_json::from_str::<Vec<String>>(v) {
+                Ok(tags) => out.extend(
+                    tags.into_iter()
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .map(|t| (t, TagCardinality::Low)),
+                ),
+                Err(e) => {
+                    tracing::debug!(label = v.as_str(), error = %e, "ignored an invalid com.datadoghq.ad.tags label")
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Tags of the `docker.containers.{running,stopped}` counts: the image and, when labelled, the task family.
 pub fn count_tags(image: &str, labels: &HashMap<String, String>) -> Vec<String> {
     let mut tags = image_tags(&split_image(image));
@@ -243,5 +318,49 @@ mod tests {
             assert!(t.iter().any(|x| x == want), "missing {want} in {t:?}");
         }
         assert_eq!(t.len(), 15);
+    }
+
+    #[test]
+    fn labels_env_and_ad_tags_become_extra_tags_with_their_cardinality() {
+        let rules = TagRules {
+            labels: vec![
+                TagRules::rule("com.docker.compose.service", "compose_service"),
+                TagRules::rule("Team", "team"),
+                TagRules::rule("build", "+build_id"),
+            ],
+            env: vec![TagRules::rule("DEPLOY_COLOR", "color")],
+        };
+        let labels: HashMap<String, String> = [
+            ("com.docker.compose.service", "web"),
+            ("TEAM", "payments"),
+            ("build", "1234"),
+            ("unrelated", "x"),
+            (LABEL_AD_TAGS, r#"["tier:frontend", " owner:alice ", ""]"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let env = [
+            "DEPLOY_COLOR=blue".to_string(),
+            "PATH=/bin".to_string(),
+            "BROKEN".to_string(),
+        ];
+        let got = rules.extra_tags(&labels, &env);
+        let low = TagCardinality::Low;
+        assert_eq!(
+            got,
+            [
+                ("build_id:1234".to_string(), TagCardinality::High),
+                ("color:blue".to_string(), low),
+                ("compose_service:web".to_string(), low),
+                ("owner:alice".to_string(), low),
+                ("team:payments".to_string(), low),
+                ("tier:frontend".to_string(), low),
+            ]
+        );
+        // No rules: only the ad.tags label; a broken label is ignored.
+        let mut labels = labels;
+        labels.insert(LABEL_AD_TAGS.into(), "not json".into());
+        assert!(TagRules::default().extra_tags(&labels, &env).is_empty());
     }
 }

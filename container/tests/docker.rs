@@ -371,3 +371,89 @@ async fn oom_kill_gives_one_oom_error_event() {
         "at most the die (exit 137) event follows: {rest:?}"
     );
 }
+
+/// The Datadog Agent's tag and filter options on real containers: labels and environment variables become
+/// tags (`+key` = high cardinality, kept out of low-cardinality origin tags), the `com.datadoghq.ad.tags`
+/// label adds its tags, and a container matching `container_exclude` has no docker.* metrics (yet its origin
+/// tags are still known).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_env_and_ad_tags_become_tags_and_excluded_containers_have_no_metrics() {
+    use kelpie_container::filter::ContainerFilter;
+    use kelpie_container::tags::{TagCardinality, TagRules};
+    if !docker_ready() {
+        return;
+    }
+    let tagged = run(
+        "kelpie-tagged",
+        &[
+            "--label",
+            "team=payments",
+            "--label",
+            "build=1234",
+            "--label",
+            r#"com.datadoghq.ad.tags=["tier:frontend"]"#,
+            "-e",
+            "DEPLOY_COLOR=blue",
+        ],
+        &["sleep"],
+    );
+    let skipped = run("kelpie-skipme", &[], &["sleep"]);
+    let (tx, _rx) = mpsc::channel(64);
+    let cfg = kelpie_container::ContainerConfig {
+        origin_cardinality: TagCardinality::Low,
+        tag_rules: TagRules {
+            labels: vec![
+                TagRules::rule("TEAM", "team"),
+                TagRules::rule("build", "+build_id"),
+            ],
+            env: vec![TagRules::rule("deploy_color", "color")],
+        },
+        metrics_filter: ContainerFilter::new(&[], &["name:^kelpie-skipme-".to_string()], true)
+            .unwrap(),
+        ..config("test-host")
+    };
+    let cs = Containers::start(cfg, tx).await.expect("start");
+    let points = cs.collect().await.expect("collect");
+    let name_tag = format!("container_name:{}", tagged.name);
+    let rss = find(&points, "docker.mem.rss", &name_tag).expect("docker.mem.rss of the tagged one");
+    for t in [
+        "team:payments",
+        "build_id:1234",
+        "tier:frontend",
+        "color:blue",
+    ] {
+        assert!(
+            rss.tags.iter().any(|x| x == t),
+            "missing {t} in {:?}",
+            rss.tags
+        );
+    }
+    let skipped_tag = format!("container_name:{}", skipped.name);
+    assert!(
+        !points
+            .iter()
+            .any(|p| p.name.starts_with("docker.") && p.tags.contains(&skipped_tag)),
+        "an excluded container's metrics were collected"
+    );
+    let origin = cs.origin();
+    let low: Vec<String> = origin
+        .tags_for_container_id(&tagged.id)
+        .expect("origin tags of the tagged container")
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    for t in [
+        "team:payments",
+        "tier:frontend",
+        "color:blue",
+        "short_image:tool",
+    ] {
+        assert!(low.contains(&t.to_string()), "missing {t} in {low:?}");
+    }
+    assert!(
+        !low.iter()
+            .any(|t| t.starts_with("build_id:") || t.starts_with("container_name:")),
+        "high-cardinality tags at low: {low:?}"
+    );
+    assert!(origin.tags_for_container_id(&skipped.id).is_some());
+}
