@@ -89,8 +89,8 @@ pub struct Config {
     pub unknown_keys: Vec<String>,
 }
 
-/// Every key the YAML file may hold. Keys of the Datadog Agent that kelpie has no use for are accepted
-/// silently only if listed in `IGNORED_DATADOG_KEYS`.
+/// Every key the YAML file may hold; any other key in the file is warned about once at start. Environment
+/// variables are read for these keys only (`DD_<KEY>`).
 const KNOWN_KEYS: &[&str] = &[
     "api_key",
     "site",
