@@ -56,6 +56,8 @@ for i in range(1000):
     s.increment("e2e.py.requests", tags=["route:/a"])
 for v in [1, 2, 3]:
     s.gauge("e2e.py.queue", v)
+s.gauge("e2e.py.hostless", 7, tags=["host:"])
+s.gauge("e2e.py.elsewhere", 8, tags=["host:db-1"])
 for u in ["a", "b", "c", "a"]:
     s.set("e2e.py.users", u)
 for v in range(1, 101):
@@ -78,7 +80,7 @@ s.close_socket()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    agent.wait_samples(1000 + 3 + 4 + 100 + 1000, Duration::from_secs(15));
+    agent.wait_samples(1000 + 3 + 2 + 4 + 100 + 1000, Duration::from_secs(15));
 
     let ok = wait_until(&intake, 20, |i| {
         let s = i.series();
@@ -100,6 +102,17 @@ s.close_socket()
     assert_eq!(req.kind, 2, "counters are rates");
     assert_eq!(req.interval, 2);
     assert_eq!(req.host.as_deref(), Some("e2e-host"));
+    // `host:` sets a series' host; an empty one leaves it without a host, as with the Datadog Agent.
+    let hostless = &named(&series, "e2e.py.hostless")[0];
+    assert_eq!(
+        (hostless.host.as_deref(), hostless.resources.len()),
+        (None, 0)
+    );
+    assert!(!hostless.tags.iter().any(|t| t.starts_with("host:")));
+    assert_eq!(
+        named(&series, "e2e.py.elsewhere")[0].host.as_deref(),
+        Some("db-1")
+    );
     for t in [
         "route:/a",
         "client:python",

@@ -34,7 +34,7 @@
 use crate::mapper::{MapResult, MapperProfiles};
 use crate::model::{
     FlushBatch, FlushSink, IStr, MetricKind, MetricLine, Series, SeriesKind, SeriesRef,
-    SketchPoint, SketchRef,
+    SketchPoint, SketchRef, NO_HOST,
 };
 use crate::sketch::Sketch;
 use crate::telemetry::Telemetry;
@@ -526,7 +526,7 @@ fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
     match tag.as_bytes().first() {
         Some(b'h') => {
             if let Some(h) = tag.strip_prefix("host:") {
-                *host = h;
+                *host = if h.is_empty() { NO_HOST } else { h };
                 return;
             }
         }

@@ -7,6 +7,11 @@ use std::sync::Arc;
 /// An interned string: metric names and tags are stored once per context and shared by every flush.
 pub type IStr = Arc<str>;
 
+/// The host of a metric sent with an empty `host:` tag: it has no host at all, as with the Datadog Agent
+/// (an empty host everywhere else means "this agent's hostname"). Never sent as such: the encoders send no
+/// host for it.
+pub const NO_HOST: &str = "\u{0}";
+
 /// DogStatsD metric types (`c g s h ms d`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MetricKind {

@@ -112,6 +112,17 @@ impl AggregatingSink {
     }
 }
 
+/// The cardinality a `dd.internal.card:<level>` tag among raw `tags` asks for.
+fn card_tag(tags: &str) -> Option<TagCardinality> {
+    const PREFIX: &str = "dd.internal.card:";
+    let at = memchr::memmem::find(tags.as_bytes(), PREFIX.as_bytes())?;
+    if at > 0 && tags.as_bytes()[at - 1] != b',' {
+        return None;
+    }
+    let rest = &tags[at + PREFIX.len()..];
+    rest[..rest.find(',').unwrap_or(rest.len())].parse().ok()
+}
+
 /// Appends a line's origin tags to an event's or service check's own.
 fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &[IStr]) {
     let t: &[IStr] = own.map_or(datagram, |t| t);
@@ -149,12 +160,18 @@ impl DatagramSink for AggregatingSink {
             group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
+                    // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
+                    // for when there are origin tags to choose from.
+                    let asked = match m.cardinality {
+                        None if sender.is_some() || m.container_id.is_some() => card_tag(m.tags),
+                        asked => asked,
+                    };
                     let own = self.line_origin(
                         origin,
                         &mut cache,
                         sender,
                         m.container_id,
-                        m.cardinality,
+                        asked,
                         default,
                     );
                     let tags = own.as_ref().unwrap_or(datagram_tags);
@@ -984,7 +1001,7 @@ mod sink_tests {
     fn lines_of_one_datagram_take_their_own_container_field_and_cardinality() {
         let payload = format!(
             "m:1|c\nm:1|c|c:ci-{A}\nm:2|c|c:ci-{A}\nm:16|c|c:in-999\nm:4|c|c:ci-{B}|card:high\nm:8|c\n\
-             _e{{1,1}}:t|x|c:ci-{B}"
+             m:32|c|#dd.internal.card:high|c:ci-{A}\n_e{{1,1}}:t|x|c:ci-{B}"
         );
         let (s, mut ev) = sink(true);
         s.receive(&[Received {
@@ -996,6 +1013,13 @@ mod sink_tests {
             totals(&s),
             [
                 (vec![], 25.0),
+                (
+                    vec![
+                        "container_name:a".to_string(),
+                        "image_name:img-a".to_string()
+                    ],
+                    32.0
+                ),
                 (
                     vec![
                         "container_name:b".to_string(),
@@ -1014,6 +1038,13 @@ mod sink_tests {
             transport: Transport::Udp,
             pid: None,
         }]);
-        assert_eq!(totals(&s), [(vec![], 32.0)]);
+        assert_eq!(totals(&s), [(vec![], 64.0)]);
+        assert_eq!(
+            card_tag("a:1,dd.internal.card:orchestrator,b"),
+            Some(TagCardinality::Orchestrator)
+        );
+        assert_eq!(card_tag("dd.internal.card:low"), Some(TagCardinality::Low));
+        assert_eq!(card_tag("xdd.internal.card:high"), None);
+        assert_eq!(card_tag("a:1"), None);
     }
 }

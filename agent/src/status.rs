@@ -191,6 +191,8 @@ async fn series(State(s): State<Arc<StatusState>>, Query(q): Query<SeriesQuery>)
     for v in &mut found {
         if v.host.is_empty() {
             v.host = s.hostname.clone();
+        } else if v.host == crate::model::NO_HOST {
+            v.host.clear();
         }
     }
     Json(json!({ "metric": metric, "series": found })).into_response()

@@ -280,15 +280,18 @@ fn host_tag_sets_the_host() {
         &[],
         1,
     );
-    assert_eq!(a.contexts(), 3);
+    // An empty `host:` tag: no host at all (its own context), not the agent's.
+    a.insert(&line("m", "5", MetricKind::Gauge, 1.0, "host:,a:1"), &[], 1);
+    assert_eq!(a.contexts(), 4);
     let mut b = a.flush(10, false);
     b.series.sort_by(|x, y| x.host.cmp(&y.host));
     let hosts: Vec<&str> = b.series.iter().map(|s| &*s.host).collect();
-    assert_eq!(hosts, vec!["", "web1", "web2"]);
+    assert_eq!(hosts, vec!["", crate::model::NO_HOST, "web1", "web2"]);
     for s in &b.series {
         assert_eq!(tag_strs(s), vec!["a:1"]);
     }
     assert_eq!(b.series[0].points, vec![(0, 4.0)]);
+    assert_eq!(b.series[1].points, vec![(0, 5.0)]);
 }
 
 #[test]

@@ -19,7 +19,9 @@ pub mod proto;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{Event, Series, SeriesKind, SeriesRef, ServiceCheck, SketchRef, SketchSeries};
+use crate::model::{
+    Event, Series, SeriesKind, SeriesRef, ServiceCheck, SketchRef, SketchSeries, NO_HOST,
+};
 use bytes::Bytes;
 use prost::Message;
 use std::io::Write;
@@ -422,9 +424,12 @@ pub fn encode_service_checks(
     Ok(p.finish()?.payloads)
 }
 
+/// The host a series is sent with: the agent's for none given, nothing (`""`) for [`NO_HOST`].
 fn host_of<'a>(cfg: &'a EncodeConfig, host: &'a str) -> &'a str {
     if host.is_empty() {
         &cfg.hostname
+    } else if host == NO_HOST {
+        ""
     } else {
         host
     }
@@ -463,11 +468,16 @@ fn kind_code(kind: SeriesKind) -> i32 {
 /// tests check against this.
 #[cfg(test)]
 fn series_to_proto(cfg: &EncodeConfig, s: &SeriesRef<'_>) -> proto::MetricSeries {
+    let host = host_of(cfg, s.host);
     proto::MetricSeries {
-        resources: vec![proto::Resource {
-            r#type: "host".into(),
-            name: host_of(cfg, s.host).to_string(),
-        }],
+        resources: if host.is_empty() {
+            Vec::new()
+        } else {
+            vec![proto::Resource {
+                r#type: "host".into(),
+                name: host.to_string(),
+            }]
+        },
         metric: s.name.to_string(),
         tags: merged_tags(s.tags, &cfg.host_tags),
         points: s
@@ -555,9 +565,15 @@ fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &mut Vec<u8>)
     let ht = &cfg.host_tags;
     let extra =
         |&(i, t): &(usize, &String)| !s.tags.iter().any(|o| **o == **t) && !ht[..i].contains(t);
+    // A series without a host (`host:` sent empty) has no host resource, as the Datadog Agent sends it.
     let resource = pb::str_len(1, "host") + pb::str_len(2, host);
+    let resources = if host.is_empty() {
+        0
+    } else {
+        pb::msg_len(1, resource)
+    };
     let point = |&(ts, v): &(i64, f64)| pb::f64_len(1, v) + pb::i64_len(2, ts);
-    let body = pb::msg_len(1, resource)
+    let body = resources
         + pb::str_len(2, s.name)
         + s.tags.iter().map(|t| pb::rep_str_len(3, t)).sum::<usize>()
         + ht.iter()
@@ -573,9 +589,11 @@ fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &mut Vec<u8>)
         + pb::i64_len(8, s.interval);
     buf.reserve(pb::msg_len(1, body));
     pb::put_msg_header(1, body, buf);
-    pb::put_msg_header(1, resource, buf);
-    pb::put_str(1, "host", buf);
-    pb::put_str(2, host, buf);
+    if !host.is_empty() {
+        pb::put_msg_header(1, resource, buf);
+        pb::put_str(1, "host", buf);
+        pb::put_str(2, host, buf);
+    }
     pb::put_str(2, s.name, buf);
     for t in s.tags.iter() {
         pb::put_rep_str(3, t, buf);
@@ -600,12 +618,18 @@ fn series_to_json(cfg: &EncodeConfig, s: &SeriesRef<'_>) -> serde_json::Value {
         .filter(|(_, v)| v.is_finite())
         .map(|&(ts, v)| serde_json::json!({ "timestamp": ts, "value": v }))
         .collect();
+    let host = host_of(cfg, s.host);
+    let resources: Vec<serde_json::Value> = if host.is_empty() {
+        Vec::new()
+    } else {
+        vec![serde_json::json!({ "type": "host", "name": host })]
+    };
     serde_json::json!({
         "metric": &**s.name,
         "type": kind_code(s.kind),
         "interval": s.interval,
         "points": points,
-        "resources": [{ "type": "host", "name": host_of(cfg, s.host) }],
+        "resources": resources,
         "tags": merged_tags(s.tags, &cfg.host_tags),
     })
 }

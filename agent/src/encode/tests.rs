@@ -60,6 +60,8 @@ fn expected(cfg: &EncodeConfig, s: &Series) -> Flat {
     }
     let host = if s.host.is_empty() {
         cfg.hostname.clone()
+    } else if &*s.host == crate::model::NO_HOST {
+        String::new()
     } else {
         s.host.to_string()
     };
@@ -83,12 +85,19 @@ fn decode_series(payloads: &[Payload]) -> Vec<Flat> {
         let msg = proto::MetricPayload::decode(&raw[..]).expect("valid MetricPayload");
         assert_eq!(msg.series.len(), p.items);
         for s in msg.series {
-            assert_eq!(s.resources.len(), 1);
-            assert_eq!(s.resources[0].r#type, "host");
+            // One host resource, or none for a series without a host.
+            assert!(s.resources.len() <= 1);
+            assert!(s
+                .resources
+                .iter()
+                .all(|r| r.r#type == "host" && !r.name.is_empty()));
             out.push((
                 s.metric,
                 s.tags,
-                s.resources[0].name.clone(),
+                s.resources
+                    .first()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default(),
                 s.r#type,
                 s.interval,
                 s.points.iter().map(|p| (p.timestamp, p.value)).collect(),
@@ -102,7 +111,11 @@ fn arb_series() -> impl Strategy<Value = Series> {
     (
         "[a-z][a-z0-9_.]{0,30}",
         proptest::collection::vec("[a-z0-9_:./-]{1,40}", 0..8),
-        prop_oneof![Just(String::new()), "[a-z][a-z0-9-]{0,20}"],
+        prop_oneof![
+            Just(String::new()),
+            Just(crate::model::NO_HOST.to_string()),
+            "[a-z][a-z0-9-]{0,20}"
+        ],
         prop_oneof![
             Just(SeriesKind::Gauge),
             Just(SeriesKind::Rate),
