@@ -91,6 +91,50 @@ pub struct AggregatorConfig {
     pub mapper: Option<MapperProfiles>,
     /// Most live contexts; new contexts past it are refused and counted (`context_limit`).
     pub max_contexts: usize,
+    /// `statsd_metric_blocklist`: metrics (by name, after mapping) dropped and counted (`metric_blocklist`).
+    pub blocklist: MetricBlocklist,
+}
+
+/// The Datadog Agent's `statsd_metric_blocklist`: names dropped before aggregation, exactly or, with
+/// `statsd_metric_blocklist_match_prefix`, as prefixes.
+#[derive(Clone, Debug, Default)]
+pub struct MetricBlocklist {
+    /// Sorted, de-duplicated.
+    names: Vec<String>,
+    match_prefix: bool,
+}
+
+impl MetricBlocklist {
+    pub fn new(mut names: Vec<String>, match_prefix: bool) -> Self {
+        names.sort();
+        names.dedup();
+        MetricBlocklist {
+            names,
+            match_prefix,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Whether metric `name` is blocked.
+    pub fn blocks(&self, name: &str) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        match self.names.binary_search_by(|n| n.as_str().cmp(name)) {
+            Ok(_) => true,
+            // The greatest entry below `name` is the only prefix candidate that matters: any prefix of
+            // `name` sorts at or before it, and a longer prefix sorts after a shorter one.
+            Err(i) if self.match_prefix => self.names[..i]
+                .iter()
+                .rev()
+                .take_while(|n| n.as_bytes().first() == name.as_bytes().first())
+                .any(|n| name.starts_with(n.as_str())),
+            Err(_) => false,
+        }
+    }
 }
 
 impl Default for AggregatorConfig {
@@ -103,6 +147,7 @@ impl Default for AggregatorConfig {
             extra_tags: Vec::new(),
             mapper: None,
             max_contexts: usize::MAX,
+            blocklist: MetricBlocklist::default(),
         }
     }
 }
@@ -765,13 +810,18 @@ impl Aggregator {
     }
 
     /// Hashes a line's exact context key; a timestamped line has no context and is queued here as its own
-    /// point instead (None).
+    /// point instead, and a blocklisted one is counted and dropped (None for both).
     fn exact_key(&mut self, line: &MetricLine<'_>, origin_tags: &[IStr]) -> Option<ExactKey> {
         let mapped: Option<Arc<MapResult>> = match &self.cfg.mapper {
             Some(m) => m.map_shared(line.name),
             None => None,
         };
         let name: &str = mapped.as_deref().map_or(line.name, |r| r.name.as_str());
+        // Blocked lines make no context, so each comes here: the name is checked before any tag work.
+        if self.cfg.blocklist.blocks(name) {
+            Telemetry::drop(&self.telemetry, "metric_blocklist", 1);
+            return None;
+        }
         let mut tags = recycle(std::mem::take(&mut self.scratch));
         let host = Self::collect_tags(
             &self.cfg.extra_tags,

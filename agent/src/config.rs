@@ -61,6 +61,10 @@ pub struct Config {
     pub container_tag_rules: TagRules,
     /// `container_exclude` / `container_include` (and `_metrics`), `exclude_pause_container`.
     pub container_metrics_filter: ContainerFilter,
+    /// `statsd_metric_blocklist`: DogStatsD metric names dropped (and counted) before aggregation.
+    pub statsd_metric_blocklist: Vec<String>,
+    /// `statsd_metric_blocklist_match_prefix`: the blocklist's names are prefixes.
+    pub statsd_metric_blocklist_match_prefix: bool,
     pub dogstatsd_buffer_size: usize,
     pub dogstatsd_so_rcvbuf: usize,
     pub dogstatsd_tags: Vec<String>,
@@ -115,6 +119,8 @@ const KNOWN_KEYS: &[&str] = &[
     "container_exclude_metrics",
     "container_include_metrics",
     "exclude_pause_container",
+    "statsd_metric_blocklist",
+    "statsd_metric_blocklist_match_prefix",
     "dogstatsd_buffer_size",
     "dogstatsd_so_rcvbuf",
     "dogstatsd_tags",
@@ -662,6 +668,9 @@ impl Config {
             dogstatsd_tag_cardinality,
             container_tag_rules,
             container_metrics_filter,
+            statsd_metric_blocklist: raw.filter_list("statsd_metric_blocklist"),
+            statsd_metric_blocklist_match_prefix: raw
+                .bool("statsd_metric_blocklist_match_prefix", false)?,
             dogstatsd_buffer_size,
             dogstatsd_so_rcvbuf,
             dogstatsd_tags: raw.list("dogstatsd_tags"),
@@ -861,6 +870,13 @@ mod tests {
             e,
             "invalid value for `container_exclude` (from environment variable DD_CONTAINER_EXCLUDE): \"name:ok label:x\" holds `label:x` is not a container filter: it must start with name: or image:"
         );
+        let c = load(
+            Some("statsd_metric_blocklist_match_prefix: true\n"),
+            &[("DD_STATSD_METRIC_BLOCKLIST", "app.debug app.noisy.")],
+        )
+        .unwrap();
+        assert_eq!(c.statsd_metric_blocklist, ["app.debug", "app.noisy."]);
+        assert!(c.statsd_metric_blocklist_match_prefix);
         let e = load(None, &[("DD_CONTAINER_LABELS_AS_TAGS", "team=team")])
             .unwrap_err()
             .to_string();

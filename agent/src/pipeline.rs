@@ -5,7 +5,7 @@
 //! Shutdown starts at the inputs: listeners stop, the open buckets are flushed (forced), the forwarder drains
 //! within a bounded wait and persists what is left when disk storage is configured.
 
-use crate::aggregator::{Aggregator, AggregatorConfig, GROUP};
+use crate::aggregator::{Aggregator, AggregatorConfig, MetricBlocklist, GROUP};
 use crate::config::Config;
 use crate::dogstatsd::listen::{DatagramSink, ListenerConfig, Listeners, Received, Transport};
 use crate::dogstatsd::parse::for_each_line;
@@ -702,6 +702,10 @@ pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usiz
             extra_tags: cfg.dogstatsd_tags.clone(),
             mapper,
             max_contexts,
+            blocklist: MetricBlocklist::new(
+                cfg.statsd_metric_blocklist.clone(),
+                cfg.statsd_metric_blocklist_match_prefix,
+            ),
         },
         max_contexts,
     ))

@@ -799,3 +799,60 @@ fn stepped_flush_with_samples_in_between_loses_and_repeats_nothing() {
         );
     }
 }
+
+#[test]
+fn blocklist_drops_and_counts_by_exact_name_or_prefix_after_mapping() {
+    let bl = MetricBlocklist::new(
+        ["app.debug", "app.noisy.", "zz"].map(String::from).to_vec(),
+        false,
+    );
+    assert!(bl.blocks("app.debug"));
+    assert!(!bl.blocks("app.debug.more"));
+    assert!(!bl.blocks("app.noisy.x"));
+    let bl = MetricBlocklist::new(
+        ["app.debug", "app.noisy.", "b", "zz"]
+            .map(String::from)
+            .to_vec(),
+        true,
+    );
+    for (name, blocked) in [
+        ("app.debug", true),
+        ("app.debug.more", true),
+        ("app.noisy.x", true),
+        ("app.noisy", false),
+        ("app.deb", false),
+        ("apple", false),
+        ("b", true),
+        ("bz.anything", true),
+        ("a", false),
+        ("zz.top", true),
+        ("z", false),
+        ("", false),
+    ] {
+        assert_eq!(bl.blocks(name), blocked, "{name}");
+    }
+    assert!(!MetricBlocklist::default().blocks("x"));
+
+    // In the aggregator: blocked lines (also timestamped ones) make no context and are counted, again and
+    // again; others aggregate as usual.
+    let (mut a, tel) = agg_with(AggregatorConfig {
+        blocklist: MetricBlocklist::new(vec!["app.noisy".into()], true),
+        ..AggregatorConfig::default()
+    });
+    for _ in 0..3 {
+        let lines = [
+            line("app.noisy.q", "1", MetricKind::Counter, 1.0, "a:1"),
+            line("app.kept", "2", MetricKind::Counter, 1.0, "a:1"),
+        ];
+        a.insert_group(&lines, &[], 1000);
+    }
+    let mut ts = line("app.noisy.t", "5", MetricKind::Gauge, 1.0, "");
+    ts.timestamp = Some(990);
+    a.insert(&ts, &[], 1000);
+    assert_eq!(a.contexts(), 1);
+    let b = a.flush(1010, false);
+    assert_eq!(b.series.len(), 1);
+    assert_eq!(find(&b, "app.kept").points, vec![(1000, 0.6)]);
+    let drops = tel.dogstatsd.dropped.snapshot();
+    assert_eq!(drops.get("metric_blocklist").copied(), Some(4), "{drops:?}");
+}
