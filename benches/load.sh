@@ -8,26 +8,31 @@
 # Environment: INTAKE=1 forwards to a local kelpie-standin (encode + compress + send included in the CPU);
 # AGENT_CPU=0 / LOADGEN_CPU=1 pin the two processes to different cores (taskset); IDLE_SECONDS=N measures the
 # idle RSS first; CONTAINER_FIELD=1 starts a container (kelpie-test/tool, testimages/build.sh), turns on
-# container collection and client origin detection, and has every line name that container (`|c:ci-<id>`).
+# container collection and client origin detection, and has every line name that container (`|c:ci-<id>`);
+# UDS=1 sends over the agent's Unix datagram socket instead, from a container (kelpie-test/tool image, host pid
+# namespace so the agent's pid is visible), with origin detection on: every datagram is tagged by its sender.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The agent and stand-in are the static release binaries scripts/build-image.sh builds (same cargo invocation, so
 # the two share one build); the load generator is an ordinary release build.
 if [ "${NO_BUILD:-0}" != 1 ]; then
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu \
-    -p kelpie --bin kelpie -p kelpie-standin --bin kelpie-standin -p kelpie-example-service --bin example-service
-  cargo build --release --locked -p kelpie-benches --bin kelpie-loadgen
+    -p kelpie --bin kelpie -p kelpie-standin --bin kelpie-standin -p kelpie-example-service --bin example-service \
+    -p kelpie-benches --bin kelpie-loadgen
 fi
 bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
-loadgen=${CARGO_TARGET_DIR:-target}/release/kelpie-loadgen
+# Static too, so that it also runs in a FROM-scratch container (UDS=1).
+loadgen=$bin/kelpie-loadgen
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 status=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pids=()
 pids_ctr=
+sock_dir=
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "$pids_ctr" ]; then docker rm -f "$pids_ctr" >/dev/null 2>&1 || true; fi
+  if [ -n "$sock_dir" ]; then rm -rf "$sock_dir"; fi
 }
 trap cleanup EXIT
 env_extra=()
@@ -38,6 +43,12 @@ if [ "${CONTAINER_FIELD:-0}" = 1 ]; then
   pids_ctr=$ctr
   env_extra+=(DD_CONTAINER_COLLECTION=true DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true)
   loadgen_extra=(--container-field "ci-$ctr")
+fi
+if [ "${UDS:-0}" = 1 ]; then
+  testimages/build.sh
+  sock_dir=$(mktemp -d)
+  chmod 0755 "$sock_dir"
+  env_extra+=(DD_DOGSTATSD_SOCKET="$sock_dir/dsd.socket" DD_DOGSTATSD_ORIGIN_DETECTION=true DD_CONTAINER_COLLECTION=true)
 fi
 if [ "${INTAKE:-0}" = 1 ]; then
   iport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -59,4 +70,10 @@ if [ -n "${IDLE_SECONDS:-}" ]; then
   sleep "$IDLE_SECONDS"
   echo "idle RSS after ${IDLE_SECONDS}s: $(grep VmRSS /proc/$agent/status | awk '{print $2}') KiB (peak $(grep VmHWM /proc/$agent/status | awk '{print $2}') KiB)"
 fi
-taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
+if [ "${UDS:-0}" = 1 ]; then
+  docker run --rm --label kelpie-test=1 --network host --pid host --cpuset-cpus "${LOADGEN_CPU:-1}" \
+    -v "$sock_dir:/sock" -v "$(realpath "$loadgen"):/loadgen:ro" --entrypoint /loadgen kelpie-test/tool:latest \
+    --target unix:///sock/dsd.socket --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
+else
+  taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
+fi

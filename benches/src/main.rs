@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
     about = "DogStatsD load generator for kelpie benchmarks"
 )]
 struct Args {
-    /// Where to send (must be a loopback address).
+    /// Where to send: a loopback address, or `unix:///path` for a Unix datagram socket (sent without
+    /// blocking, as Datadog's clients do: a full socket counts as a send error, the client's drop).
     #[arg(long, default_value = "127.0.0.1:8125")]
     target: String,
     /// Metrics per second to send (0 = as fast as possible).
@@ -87,12 +88,41 @@ fn status_samples(addr: &str) -> Option<u64> {
         .ok()
 }
 
+/// Where the datagrams go.
+enum Sink {
+    Udp(UdpSocket),
+    Unix(std::os::unix::net::UnixDatagram),
+}
+
+impl Sink {
+    fn open(target: &str) -> anyhow::Result<Sink> {
+        if let Some(path) = target.strip_prefix("unix://") {
+            let sock = std::os::unix::net::UnixDatagram::unbound()?;
+            sock.connect(path)
+                .with_context(|| format!("cannot connect to {path}"))?;
+            sock.set_nonblocking(true)?;
+            return Ok(Sink::Unix(sock));
+        }
+        let addr: std::net::SocketAddr = target.parse().context("--target is not an address")?;
+        if !addr.ip().is_loopback() {
+            bail!("--target must be a loopback address; the load generator never sends elsewhere");
+        }
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        sock.connect(addr)?;
+        Ok(Sink::Udp(sock))
+    }
+
+    fn send(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Udp(s) => s.send(buf),
+            Sink::Unix(s) => s.send(buf),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let target: std::net::SocketAddr = args.target.parse().context("--target is not an address")?;
-    if !target.ip().is_loopback() {
-        bail!("--target must be a loopback address; the load generator never sends elsewhere");
-    }
+    let sock = Sink::open(&args.target)?;
     let kind = match args.kind.as_str() {
         "c" | "g" | "h" | "d" | "ms" | "s" => args.kind.clone(),
         other => bail!("--kind {other:?} is not one of c g h d ms s"),
@@ -119,8 +149,6 @@ fn main() -> anyhow::Result<()> {
             format!("loadgen.metric.{}:1|{kind}|#{tags}{field}\n", i % 100)
         })
         .collect();
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    sock.connect(target)?;
     let before_cpu = args.pid.and_then(proc_cpu_seconds);
     let before_samples = args.status.as_deref().and_then(status_samples);
 
