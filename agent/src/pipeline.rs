@@ -123,7 +123,8 @@ fn card_tag(tags: &str) -> Option<TagCardinality> {
     rest[..rest.find(',').unwrap_or(rest.len())].parse().ok()
 }
 
-/// Appends a line's origin tags to an event's or service check's own.
+/// Appends a line's origin tags to an event's or service check's own. (Events and service checks are
+/// rare: their `|c:` lookups skip the sink's field cache.)
 fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &[IStr]) {
     let t: &[IStr] = own.map_or(datagram, |t| t);
     tags.extend(t.iter().map(|s| s.to_string()));
@@ -187,28 +188,16 @@ impl DatagramSink for AggregatingSink {
                     }
                 }
                 Parsed::Event(mut e) => {
-                    let own = self.line_origin(
-                        origin,
-                        &mut None, // rare: not worth the cache
-                        sender,
-                        e.container.as_deref(),
-                        e.cardinality,
-                        default,
-                    );
+                    let (field, card) = (e.container.as_deref(), e.cardinality);
+                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
                     add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
                     if self.events.try_send(e).is_err() {
                         Telemetry::drop(&self.telemetry, "event_queue_full", 1);
                     }
                 }
                 Parsed::ServiceCheck(mut c) => {
-                    let own = self.line_origin(
-                        origin,
-                        &mut None, // rare: not worth the cache
-                        sender,
-                        c.container.as_deref(),
-                        c.cardinality,
-                        default,
-                    );
+                    let (field, card) = (c.container.as_deref(), c.cardinality);
+                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
                     add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
                     if c.timestamp.is_none() {
                         c.timestamp = Some(now);
