@@ -285,6 +285,23 @@ impl Inner {
     /// Adds a running container to the table and the origin resolver.
     pub(crate) fn track(&self, t: Arc<Tracked>) {
         self.origin.insert_with(&t.id, &t.tags, &t.extra);
+        // Its cgroup directory now (a few stat calls): the stats need it anyway, and its inode lets the
+        // container's `|c:in-<inode>` lines resolve at once.
+        {
+            let mut g = t.cgroup.lock();
+            if g.is_none() {
+                *g = cgroup::resolve(&self.cfg.host_proc, &self.cfg.host_sys, t.pid, &t.id);
+            }
+            let dir = match &*g {
+                Some(CgroupPaths::V2(dir)) => Some(dir),
+                Some(CgroupPaths::V1 { memory, .. }) => memory.as_ref(),
+                None => None,
+            };
+            if let Some(m) = dir.and_then(|d| std::fs::metadata(d).ok()) {
+                use std::os::unix::fs::MetadataExt;
+                self.origin.learn_cgroup_inode(m.ino(), &t.id);
+            }
+        }
         let mut map = self.tracked.write();
         map.insert(t.id.clone(), t);
     }

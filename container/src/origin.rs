@@ -296,8 +296,18 @@ impl OriginResolver {
         Some(o.at(self.inner.cardinality).clone())
     }
 
+    /// Records that container `id`'s cgroup directory has inode `inode` (the collector tells this as it
+    /// tracks a container, so its `in-<inode>` lines resolve without walking the tree).
+    pub fn learn_cgroup_inode(&self, inode: u64, id: &str) {
+        let mut inodes = self.inner.inodes.lock();
+        if inodes.map.len() >= WALK_MAX_DIRS {
+            inodes.map.clear();
+        }
+        inodes.map.insert(inode, Arc::from(id));
+    }
+
     /// The container whose cgroup directory has inode `inode` (under the configured cgroup mount). An inode
-    /// not seen before makes the tree be walked again, at most once per [`INODE_REWALK`].
+    /// neither learned nor seen before makes the tree be walked again, at most once per [`INODE_REWALK`].
     pub fn container_id_for_inode(&self, inode: u64) -> Option<Arc<str>> {
         let root = self.inner.cgroup_root.as_deref()?;
         let mut inodes = self.inner.inodes.lock();
@@ -523,6 +533,17 @@ mod tests {
         let r = OriginResolver::new(PathBuf::from("/nonexistent"), None);
         r.insert(ID, &["container_name:web".to_string()]);
         assert!(r.tags_for_container_field("in-12345").is_none());
+        // An inode the collector learned resolves without any tree to walk.
+        let r = OriginResolver::new(PathBuf::from("/nonexistent"), None)
+            .with_cgroup_mount(Path::new("/nonexistent"));
+        r.insert(ID, &["container_name:web".to_string()]);
+        assert!(r.tags_for_container_field("in-12345").is_none());
+        r.learn_cgroup_inode(12345, ID);
+        assert_eq!(
+            r.tags_for_container_field("in-12345")
+                .map(|t| t[0].to_string()),
+            Some("container_name:web".to_string())
+        );
         assert!(r.tags_for_container_field(&format!("ci-{ID}")).is_some());
     }
 

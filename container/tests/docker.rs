@@ -456,4 +456,24 @@ async fn labels_env_and_ad_tags_become_tags_and_excluded_containers_have_no_metr
         "high-cardinality tags at low: {low:?}"
     );
     assert!(origin.tags_for_container_id(&skipped.id).is_some());
+    // Its cgroup directory's inode (what a client in a private cgroup namespace sends as `c:in-<inode>`)
+    // names it.
+    use std::os::unix::fs::MetadataExt;
+    let cfg = config("x");
+    let paths = kelpie_container::cgroup::resolve(
+        &cfg.host_proc,
+        &cfg.host_sys,
+        Some(pid_of(&tagged.id)),
+        &tagged.id,
+    )
+    .expect("the container's cgroup");
+    let dir = match paths {
+        kelpie_container::cgroup::CgroupPaths::V2(d) => d,
+        kelpie_container::cgroup::CgroupPaths::V1 { memory, .. } => memory.expect("memory cgroup"),
+    };
+    let ino = std::fs::metadata(&dir).unwrap().ino();
+    assert_eq!(
+        origin.container_id_for_inode(ino).as_deref(),
+        Some(tagged.id.as_str())
+    );
 }
