@@ -143,6 +143,19 @@ async fn containers_metrics_origin_tags_and_deploy_events_reach_the_intake() {
         s.iter().any(|x| x.name == "system.load.1"),
         "host metrics arrive too"
     );
+    // The status shows origin detection at work.
+    let o = &agent.status_json()["origin_detection"];
+    assert_eq!(
+        (
+            o["uds"].as_bool(),
+            o["client_field"].as_bool(),
+            o["tag_cardinality"].as_str()
+        ),
+        (Some(true), Some(false), Some("low")),
+        "{o}"
+    );
+    assert!(o["containers"].as_u64().unwrap_or(0) >= 3, "{o}");
+    assert!(o["resolved"].as_u64().unwrap_or(0) >= 1, "{o}");
 
     // Deploy: the same family at revision 42 → exactly one deploy event.
     let v42 = docker::run(

@@ -105,6 +105,7 @@ fn status_command_prints_sections_and_health() {
         "Metric Samples: 1",
         "Mode: local",
         "Parse Errors: 0",
+        "Origin Detection: sockets off, |c: field off, tag cardinality low; 0 containers known",
     ] {
         assert!(text.contains(section), "missing {section:?} in:\n{text}");
     }

@@ -722,6 +722,7 @@ pub async fn run(
     let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
     let agg = Arc::new(Mutex::new(Aggregator::new(agg_cfg, telemetry.clone())));
 
+    let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));
     let state = Arc::new(StatusState {
         version: VERSION,
         hostname: cfg.hostname.clone(),
@@ -732,6 +733,12 @@ pub async fn run(
         telemetry: telemetry.clone(),
         history: history.clone(),
         collectors: Mutex::new(Default::default()),
+        origin_settings: (
+            cfg.dogstatsd_origin_detection,
+            cfg.dogstatsd_origin_detection_client,
+            cfg.dogstatsd_tag_cardinality,
+        ),
+        origin: origin_slot.clone(),
     });
     state
         .collectors
@@ -751,7 +758,6 @@ pub async fn run(
         metrics_filter: cfg.container_metrics_filter.clone(),
         ..ContainerConfig::default()
     });
-    let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));
     let containers = match &container_cfg {
         Some(ccfg) => start_containers(ccfg, &cev_tx, &state, &origin_slot).await,
         None => {

@@ -9,7 +9,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use parking_lot::Mutex;
+use kelpie_container::tags::TagCardinality;
+use kelpie_container::OriginResolver;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +52,10 @@ pub struct StatusState {
     pub telemetry: Arc<Telemetry>,
     pub history: Arc<Mutex<History>>,
     pub collectors: Mutex<BTreeMap<&'static str, CollectorStatus>>,
+    /// Origin detection settings: over the Unix sockets, from the `|c:` field, and the tag cardinality.
+    pub origin_settings: (bool, bool, TagCardinality),
+    /// The container tag table, once Docker answers.
+    pub origin: Arc<RwLock<Option<OriginResolver>>>,
 }
 
 pub fn unix_now() -> i64 {
@@ -124,6 +130,23 @@ impl StatusState {
                 "evicted": history.evicted(),
             },
             "collectors": self.collectors.lock().clone(),
+            "origin_detection": self.origin_json(),
+        })
+    }
+
+    /// Origin detection: what is on, and how lookups fared (a container's metrics without its tags show up
+    /// as unresolved lookups).
+    fn origin_json(&self) -> Value {
+        let (uds, client, cardinality) = self.origin_settings;
+        let resolver = self.origin.read();
+        let (resolved, unresolved) = resolver.as_ref().map_or((0, 0), OriginResolver::stats);
+        json!({
+            "uds": uds,
+            "client_field": client,
+            "tag_cardinality": cardinality.as_str(),
+            "containers": resolver.as_ref().map_or(0, OriginResolver::len),
+            "resolved": resolved,
+            "unresolved": unresolved,
         })
     }
 }
@@ -355,7 +378,7 @@ pub fn render_text(doc: &Value) -> String {
     out.push_str(&format!(
         "  Udp Packets: {}\n  Uds Datagram Packets: {}\n  Uds Stream Packets: {}\n  Metric Samples: {}\n  \
          Event Packets: {}\n  Service Check Packets: {}\n  Parse Errors: {}\n  Contexts: {}\n  Dropped: {}\n  \
-         Udp Receive Buffer: requested {} bytes, granted {} bytes\n\n",
+         Udp Receive Buffer: requested {} bytes, granted {} bytes\n",
         num(d, &["packets", "udp"]),
         num(d, &["packets", "uds_dgram"]),
         num(d, &["packets", "uds_stream"]),
@@ -368,6 +391,26 @@ pub fn render_text(doc: &Value) -> String {
         d["udp_rcvbuf_requested"].as_i64().unwrap_or(0),
         d["udp_rcvbuf_granted"].as_i64().unwrap_or(0),
     ));
+    let o = &doc["origin_detection"];
+    if o.is_object() {
+        let on = |k: &str| {
+            if o[k].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            }
+        };
+        out.push_str(&format!(
+            "  Origin Detection: sockets {}, |c: field {}, tag cardinality {}; {} containers known, {} lookups resolved, {} not\n",
+            on("uds"),
+            on("client_field"),
+            o["tag_cardinality"].as_str().unwrap_or("?"),
+            num(o, &["containers"]),
+            num(o, &["resolved"]),
+            num(o, &["unresolved"]),
+        ));
+    }
+    out.push('\n');
     let f = &doc["forwarder"];
     out.push_str(&header_line("Forwarder"));
     out.push_str(&format!(

@@ -27,6 +27,18 @@ pub enum TagCardinality {
     High,
 }
 
+impl TagCardinality {
+    /// The level's name as configured (`none`, `low`, `orchestrator`, `high`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagCardinality::None => "none",
+            TagCardinality::Low => "low",
+            TagCardinality::Orchestrator => "orchestrator",
+            TagCardinality::High => "high",
+        }
+    }
+}
+
 impl std::str::FromStr for TagCardinality {
     type Err = ();
     /// `none`, `low`, `orchestrator` or `high`, any case.
