@@ -570,8 +570,11 @@ impl Config {
         };
         let forwarder_backoff_base = backoff("forwarder_backoff_base", 2.0)?;
         let forwarder_backoff_max = backoff("forwarder_backoff_max", 64.0)?;
-        let dogstatsd_mapper_profiles =
-            raw.get("dogstatsd_mapper_profiles").map(|(v, _)| v.clone());
+        // An empty list (or null) is no profiles at all.
+        let dogstatsd_mapper_profiles = raw
+            .get("dogstatsd_mapper_profiles")
+            .map(|(v, _)| v.clone())
+            .filter(|v| !v.is_null() && v.as_sequence().is_none_or(|s| !s.is_empty()));
         let kelpie = |name: &str| raw.env.get(name).map(|s| s.trim().to_string());
         let env_invalid = |key: &'static str, value: &str, reason: &str| ConfigError::Invalid {
             key,
@@ -881,6 +884,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not a mapping of names to tag keys"), "{e}");
+    }
+
+    /// docs/kelpie.example.yaml lists every key, and its documented defaults, uncommented, are valid and
+    /// are the defaults.
+    #[test]
+    fn the_example_config_documents_every_key_with_its_default() {
+        let text = include_str!("../../docs/kelpie.example.yaml");
+        for key in KNOWN_KEYS {
+            assert!(
+                text.contains(&format!("\n# {key}:")),
+                "{key} is missing from docs/kelpie.example.yaml"
+            );
+        }
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if KNOWN_KEYS.contains(&rest.split(':').next().unwrap_or("")) => rest,
+                _ => l,
+            })
+            .collect();
+        let c = load(Some(&uncommented.join("\n")), &[]).unwrap();
+        let d = load(None, &[]).unwrap();
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        crate::pipeline::aggregator_config(&c).unwrap();
     }
 
     #[test]
