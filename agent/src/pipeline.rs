@@ -273,6 +273,17 @@ fn point_to_series(p: kelpie_container::Point, now: i64, interval: i64) -> Serie
     }
 }
 
+/// The ECS line of the status from the container collector's view of the ECS agent.
+fn ecs_status(st: &kelpie_container::CollectorStatus) -> CollectorStatus {
+    let mut ecs = CollectorStatus::new(match st.ecs_reachable {
+        Some(true) => "ok",
+        Some(false) => "unreachable (deploys detected from container labels)",
+        None => "not queried yet",
+    });
+    ecs.detail = st.ecs_cluster.as_ref().map(|c| format!("cluster {c}"));
+    ecs
+}
+
 fn container_event(e: ContainerEvent, hostname: &str) -> Event {
     Event {
         title: e.title,
@@ -531,13 +542,7 @@ impl Flusher {
             cs.containers = Some(st.running as u64);
             cs.error = st.last_error.clone();
             self.state.collectors.lock().insert("docker", cs);
-            let mut ecs = CollectorStatus::new(match st.ecs_reachable {
-                Some(true) => "ok",
-                Some(false) => "unreachable (deploys detected from container labels)",
-                None => "not queried yet",
-            });
-            ecs.detail = st.ecs_cluster.as_ref().map(|c| format!("cluster {c}"));
-            self.state.collectors.lock().insert("ecs", ecs);
+            self.state.collectors.lock().insert("ecs", ecs_status(&st));
         }
         let mut events = Vec::new();
         while let Ok(e) = self.events.try_recv() {
@@ -641,12 +646,10 @@ async fn start_containers(
     match Containers::start(ccfg.clone(), events.clone()).await {
         Ok(c) => {
             *origin_slot.write() = Some(c.origin());
-            for name in ["docker", "ecs"] {
-                state
-                    .collectors
-                    .lock()
-                    .insert(name, CollectorStatus::new("ok"));
-            }
+            let mut collectors = state.collectors.lock();
+            collectors.insert("docker", CollectorStatus::new("ok"));
+            collectors.insert("ecs", ecs_status(&c.status()));
+            drop(collectors);
             info!("docker collection started");
             Some(c)
         }
