@@ -114,10 +114,6 @@ impl MetricBlocklist {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// Whether metric `name` is blocked.
     pub fn blocks(&self, name: &str) -> bool {
         if self.names.is_empty() {

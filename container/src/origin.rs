@@ -48,14 +48,22 @@ pub struct ContainerOrigin {
 impl ContainerOrigin {
     /// `overrides`: tags whose cardinality is configured rather than known by their key.
     fn new(tags: &[String], overrides: &[(String, TagCardinality)]) -> Self {
-        let card = |t: &str| match overrides.iter().find(|(o, _)| o == t) {
-            Some((_, c)) => Some(*c),
-            None => tag_cardinality(t),
-        };
+        let ranked: Vec<(Arc<str>, Option<TagCardinality>)> = tags
+            .iter()
+            .map(|t| {
+                let card = match overrides.iter().find(|(o, _)| o == t) {
+                    Some((_, c)) => Some(*c),
+                    None => tag_cardinality(t),
+                };
+                (Arc::from(t.as_str()), card)
+            })
+            .collect();
+        // Each tag string is allocated once and shared by the levels that include it.
         let at = |max: TagCardinality| -> OriginTags {
-            tags.iter()
-                .filter(|t| card(t).is_some_and(|c| c <= max))
-                .map(|t| Arc::from(t.as_str()))
+            ranked
+                .iter()
+                .filter(|(_, c)| c.is_some_and(|c| c <= max))
+                .map(|(t, _)| t.clone())
                 .collect()
         };
         ContainerOrigin {
@@ -406,17 +414,26 @@ mod tests {
 
     const ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
+    /// A fake `/proc` where each (pid, line) is that process's `cgroup` file.
+    fn fake_proc(procs: &[(u32, String)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, line) in procs {
+            std::fs::create_dir_all(dir.path().join(pid.to_string())).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{pid}/cgroup")),
+                format!("{line}\n"),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn pid_to_tags_through_a_fake_proc_and_invalidation() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("42")).unwrap();
-        std::fs::write(
-            dir.path().join("42/cgroup"),
-            format!("0::/system.slice/docker-{ID}.scope\n"),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.path().join("7")).unwrap();
-        std::fs::write(dir.path().join("7/cgroup"), "0::/user.slice\n").unwrap();
+        let dir = fake_proc(&[
+            (42, format!("0::/system.slice/docker-{ID}.scope")),
+            (7, "0::/user.slice".into()),
+        ]);
         let (tx, mut rx) = mpsc::channel(4);
         let r = OriginResolver::new(dir.path().to_path_buf(), Some(tx));
         assert_eq!(r.tags_for_pid(42), None);
@@ -440,22 +457,12 @@ mod tests {
     /// process and a container that never shows up get no tags.
     #[test]
     fn waiting_lookup_gets_tags_recorded_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("42")).unwrap();
-        std::fs::write(
-            dir.path().join("42/cgroup"),
-            format!("0::/system.slice/docker-{ID}.scope\n"),
-        )
-        .unwrap();
         let other = "2".repeat(64);
-        std::fs::create_dir_all(dir.path().join("43")).unwrap();
-        std::fs::write(
-            dir.path().join("43/cgroup"),
-            format!("0::/system.slice/docker-{other}.scope\n"),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.path().join("7")).unwrap();
-        std::fs::write(dir.path().join("7/cgroup"), "0::/user.slice\n").unwrap();
+        let dir = fake_proc(&[
+            (42, format!("0::/system.slice/docker-{ID}.scope")),
+            (43, format!("0::/system.slice/docker-{other}.scope")),
+            (7, "0::/user.slice".into()),
+        ]);
         let r = OriginResolver::new(dir.path().to_path_buf(), None);
         let collector = {
             let r = r.clone();

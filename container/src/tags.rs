@@ -214,29 +214,16 @@ impl TagRules {
         env: &[String],
     ) -> Vec<(String, TagCardinality)> {
         let mut out = Vec::new();
-        if !self.labels.is_empty() {
-            for (name, value) in labels {
-                let lower = name.to_ascii_lowercase();
-                for (want, key, card) in &self.labels {
-                    if *want == lower && !value.is_empty() {
-                        out.push((format!("{key}:{value}"), *card));
-                    }
-                }
-            }
-        }
-        if !self.env.is_empty() {
-            for entry in env {
-                let Some((name, value)) = entry.split_once('=') else {
-                    continue;
-                };
-                let lower = name.to_ascii_lowercase();
-                for (want, key, card) in &self.env {
-                    if *want == lower && !value.is_empty() {
-                        out.push((format!("{key}:{value}"), *card));
-                    }
-                }
-            }
-        }
+        apply_rules(
+            &self.labels,
+            labels.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            &mut out,
+        );
+        apply_rules(
+            &self.env,
+            env.iter().filter_map(|e| e.split_once('=')),
+            &mut out,
+        );
         if let Some(v) = labels.get(LABEL_AD_TAGS) {
             match serde_json::from_str::<Vec<String>>(v) {
                 Ok(tags) => out.extend(
@@ -253,6 +240,23 @@ impl TagRules {
         out.sort();
         out.dedup();
         out
+    }
+}
+
+/// Adds a `key:value` tag for each (name, value) pair a rule names (any case; empty values give none).
+fn apply_rules<'a>(
+    rules: &[(String, String, TagCardinality)],
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    out: &mut Vec<(String, TagCardinality)>,
+) {
+    if rules.is_empty() {
+        return;
+    }
+    for (name, value) in pairs.filter(|(_, v)| !v.is_empty()) {
+        let lower = name.to_ascii_lowercase();
+        for (_, key, card) in rules.iter().filter(|(want, _, _)| *want == lower) {
+            out.push((format!("{key}:{value}"), *card));
+        }
     }
 }
 
