@@ -736,11 +736,11 @@ pub async fn run(
         telemetry: telemetry.clone(),
         history: history.clone(),
         collectors: Mutex::new(Default::default()),
-        origin_settings: (
-            cfg.dogstatsd_origin_detection,
-            cfg.dogstatsd_origin_detection_client,
-            cfg.dogstatsd_tag_cardinality,
-        ),
+        origin_settings: status::OriginSettings {
+            uds: cfg.dogstatsd_origin_detection,
+            client_field: cfg.dogstatsd_origin_detection_client,
+            cardinality: cfg.dogstatsd_tag_cardinality,
+        },
         origin: origin_slot.clone(),
     });
     state

@@ -41,6 +41,17 @@ impl CollectorStatus {
     }
 }
 
+/// Which origin detection is configured.
+#[derive(Clone, Copy, Debug)]
+pub struct OriginSettings {
+    /// Over the Unix sockets (`dogstatsd_origin_detection`).
+    pub uds: bool,
+    /// From the `|c:` field (`dogstatsd_origin_detection_client`).
+    pub client_field: bool,
+    /// `dogstatsd_tag_cardinality`.
+    pub cardinality: TagCardinality,
+}
+
 /// What the status server reads. Shared with the pipeline.
 pub struct StatusState {
     pub version: &'static str,
@@ -52,8 +63,7 @@ pub struct StatusState {
     pub telemetry: Arc<Telemetry>,
     pub history: Arc<Mutex<History>>,
     pub collectors: Mutex<BTreeMap<&'static str, CollectorStatus>>,
-    /// Origin detection settings: over the Unix sockets, from the `|c:` field, and the tag cardinality.
-    pub origin_settings: (bool, bool, TagCardinality),
+    pub origin_settings: OriginSettings,
     /// The container tag table, once Docker answers.
     pub origin: Arc<RwLock<Option<OriginResolver>>>,
 }
@@ -137,12 +147,16 @@ impl StatusState {
     /// Origin detection: what is on, and how lookups fared (a container's metrics without its tags show up
     /// as unresolved lookups).
     fn origin_json(&self) -> Value {
-        let (uds, client, cardinality) = self.origin_settings;
+        let OriginSettings {
+            uds,
+            client_field,
+            cardinality,
+        } = self.origin_settings;
         let resolver = self.origin.read();
         let (resolved, unresolved) = resolver.as_ref().map_or((0, 0), OriginResolver::stats);
         json!({
             "uds": uds,
-            "client_field": client,
+            "client_field": client_field,
             "tag_cardinality": cardinality.as_str(),
             "containers": resolver.as_ref().map_or(0, OriginResolver::len),
             "resolved": resolved,
