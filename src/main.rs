@@ -130,7 +130,10 @@ fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<
         if json {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
-            print!("{}", kelpie_agent::status::render_text(&doc));
+            // Colours on a terminal only (and not with NO_COLOR), plain text in pipes and files.
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", kelpie_agent::status::render(&doc, color));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -203,3 +203,45 @@ fn pprof_profile_endpoint_returns_a_gzipped_profile() {
     // gzip magic (the body is not chunked: axum sends a fixed-length Vec body).
     assert_eq!(&raw[head_end..head_end + 2], &[0x1f, 0x8b]);
 }
+
+/// Events and service checks in local mode: kept, served at /api/events and /api/service_checks (newest
+/// first), and printed by `kelpie status`.
+#[test]
+fn events_and_service_checks_are_shown_in_local_mode() {
+    let agent = AgentProc::spawn(&[]);
+    agent.send("_e{14,21}:Deploy api v42|Rolled out by CI #981|t:info|#event_type:deploy,service:api");
+    agent.send("_e{9,4}:Card fail|oops|t:error|#service:pay");
+    agent.send("_sc|app.db.can_connect|2|#service:api|m:connection refused");
+    let events = wait_for(Duration::from_secs(10), || {
+        let (_, body) = http_get(agent.status, "/api/events")?;
+        let doc: Value = serde_json::from_str(&body).ok()?;
+        let events = doc["events"].as_array()?.clone();
+        (events.len() == 2).then_some(events)
+    })
+    .expect("two events within 10 s");
+    assert_eq!(events[0]["title"], "Card fail");
+    assert_eq!(events[0]["alert_type"], "error");
+    assert_eq!(events[1]["title"], "Deploy api v42");
+    assert_eq!(events[1]["deploy"], true);
+    assert_eq!(
+        events[1]["tags"],
+        serde_json::json!(["event_type:deploy", "service:api"])
+    );
+    let (code, body) = http_get(agent.status, "/api/service_checks").unwrap();
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let c = &doc["service_checks"][0];
+    assert_eq!(c["check"], "app.db.can_connect");
+    assert_eq!(c["status_text"], "critical");
+    assert_eq!(c["message"], "connection refused");
+    let out = Command::new(kelpie_bin())
+        .args(["status", "--addr", &agent.status.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("[info] Deploy api v42 (event_type:deploy, service:api)"), "{text}");
+    assert!(text.contains("app.db.can_connect critical: connection refused"), "{text}");
+    assert!(text.contains("Intake: none (local mode"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when not a terminal: {text}");
+}

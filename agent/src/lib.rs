@@ -16,6 +16,8 @@ pub mod mapper;
 pub mod model;
 pub mod pipeline;
 pub mod profiles;
+pub mod recent;
 pub mod sketch;
 pub mod status;
 pub mod telemetry;
+pub mod web;

@@ -555,6 +555,7 @@ impl Flusher {
         while let Ok(c) = self.checks.try_recv() {
             checks.push(c);
         }
+        self.state.recent.lock().record(&events, &checks, now);
 
         // Every series goes straight from the aggregator into the encoder (and the local history): no flush
         // holds all its series at once.
@@ -731,10 +732,16 @@ pub async fn run(
         hostname: cfg.hostname.clone(),
         mode: cfg.mode(),
         site: cfg.site.clone(),
+        intake_url: if cfg.api_key.is_some() {
+            cfg.dd_url.clone()
+        } else {
+            String::new()
+        },
         started: Instant::now(),
         flush_interval: cfg.flush_interval,
         telemetry: telemetry.clone(),
         history: history.clone(),
+        recent: Mutex::new(Default::default()),
         collectors: Mutex::new(Default::default()),
         origin_settings: status::OriginSettings {
             uds: cfg.dogstatsd_origin_detection,

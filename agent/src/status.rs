@@ -1,12 +1,13 @@
-//! The status server (`KELPIE_STATUS_ADDR`, default 127.0.0.1:5002): the status page at `/`, the status JSON
-//! at `/status` (SPEC.md §7), the local-mode history at `/api/series` and `/api/metrics`, a liveness check at
-//! `/health`, and a CPU profile of the agent at `/debug/pprof/profile?seconds=N`.
+//! The status server (`KELPIE_STATUS_ADDR`, default 127.0.0.1:5002): the status JSON at `/status` (SPEC.md
+//! §7), the local-mode history at `/api/series`, a liveness check at `/health`, a CPU profile of the agent at
+//! `/debug/pprof/profile?seconds=N`, and the local page with its own endpoints ([`crate::web`]).
 
 use crate::history::History;
+use crate::recent::Recent;
 use crate::telemetry::Telemetry;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kelpie_container::tags::TagCardinality;
@@ -58,10 +59,14 @@ pub struct StatusState {
     pub hostname: String,
     pub mode: &'static str,
     pub site: String,
+    /// The intake base URL in use (`dd_url`, or `https://api.<site>`); empty in local mode.
+    pub intake_url: String,
     pub started: Instant,
     pub flush_interval: Duration,
     pub telemetry: Arc<Telemetry>,
     pub history: Arc<Mutex<History>>,
+    /// The last events and service checks (filled by the flusher).
+    pub recent: Mutex<Recent>,
     pub collectors: Mutex<BTreeMap<&'static str, CollectorStatus>>,
     pub origin_settings: OriginSettings,
     /// The container tag table, once Docker answers.
@@ -92,12 +97,14 @@ impl StatusState {
         let d = &t.dogstatsd;
         let f = &t.forwarder;
         let history = self.history.lock();
+        let recent = self.recent.lock();
         json!({
             "version": self.version,
             "hostname": self.hostname,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "mode": self.mode,
             "site": self.site,
+            "dd_url": (!self.intake_url.is_empty()).then_some(&self.intake_url),
             "healthy": self.healthy(),
             "dogstatsd": {
                 "packets": {
@@ -141,6 +148,8 @@ impl StatusState {
             },
             "collectors": self.collectors.lock().clone(),
             "origin_detection": self.origin_json(),
+            "recent_events": recent.events(5),
+            "recent_service_checks": recent.checks(5),
         })
     }
 
@@ -168,12 +177,11 @@ impl StatusState {
 /// Builds the status server's routes.
 pub fn router(state: Arc<StatusState>) -> Router {
     Router::new()
-        .route("/", get(page))
         .route("/status", get(status))
         .route("/health", get(health))
         .route("/api/series", get(series))
-        .route("/api/metrics", get(metrics))
         .route("/debug/pprof/profile", get(profile))
+        .merge(crate::web::routes())
         .with_state(state)
 }
 
@@ -235,13 +243,6 @@ async fn series(State(s): State<Arc<StatusState>>, Query(q): Query<SeriesQuery>)
     Json(json!({ "metric": metric, "series": found })).into_response()
 }
 
-async fn metrics(State(s): State<Arc<StatusState>>) -> Json<Value> {
-    let names = s.history.lock().metric_names();
-    Json(json!({
-        "metrics": names.iter().map(|(n, c)| json!({"metric": n, "contexts": c})).collect::<Vec<_>>()
-    }))
-}
-
 #[derive(serde::Deserialize)]
 struct ProfileQuery {
     seconds: Option<u64>,
@@ -300,46 +301,6 @@ async fn profile(Query(q): Query<ProfileQuery>) -> Response {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn page(State(s): State<Arc<StatusState>>) -> Html<String> {
-    let doc = s.to_json();
-    let text = render_text(&doc);
-    let names = s.history.lock().metric_names();
-    let mut rows = String::new();
-    for (name, contexts) in names.iter().take(2000) {
-        let latest = s
-            .history
-            .lock()
-            .query(name, &[])
-            .iter()
-            .filter_map(|v| v.points.last().map(|p| p.1))
-            .next_back();
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/api/series?metric={n}\">{n}</a></td><td>{contexts}</td><td>{}</td></tr>\n",
-            latest.map(|v| format!("{v}")).unwrap_or_default(),
-            n = esc(name)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kelpie on {host}</title>\
-         <meta http-equiv=\"refresh\" content=\"10\">\
-         <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#f4f4f4;padding:1em}}\
-         td{{padding:2px 10px}}</style></head><body><h1>kelpie on {host}</h1>\
-         <pre>{text}</pre><h2>Metrics ({count})</h2><table><tr><th>metric</th><th>contexts</th>\
-         <th>a latest value</th></tr>{rows}</table>\
-         <p><a href=\"/status\">status JSON</a></p></body></html>",
-        host = esc(&s.hostname),
-        text = esc(&text),
-        count = names.len(),
-    ))
-}
-
 fn num(v: &Value, path: &[&str]) -> u64 {
     let mut cur = v;
     for p in path {
@@ -359,25 +320,90 @@ fn reasons(v: &Value) -> String {
     }
 }
 
+/// ANSI colours for `kelpie status` on a terminal; all empty when plain.
+#[derive(Clone, Copy)]
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn good(self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn bad(self, s: &str) -> String {
+        self.wrap("1;31", s)
+    }
+    fn warn(self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn title(self, s: &str) -> String {
+        self.wrap("1;36", s)
+    }
+}
+
 fn header_line(title: &str) -> String {
     let bar = "=".repeat(title.len());
     format!("{bar}\n{title}\n{bar}\n")
 }
 
-/// Renders the status document the way `datadog-agent status` prints its sections.
+/// A unix time as `2026-12-02T19:59:01Z`.
+pub fn format_time(unix: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Renders the status document the way `datadog-agent status` prints its sections, without colours.
 pub fn render_text(doc: &Value) -> String {
+    render(doc, false)
+}
+
+/// Like [`render_text`], coloured with ANSI escapes when `color` (a terminal): health, errors and drops stand
+/// out.
+pub fn render(doc: &Value, color: bool) -> String {
+    let p = Paint { on: color };
+    let header_line = |t: &str| {
+        let h = header_line(t);
+        let mut lines = h.lines();
+        let (a, b, c) = (
+            lines.next().unwrap_or(""),
+            lines.next().unwrap_or(""),
+            lines.next().unwrap_or(""),
+        );
+        format!("{a}\n{}\n{c}\n", p.title(b))
+    };
+    let reasons = |v: &Value| {
+        let r = reasons(v);
+        if r == "none" {
+            r
+        } else {
+            p.warn(&r)
+        }
+    };
     let mut out = String::new();
     out.push_str(&header_line(&format!(
         "Agent (kelpie v{})",
         doc["version"].as_str().unwrap_or("?")
     )));
     out.push_str(&format!(
-        "  Hostname: {}\n  Mode: {}\n  Site: {}\n  Uptime: {} s\n  Healthy: {}\n\n",
+        "  Hostname: {}\n  Mode: {}\n  Intake: {}\n  Uptime: {} s\n  Healthy: {}\n\n",
         doc["hostname"].as_str().unwrap_or("?"),
         doc["mode"].as_str().unwrap_or("?"),
-        doc["site"].as_str().unwrap_or("?"),
+        doc["dd_url"]
+            .as_str()
+            .unwrap_or("none (local mode: nothing is sent)"),
         num(doc, &["uptime_seconds"]),
-        doc["healthy"].as_bool().unwrap_or(false),
+        if doc["healthy"].as_bool().unwrap_or(false) {
+            p.good("true")
+        } else {
+            p.bad("false")
+        },
     ));
     out.push_str(&header_line("Aggregator"));
     out.push_str(&format!(
@@ -438,16 +464,19 @@ pub fn render_text(doc: &Value) -> String {
         f["queued_on_disk_bytes"].as_i64().unwrap_or(0),
     ));
     if let Some(e) = f["last_error"].as_str() {
-        out.push_str(&format!("  Last Error: {e}\n"));
+        out.push_str(&format!("  Last Error: {}\n", p.bad(e)));
     }
     out.push('\n');
     out.push_str(&header_line("Collectors"));
     if let Some(m) = doc["collectors"].as_object() {
         for (name, c) in m {
-            out.push_str(&format!(
-                "  {name}: {}",
-                c["status"].as_str().unwrap_or("?")
-            ));
+            let status = c["status"].as_str().unwrap_or("?");
+            let status = match status {
+                "ok" => p.good(status),
+                "error" => p.bad(status),
+                _ => status.to_string(),
+            };
+            out.push_str(&format!("  {name}: {status}"));
             if let Some(n) = c["containers"].as_u64() {
                 out.push_str(&format!(", {n} containers"));
             }
@@ -455,7 +484,56 @@ pub fn render_text(doc: &Value) -> String {
                 out.push_str(&format!(", {d}"));
             }
             if let Some(e) = c["error"].as_str() {
-                out.push_str(&format!(" ({e})"));
+                out.push_str(&format!(" ({})", p.bad(e)));
+            }
+            out.push('\n');
+        }
+    }
+    if let Some(events) = doc["recent_events"].as_array() {
+        out.push('\n');
+        out.push_str(&header_line("Last Events"));
+        if events.is_empty() {
+            out.push_str("  none\n");
+        }
+        for e in events {
+            let alert = e["alert_type"].as_str().unwrap_or("info");
+            let alert = match alert {
+                "error" => p.bad(alert),
+                "warning" => p.warn(alert),
+                _ => alert.to_string(),
+            };
+            out.push_str(&format!(
+                "  {} [{alert}] {}",
+                format_time(e["timestamp"].as_i64().unwrap_or(0)),
+                e["title"].as_str().unwrap_or(""),
+            ));
+            if let Some(tags) = e["tags"].as_array().filter(|t| !t.is_empty()) {
+                let tags: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
+                out.push_str(&format!(" ({})", tags.join(", ")));
+            }
+            out.push('\n');
+        }
+    }
+    if let Some(checks) = doc["recent_service_checks"].as_array() {
+        out.push('\n');
+        out.push_str(&header_line("Last Service Checks"));
+        if checks.is_empty() {
+            out.push_str("  none\n");
+        }
+        for c in checks {
+            let status = c["status_text"].as_str().unwrap_or("unknown");
+            let status = match status {
+                "ok" => p.good(status),
+                "critical" => p.bad(status),
+                _ => p.warn(status),
+            };
+            out.push_str(&format!(
+                "  {} {} {status}",
+                format_time(c["timestamp"].as_i64().unwrap_or(0)),
+                c["check"].as_str().unwrap_or(""),
+            ));
+            if let Some(m) = c["message"].as_str().filter(|m| !m.is_empty()) {
+                out.push_str(&format!(": {m}"));
             }
             out.push('\n');
         }
