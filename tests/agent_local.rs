@@ -209,7 +209,9 @@ fn pprof_profile_endpoint_returns_a_gzipped_profile() {
 #[test]
 fn events_and_service_checks_are_shown_in_local_mode() {
     let agent = AgentProc::spawn(&[]);
-    agent.send("_e{14,21}:Deploy api v42|Rolled out by CI #981|t:info|#event_type:deploy,service:api");
+    agent.send(
+        "_e{14,21}:Deploy api v42|Rolled out by CI #981|t:info|#event_type:deploy,service:api",
+    );
     agent.send("_e{9,4}:Card fail|oops|t:error|#service:pay");
     agent.send("_sc|app.db.can_connect|2|#service:api|m:connection refused");
     let events = wait_for(Duration::from_secs(10), || {
@@ -240,8 +242,17 @@ fn events_and_service_checks_are_shown_in_local_mode() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("[info] Deploy api v42 (event_type:deploy, service:api)"), "{text}");
-    assert!(text.contains("app.db.can_connect critical: connection refused"), "{text}");
+    assert!(
+        text.contains("[info] Deploy api v42 (event_type:deploy, service:api)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.db.can_connect critical: connection refused"),
+        "{text}"
+    );
     assert!(text.contains("Intake: none (local mode"), "{text}");
-    assert!(!text.contains('\x1b'), "no colour when not a terminal: {text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when not a terminal: {text}"
+    );
 }
