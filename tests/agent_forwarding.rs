@@ -33,6 +33,19 @@ fn counted(series: &[ReceivedSeries], name: &str) -> f64 {
         .sum()
 }
 
+/// Waits up to `secs` for the counter `name` to total `n` at the intake, then a little longer to see that
+/// nothing arrives twice.
+async fn arrives_exactly_once(intake: &IntakeHandle, name: &str, n: f64, secs: u64) {
+    let ok = wait_until(intake, secs, |i| counted(&i.series(), name) >= n).await;
+    assert!(
+        ok,
+        "only {} of {n} arrived",
+        counted(&intake.series(), name)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&intake.series(), name), n, "exactly once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_datadog_client_every_type_arrives_with_datadog_semantics() {
     if !python_datadog() {
@@ -279,21 +292,7 @@ async fn intake_down_for_a_minute_then_every_increment_arrives_exactly_once() {
             > 0,
         "{status}"
     );
-    let ok = wait_until(&intake, 60, |i| {
-        counted(&i.series(), "e2e.down.count") >= sent as f64
-    })
-    .await;
-    assert!(
-        ok,
-        "only {} of {sent} arrived",
-        counted(&intake.series(), "e2e.down.count")
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        counted(&intake.series(), "e2e.down.count"),
-        sent as f64,
-        "exactly once"
-    );
+    arrives_exactly_once(&intake, "e2e.down.count", sent as f64, 60).await;
     let status = agent.status_json();
     assert_eq!(
         status["forwarder"]["transactions"]["dropped"],
@@ -352,4 +351,150 @@ async fn rejected_payloads_are_dropped_and_counted() {
     );
     // Still healthy: an intake problem is not a health failure.
     assert_eq!(http_get(agent.status, "/health").map(|r| r.0), Some(200));
+}
+
+/// Counts the `.payload` files in the forwarder's storage.
+fn payload_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".payload"))
+        })
+        .count()
+}
+
+/// Issue 13 item 1: with `forwarder_storage_path` set and the intake answering 503, every flushed payload is on
+/// disk; `kill -9` and a restart with the intake back deliver every sample exactly once, and files that are
+/// not whole payloads are skipped with a warning and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_the_intake_fails_loses_no_flushed_sample() {
+    let intake = Intake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let extra = [
+        ("DD_FORWARDER_STORAGE_PATH", storage.as_str()),
+        ("DD_FORWARDER_STORAGE_MAX_SIZE_IN_BYTES", "50000000"),
+    ];
+    intake.set_failure(Failure::Status(503), Times::Always);
+    let mut first = agent_for(&intake, &extra);
+    // 500 increments spread over several flushes.
+    for _ in 0..5 {
+        first.send(&"e2e.kill.count:1|c\n".repeat(100));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    first.wait_samples(500, Duration::from_secs(10));
+    let flushes = |a: &AgentProc| {
+        a.status_json()["aggregator"]["flushes"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let after = flushes(&first) + 2;
+    // Two flushes after the last sample was counted, nothing held only in memory: all of it is on disk.
+    let doc = wait_for(Duration::from_secs(20), || {
+        let d = first.status_json();
+        (flushes(&first) >= after
+            && d["forwarder"]["queued_bytes"].as_i64() == Some(0)
+            && d["forwarder"]["queued_on_disk_bytes"].as_i64().unwrap_or(0) > 0)
+            .then_some(d)
+    });
+    let doc = doc.unwrap_or_else(|| panic!("payloads not on disk: {}", first.status_json()));
+    assert_eq!(doc["forwarder"]["delivering"], false, "{doc}");
+    assert!(
+        doc["forwarder"]["not_delivering_since"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0,
+        "{doc}"
+    );
+    assert_eq!(doc["dd_url"], intake.url().as_str());
+    // `kelpie status` says it in words.
+    let out = Command::new(kelpie_bin())
+        .args(["status", "--addr", &first.status.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("Not delivering to {} since ", intake.url()))
+            && text.contains(" payloads ("),
+        "{text}"
+    );
+    // The first failure was logged at once, with the URL and the reason, and only once within the minute.
+    let log = first.log_text();
+    let first_failure = format!("cannot deliver to the intake {}", intake.url());
+    assert_eq!(log.matches(&first_failure).count(), 1, "{log}");
+    assert!(log.contains("HTTP 503"), "{log}");
+    assert!(intake.requests().iter().all(|r| r.status == 503));
+    assert_eq!(counted(&intake.series(), "e2e.kill.count"), 0.0);
+
+    // SIGKILL: no shutdown path runs.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(payload_files(dir.path()) > 0);
+    // A file cut short (a valid header, half the body) and one that is not a payload at all.
+    let cut = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "payload"))
+        .unwrap();
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(
+        dir.path().join("00000000000000000001-1-00000000.payload"),
+        &bytes[..bytes.len() - 3],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("00000000000000000002-1-00000000.payload"),
+        b"\x00\xffnot a payload",
+    )
+    .unwrap();
+
+    intake.clear_failure();
+    let second = agent_for(&intake, &extra);
+    arrives_exactly_once(&intake, "e2e.kill.count", 500.0, 30).await;
+    let doc = second.status_json();
+    assert_eq!(
+        doc["forwarder"]["transactions"]["dropped"]["disk_corrupt"], 2,
+        "{doc}"
+    );
+    assert_eq!(doc["forwarder"]["delivering"], true, "{doc}");
+    let log = second.log_text();
+    assert_eq!(
+        log.matches("skipping and removing the unreadable forwarder file")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+/// Issue 12 item 5: SIGTERM with the intake down and no storage finishes within Docker's default 10 s stop
+/// timeout and logs exactly what it dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_intake_down_exits_in_time_and_says_what_it_dropped() {
+    let intake = Intake::start().await;
+    intake.set_failure(Failure::Down, Times::Always);
+    let mut agent = agent_for(&intake, &[]);
+    agent.send(&"e2e.lost.count:1|c\n".repeat(10));
+    agent.wait_samples(10, Duration::from_secs(10));
+    let log_has = |a: &AgentProc, s: &str| a.log_text().contains(s);
+    assert!(
+        wait_for(Duration::from_secs(15), || log_has(
+            &agent,
+            "cannot deliver to the intake"
+        )
+        .then_some(()))
+        .is_some(),
+        "the first failure was not logged: {}",
+        agent.log_text()
+    );
+    // Docker sends SIGKILL 10 s after SIGTERM.
+    let st = agent.terminate(Duration::from_secs(10));
+    assert!(st.success(), "{st}");
+    let log = agent.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("unsent and no forwarder_storage_path: dropping them"))
+        .unwrap_or_else(|| panic!("no drop line: {log}"));
+    assert!(line.contains("series: "), "{line}");
+    assert!(line.contains(" items, "), "{line}");
 }

@@ -144,6 +144,10 @@ fn the_agent_task_has_the_documented_mounts_ports_and_secret() {
         "the API key is not in plain environment"
     );
     assert_eq!(c["healthCheck"]["command"][1], "/usr/bin/kelpie");
+    // The agent exits within 10 s of SIGTERM (6 s of draining, 1 s for requests in flight, the last flush):
+    // ECS waits long enough for that, and not much longer before a host can be drained.
+    let stop = c["stopTimeout"].as_u64().unwrap_or(0);
+    assert!((10..=20).contains(&stop), "stopTimeout {stop}");
 
     // The example service writes to the socket the agent listens on, through the same host directory.
     let agent_socket = env

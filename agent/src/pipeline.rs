@@ -47,6 +47,11 @@ const FLUSH_STEP_CONTEXTS: usize = 2048;
 /// Capacity of the queues carrying DogStatsD events and service checks to the flusher.
 const EVENT_QUEUE: usize = 4096;
 
+/// Longest the forwarder keeps sending after SIGTERM (counted from the signal) before what is left goes to
+/// disk or is dropped and logged: with its 1 s grace for requests in flight, the agent exits well within
+/// Docker's default 10 s stop timeout.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(6);
+
 /// Bytes of memory budgeted per aggregation context when deriving the context cap from `memory_limit`.
 const BYTES_PER_CONTEXT: u64 = 640;
 /// Memory kept aside for the agent itself (buffers, runtime, queues) when deriving the context cap.
@@ -930,10 +935,12 @@ pub async fn run(
     }
 
     info!("shutting down: stopping inputs, flushing, draining the forwarder");
+    let stopping = Instant::now();
     tokio::task::spawn_blocking(move || listeners.shutdown()).await?;
     flusher.flush(true).await;
     if let Some(f) = forwarder {
-        f.shutdown(Duration::from_secs(15)).await;
+        f.shutdown(SHUTDOWN_DRAIN.saturating_sub(stopping.elapsed()))
+            .await;
     }
     status_task.abort();
     info!("kelpie agent stopped");

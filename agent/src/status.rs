@@ -133,6 +133,8 @@ impl StatusState {
                 "queued_on_disk_bytes": f.queued_on_disk_bytes.get(),
                 "queued_transactions": f.queued_transactions.get(),
                 "last_error": f.last_error.lock().clone(),
+                "delivering": f.not_delivering_since.get() == 0,
+                "not_delivering_since": Some(f.not_delivering_since.get()).filter(|&t| t > 0),
             },
             "aggregator": {
                 "flushes": t.flush.flushes.get(),
@@ -359,6 +361,20 @@ pub fn format_time(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// `Not delivering to <url> since <time> (<for how long>), N payloads (B bytes) held`.
+fn not_delivering_line(doc: &Value, since: i64) -> String {
+    let f = &doc["forwarder"];
+    let held_bytes =
+        f["queued_bytes"].as_i64().unwrap_or(0) + f["queued_on_disk_bytes"].as_i64().unwrap_or(0);
+    format!(
+        "Not delivering to {} since {} ({} ago), {} payloads ({held_bytes} bytes) held",
+        doc["dd_url"].as_str().unwrap_or("the intake"),
+        format_time(since),
+        humantime::format_duration(Duration::from_secs((unix_now() - since).max(0) as u64)),
+        f["queued_transactions"].as_i64().unwrap_or(0),
+    )
+}
+
 /// Renders the status document the way `datadog-agent status` prints its sections, without colours.
 pub fn render_text(doc: &Value) -> String {
     render(doc, false)
@@ -463,6 +479,9 @@ pub fn render(doc: &Value, color: bool) -> String {
         f["queued_bytes"].as_i64().unwrap_or(0),
         f["queued_on_disk_bytes"].as_i64().unwrap_or(0),
     ));
+    if let Some(since) = f["not_delivering_since"].as_i64() {
+        out.push_str(&format!("  {}\n", p.bad(&not_delivering_line(doc, since))));
+    }
     if let Some(e) = f["last_error"].as_str() {
         out.push_str(&format!("  Last Error: {}\n", p.bad(e)));
     }

@@ -91,6 +91,8 @@ pub struct ForwarderTelemetry {
     pub queued_transactions: Gauge,
     /// Last error seen talking to the intake, for the status page.
     pub last_error: Mutex<Option<String>>,
+    /// Unix seconds of the first failure of the outage in progress; 0 while delivering.
+    pub not_delivering_since: Gauge,
 }
 
 /// Flush loop counters.

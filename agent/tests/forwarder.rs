@@ -320,7 +320,7 @@ async fn newer_payloads_flow_while_an_older_one_backs_off() {
 }
 
 #[tokio::test]
-async fn shutdown_persists_to_disk_and_next_start_delivers() {
+async fn failed_payloads_are_written_ahead_and_next_start_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start().await;
     intake.set_failure(Failure::Down, Times::Always);
@@ -336,10 +336,22 @@ async fn shutdown_persists_to_disk_and_next_start_delivers() {
         tel.forwarder.retried.get() > 0
     })
     .await;
-    // Everything is still in memory (the cap is large), so shutdown writes it all.
-    assert_eq!(files_in(dir.path()), 0);
+    // Write-ahead: once an attempt failed, every payload is on disk (the memory cap is far away), so a crash
+    // now would lose nothing.
+    eventually("all six on disk", Duration::from_secs(2), || {
+        files_in(dir.path()) == 6
+    })
+    .await;
+    assert_eq!(tel.forwarder.queued_bytes.get(), 0);
+    assert!(tel.forwarder.not_delivering_since.get() > 0);
+    // A payload queued while the intake fails goes to disk at once.
+    fwd.submit(vec![payload("persist.006")]);
+    eventually("the seventh on disk", Duration::from_secs(2), || {
+        files_in(dir.path()) == 7
+    })
+    .await;
     fwd.shutdown(Duration::from_millis(300)).await;
-    assert_eq!(files_in(dir.path()), 6);
+    assert_eq!(files_in(dir.path()), 7);
     assert!(tel.forwarder.queued_on_disk_bytes.get() > 0);
     assert_eq!(tel.forwarder.queued_bytes.get(), 0);
     assert_eq!(tel.forwarder.dropped.total(), 0);
@@ -350,15 +362,15 @@ async fn shutdown_persists_to_disk_and_next_start_delivers() {
     let fwd2 = Forwarder::start(cfg, tel2.clone()).unwrap();
     assert!(
         intake
-            .wait_for(|r| r.series.len() >= 6, Duration::from_secs(10))
+            .wait_for(|r| r.series.len() >= 7, Duration::from_secs(10))
             .await
     );
     eventually("all acknowledged", Duration::from_secs(5), || {
-        tel2.forwarder.success.get() == 6
+        tel2.forwarder.success.get() == 7
     })
     .await;
     fwd2.shutdown(Duration::from_secs(1)).await;
-    assert_eq!(received_names(&intake), expected_names("persist", 6));
+    assert_eq!(received_names(&intake), expected_names("persist", 7));
     assert_eq!(files_in(dir.path()), 0);
     assert_eq!(tel2.forwarder.queued_on_disk_bytes.get(), 0);
 }

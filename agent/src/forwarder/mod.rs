@@ -12,6 +12,16 @@
 //! (`disk_full`). Without storage the oldest payloads are dropped (`retry_queue_full`). Files left by a previous
 //! run are loaded at start and sent first. A payload leaves the queue only after a 2xx or a counted drop.
 //!
+//! Write-ahead (with storage): a payload goes to disk as soon as one attempt failed, when it was queued while
+//! the intake is failing, or when it is still undelivered a second after it was queued (a stalled request), so
+//! a crash or `kill -9` loses nothing that was flushed: the next start sends it. Its file is removed after the
+//! 2xx. (A crash between the intake's 2xx and that removal sends the payload twice: at-least-once, with a
+//! window of one request.)
+//!
+//! Saying what is wrong: the first failure of an outage is logged at once (warning, with the URL and the
+//! reason), then a summary at most once a minute while it lasts, and the recovery; the status shows since when
+//! the intake is not delivering and what is held.
+//!
 //! While the intake is failing, at most one request is in flight (a probe), and from the second failure in a
 //! row probes are spaced by the same backoff, so a queue of thousands of payloads does not turn into a request
 //! storm during an outage; the first success lifts both limits.
@@ -115,6 +125,22 @@ struct Txn {
     attempts: u32,
     not_before: Instant,
     in_flight: bool,
+    /// When it was queued (write-ahead: on disk if still undelivered a second later).
+    queued: Instant,
+    /// It cannot be written to disk (larger than the storage, or a write failed): it stays in memory.
+    no_disk: bool,
+}
+
+/// An intake outage in progress: from the first failed attempt to the next success.
+struct Outage {
+    since_unix: i64,
+    since: Instant,
+    /// Failed attempts since the last log line about this outage.
+    failures_unlogged: u64,
+    last_log: Instant,
+    last_reason: String,
+    /// `forwarder.dropped` total when the outage began.
+    dropped_before: u64,
 }
 
 #[derive(Default)]
@@ -128,6 +154,23 @@ struct State {
     consecutive_failures: u32,
     /// While the intake keeps failing, no request starts before this (one probe per backoff period).
     blocked_until: Option<Instant>,
+    outage: Option<Outage>,
+    /// Alternates the pick between the oldest payload and the newest fresh one, so a backlog being drained
+    /// after an outage does not hold back the current flushes.
+    newest_next: bool,
+}
+
+/// With storage, a payload still undelivered this long after it was queued is written to disk.
+const WRITE_AHEAD_AFTER: Duration = Duration::from_secs(1);
+/// While the intake fails, a summary is logged at most this often.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(PartialEq)]
+enum Stored {
+    Yes,
+    /// Larger than the storage, or no room without dropping payloads being sent.
+    NoRoom,
+    Failed,
 }
 
 enum Outcome {
@@ -226,6 +269,8 @@ impl Forwarder {
                         attempts: 0,
                         not_before: now,
                         in_flight: false,
+                        queued: now,
+                        no_disk: false,
                     },
                 );
             }
@@ -247,12 +292,18 @@ impl Forwarder {
             let drained = inner.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if inner.state.lock().queue.is_empty() {
-                break;
+            {
+                // While the intake fails, waiting would deliver nothing (and Docker kills after 10 s).
+                let st = inner.state.lock();
+                if st.queue.is_empty() || st.outage.is_some() {
+                    break;
+                }
             }
             tokio::select! {
                 _ = &mut drained => {}
                 _ = tokio::time::sleep_until(until) => break,
+                // Notices an outage that begins while draining.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
         inner.stopping.store(true, Ordering::Release);
@@ -315,61 +366,105 @@ impl Inner {
     /// Moves the oldest payloads in memory to disk until memory use is within `cap` (with storage), or drops
     /// them (without).
     fn spill(&self, st: &mut State, cap: usize) {
-        let Some(storage) = &self.storage else {
+        if self.storage.is_none() {
             self.drop_oldest_in_memory(st, cap, "retry_queue_full");
             return;
-        };
+        }
         while st.mem_bytes > cap {
             let Some(seq) = oldest_in_memory(st) else {
                 break;
             };
-            let size = st.queue.get(&seq).map_or(0, |t| t.size) as u64;
-            // Make room on disk: oldest files first; the payload itself if it can never fit.
-            if size > self.cfg.storage_max_bytes {
-                tracing::warn!(
-                    "payload of {size} bytes is larger than the forwarder storage: dropping it"
-                );
-                self.drop_txn(st, seq, "disk_full");
+            match self.store(st, seq) {
+                Stored::Yes => {}
+                Stored::NoRoom => self.drop_txn(st, seq, "disk_full"),
+                Stored::Failed => self.drop_txn(st, seq, "disk_error"),
+            }
+        }
+    }
+
+    /// Write-ahead: writes to disk every payload held only in memory that failed once, was queued while the
+    /// intake fails, or is older than [`WRITE_AHEAD_AFTER`]. Returns when the next one becomes due.
+    fn write_ahead(&self, st: &mut State, now: Instant) -> Option<Instant> {
+        self.storage.as_ref()?;
+        let failing = st.outage.is_some();
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (seq, t) in &st.queue {
+            if t.body.is_none() || t.no_disk {
                 continue;
             }
-            while st.disk_bytes + size > self.cfg.storage_max_bytes {
-                let Some(old) = st
-                    .queue
-                    .iter()
-                    .find(|(_, t)| t.file.is_some() && !t.in_flight)
-                    .map(|(s, _)| *s)
-                else {
-                    break;
-                };
-                tracing::warn!("forwarder storage full: dropping the oldest stored payload");
-                *self.telemetry.forwarder.last_error.lock() =
-                    Some("stored payload dropped: disk_full".into());
-                self.drop_txn(st, old, "disk_full");
+            let at = t.queued + WRITE_AHEAD_AFTER;
+            if failing || t.attempts > 0 || at <= now {
+                due.push(*seq);
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
-            if st.disk_bytes + size > self.cfg.storage_max_bytes {
-                // Everything on disk is in flight right now: drop this one rather than exceed the cap.
-                self.drop_txn(st, seq, "disk_full");
-                continue;
+        }
+        for seq in due {
+            if self.store(st, seq) != Stored::Yes {
+                // Still in memory and still sent; the memory cap decides its fate.
+                if let Some(t) = st.queue.get_mut(&seq) {
+                    t.no_disk = true;
+                }
             }
-            let Some(txn) = st.queue.get_mut(&seq) else {
+        }
+        next
+    }
+
+    /// Writes one payload held in memory to disk, making room by dropping the oldest stored payloads
+    /// (`disk_full`). A payload in flight may be stored too: its request has its own copy of the body.
+    fn store(&self, st: &mut State, seq: u64) -> Stored {
+        let Some(storage) = &self.storage else {
+            return Stored::Failed;
+        };
+        let size = st.queue.get(&seq).map_or(0, |t| t.size) as u64;
+        if size > self.cfg.storage_max_bytes {
+            tracing::warn!(
+                "payload of {size} bytes is larger than the forwarder storage ({} bytes): it cannot be kept on disk",
+                self.cfg.storage_max_bytes
+            );
+            return Stored::NoRoom;
+        }
+        while st.disk_bytes + size > self.cfg.storage_max_bytes {
+            let Some(old) = st
+                .queue
+                .iter()
+                .find(|(s, t)| **s != seq && t.file.is_some() && !t.in_flight)
+                .map(|(s, _)| *s)
+            else {
                 break;
             };
-            let Some(body) = txn.body.take() else { break };
-            match storage.write(&txn.meta, &body) {
-                Ok(path) => {
-                    txn.file = Some(path);
-                    st.mem_bytes = st.mem_bytes.saturating_sub(size as usize);
-                    st.disk_bytes += size;
-                }
-                Err(e) => {
-                    txn.body = Some(body);
-                    tracing::error!(
-                        "cannot write a payload to the forwarder storage: {e}; dropping it"
-                    );
-                    *self.telemetry.forwarder.last_error.lock() =
-                        Some(format!("forwarder storage: {e}"));
-                    self.drop_txn(st, seq, "disk_error");
-                }
+            tracing::warn!(
+                "forwarder storage full ({} bytes): dropping the oldest stored payload",
+                self.cfg.storage_max_bytes
+            );
+            *self.telemetry.forwarder.last_error.lock() =
+                Some("stored payload dropped: disk_full".into());
+            self.drop_txn(st, old, "disk_full");
+        }
+        if st.disk_bytes + size > self.cfg.storage_max_bytes {
+            // Everything on disk is in flight right now.
+            return Stored::NoRoom;
+        }
+        let Some(txn) = st.queue.get_mut(&seq) else {
+            return Stored::Failed;
+        };
+        let Some(body) = txn.body.take() else {
+            return Stored::Yes;
+        };
+        match storage.write(&txn.meta, &body) {
+            Ok(path) => {
+                txn.file = Some(path);
+                st.mem_bytes = st.mem_bytes.saturating_sub(size as usize);
+                st.disk_bytes += size;
+                Stored::Yes
+            }
+            Err(e) => {
+                txn.body = Some(body);
+                tracing::error!("cannot write a payload to the forwarder storage: {e}");
+                *self.telemetry.forwarder.last_error.lock() =
+                    Some(format!("forwarder storage: {e}"));
+                Stored::Failed
             }
         }
     }
@@ -399,6 +494,8 @@ impl Inner {
                     attempts: 0,
                     not_before: now,
                     in_flight: false,
+                    queued: now,
+                    no_disk: false,
                 },
             );
         }
@@ -427,23 +524,35 @@ impl Inner {
         Duration::from_secs_f64(d * rand::random_range(0.5..=1.0))
     }
 
-    /// Picks the oldest ready payload, marks it in flight and returns what to send.
+    /// Picks a ready payload (the oldest, or every other time the newest never tried, so the current flushes
+    /// keep flowing while a backlog drains), marks it in flight and returns what to send.
     fn next_ready(
         &self,
         st: &mut State,
         now: Instant,
     ) -> Option<(u64, storage::Meta, Result<Bytes, String>)> {
-        let (seq, txn) = st
-            .queue
-            .iter_mut()
-            .find(|(_, t)| !t.in_flight && t.not_before <= now)?;
+        let ready = |t: &Txn| !t.in_flight && t.not_before <= now;
+        let newest = if st.newest_next {
+            st.queue
+                .iter()
+                .rev()
+                .find(|(_, t)| ready(t) && t.attempts == 0)
+                .map(|(s, _)| *s)
+        } else {
+            None
+        };
+        st.newest_next = !st.newest_next;
+        let seq = match newest {
+            Some(s) => s,
+            None => *st.queue.iter().find(|(_, t)| ready(t))?.0,
+        };
+        let txn = st.queue.get_mut(&seq)?;
         txn.in_flight = true;
         let body = match (&txn.body, &txn.file) {
             (Some(b), _) => Ok(b.clone()),
             (None, Some(path)) => storage::Storage::read_body(path).map_err(|e| e.to_string()),
             (None, None) => Err("payload has neither a body nor a file".into()),
         };
-        let seq = *seq;
         let meta = txn.meta.clone();
         st.in_flight += 1;
         Some((seq, meta, body))
@@ -457,6 +566,10 @@ impl Inner {
             Outcome::Success => {
                 st.consecutive_failures = 0;
                 st.blocked_until = None;
+                if let Some(o) = st.outage.take() {
+                    self.log_recovery(&st, &o);
+                    t.not_delivering_since.set(0);
+                }
                 if let Some(txn) = st.queue.remove(&seq) {
                     self.forget(&mut st, &txn);
                     t.success.inc();
@@ -470,6 +583,7 @@ impl Inner {
             }
             Outcome::Retry(msg) => {
                 st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+                self.note_failure(&mut st, &msg);
                 // One failure may be that payload's own problem: newer payloads still go out at once. From the
                 // second failure in a row the intake itself looks unwell: wait between probes.
                 if st.consecutive_failures >= 2 {
@@ -497,6 +611,74 @@ impl Inner {
         }
     }
 
+    /// Payloads and bytes held (memory and disk).
+    fn held(st: &State) -> (usize, u64) {
+        (st.queue.len(), st.mem_bytes as u64 + st.disk_bytes)
+    }
+
+    /// Keeps track of an outage and says so: the first failure at once, then a summary at most once a minute.
+    fn note_failure(&self, st: &mut State, reason: &str) {
+        let now = Instant::now();
+        let (n, bytes) = Inner::held(st);
+        let url = &self.cfg.base_url;
+        let dropped_now = self.telemetry.forwarder.dropped.total();
+        match &mut st.outage {
+            None => {
+                let keep = if self.storage.is_some() {
+                    "kept in memory and on disk"
+                } else {
+                    "kept in memory only (no forwarder_storage_path)"
+                };
+                tracing::warn!(
+                    "cannot deliver to the intake {url}: {reason}; payloads are {keep} and retried with backoff                      ({n} payloads, {bytes} bytes held)"
+                );
+                let since_unix = crate::status::unix_now();
+                self.telemetry
+                    .forwarder
+                    .not_delivering_since
+                    .set(since_unix);
+                st.outage = Some(Outage {
+                    since_unix,
+                    since: now,
+                    failures_unlogged: 0,
+                    last_log: now,
+                    last_reason: reason.to_string(),
+                    dropped_before: dropped_now,
+                });
+            }
+            Some(o) => {
+                o.failures_unlogged += 1;
+                o.last_reason = reason.to_string();
+                if now.duration_since(o.last_log) >= OUTAGE_LOG_EVERY {
+                    tracing::warn!(
+                        "the intake {url} has not accepted data for {} ({} failed attempts since the last                          message, the last: {}); {n} payloads ({bytes} bytes) held, {} dropped since it began",
+                        secs(now.duration_since(o.since)),
+                        o.failures_unlogged,
+                        o.last_reason,
+                        dropped_now.saturating_sub(o.dropped_before),
+                    );
+                    o.last_log = now;
+                    o.failures_unlogged = 0;
+                }
+            }
+        }
+    }
+
+    fn log_recovery(&self, st: &State, o: &Outage) {
+        let (n, bytes) = Inner::held(st);
+        tracing::info!(
+            "the intake {} is accepting data again after {} (since unix time {}); {n} payloads ({bytes} bytes)              held are being sent, {} were dropped during the outage",
+            self.cfg.base_url,
+            secs(o.since.elapsed()),
+            o.since_unix,
+            self.telemetry
+                .forwarder
+                .dropped
+                .total()
+                .saturating_sub(o.dropped_before),
+        );
+    }
+
     /// At the shutdown deadline: everything still queued goes to disk (or is counted as dropped).
     fn persist_all(&self) {
         let mut st = self.state.lock();
@@ -516,8 +698,23 @@ impl Inner {
         } else {
             let left: Vec<u64> = st.queue.keys().copied().collect();
             if !left.is_empty() {
+                // Exactly what is lost, by kind: payloads, items (series, sketches, events, checks) and bytes.
+                let mut by_kind: BTreeMap<&'static str, (usize, usize, usize)> = BTreeMap::new();
+                for t in st.queue.values() {
+                    let e = by_kind.entry(t.meta.endpoint.name()).or_default();
+                    e.0 += 1;
+                    e.1 += t.meta.items;
+                    e.2 += t.size;
+                }
+                let detail = by_kind
+                    .iter()
+                    .map(|(k, (n, items, bytes))| {
+                        format!("{k}: {n} payloads, {items} items, {bytes} bytes")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 tracing::warn!(
-                    "forwarder stopped with {} payload(s) unsent and no storage: dropping them",
+                    "forwarder stopped with {} payload(s) unsent and no forwarder_storage_path: dropping them                      ({detail})",
                     left.len()
                 );
             }
@@ -530,7 +727,12 @@ impl Inner {
 }
 
 /// Grace given to requests in flight at the shutdown deadline before they are abandoned (and kept).
-const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(1);
+
+/// A duration in whole seconds, for log lines (`1m 5s`).
+fn secs(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
+}
 
 async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
     let mut sends: JoinSet<(u64, Outcome)> = JoinSet::new();
@@ -543,6 +745,7 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
             let mut st = inner.state.lock();
             inner.spill(&mut st, inner.cfg.max_memory_bytes);
             let now = Instant::now();
+            let write_ahead = inner.write_ahead(&mut st, now);
             let blocked = st.blocked_until.filter(|&until| until > now);
             let limit = if blocked.is_some() {
                 0
@@ -571,7 +774,7 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
             if st.queue.is_empty() {
                 inner.drained.notify_waiters();
             }
-            if blocked.is_some() {
+            let send_at = if blocked.is_some() {
                 blocked
             } else if st.in_flight < limit {
                 st.queue
@@ -581,6 +784,10 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
                     .min()
             } else {
                 None
+            };
+            match (send_at, write_ahead) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             }
         };
         tokio::select! {

@@ -2,10 +2,13 @@
 //!
 //! File name: `<unix micros, 20 digits>-<pid>-<counter>.payload`, so names sort by age across restarts.
 //! Content: one header line, then the body exactly as it is sent:
-//! `kelpie-payload v1 <endpoint> <uncompressed_len> <items> <content-encoding or -> <content-type>\n<body>`.
+//! `kelpie-payload v2 <endpoint> <body_len> <xxh3 of body, hex> <uncompressed_len> <items> <content-encoding or ->
+//! <content-type>\n<body>`.
 //! Files are written under a `.tmp` name and renamed, so a crash never leaves a partial file under a valid name;
-//! leftover `.tmp` files are removed at start. Files are not fsync'ed: they survive an agent crash or restart
-//! (the page cache is the kernel's), not a power loss, and spilling stays cheap for the caller.
+//! leftover `.tmp` files are removed at start. A file whose length or checksum does not match its header (a
+//! disk that lost part of it, someone else's file) is removed with a warning and counted (`disk_corrupt`),
+//! never sent and never a crash. Files are not fsync'ed: they survive an agent crash or `kill -9` (the page
+//! cache is the kernel's), not a power loss, and writing stays cheap.
 
 use crate::encode::{Endpoint, Payload, CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF};
 use bytes::Bytes;
@@ -14,7 +17,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const MAGIC: &str = "kelpie-payload v1";
+const MAGIC: &str = "kelpie-payload v2";
 const EXT: &str = "payload";
 const MAX_HEADER: usize = 4096;
 
@@ -39,10 +42,12 @@ impl Meta {
         }
     }
 
-    fn header(&self) -> String {
+    fn header(&self, body: &[u8]) -> String {
         format!(
-            "{MAGIC} {} {} {} {} {}\n",
+            "{MAGIC} {} {} {:016x} {} {} {} {}\n",
             self.endpoint.name(),
+            body.len(),
+            checksum(body),
             self.uncompressed_len,
             self.items,
             self.content_encoding.unwrap_or("-"),
@@ -50,10 +55,17 @@ impl Meta {
         )
     }
 
-    fn parse(line: &str) -> Option<Meta> {
+    /// The metadata, the body's length and its checksum.
+    fn parse(line: &str) -> Option<(Meta, usize, u64)> {
         let rest = line.strip_prefix(MAGIC)?.strip_prefix(' ')?;
-        let mut it = rest.splitn(5, ' ');
+        let mut it = rest.splitn(7, ' ');
         let endpoint = Endpoint::from_name(it.next()?)?;
+        let body_len = it.next()?.parse().ok()?;
+        let sum = it.next()?;
+        if sum.len() != 16 {
+            return None;
+        }
+        let sum = u64::from_str_radix(sum, 16).ok()?;
         let uncompressed_len = it.next()?.parse().ok()?;
         let items = it.next()?.parse().ok()?;
         let content_encoding = match it.next()? {
@@ -61,14 +73,23 @@ impl Meta {
             enc => Some(intern(enc)?),
         };
         let content_type = content_type(it.next()?.trim_end())?;
-        Some(Meta {
+        let meta = Meta {
             endpoint,
             content_type,
             content_encoding,
             uncompressed_len,
             items,
-        })
+        };
+        Some((meta, body_len, sum))
     }
+}
+
+fn checksum(body: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(body)
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
 /// A content type read back from disk: the known ones borrowed, others (a profile's multipart boundary) owned.
@@ -116,6 +137,33 @@ fn intern(s: &str) -> Option<&'static str> {
     Some(leaked)
 }
 
+/// A parsed header line: metadata, body length, checksum, and the line's own length.
+struct Header {
+    meta: Meta,
+    body_len: usize,
+    sum: u64,
+    len: usize,
+}
+
+/// Reads and parses the header line.
+fn read_header(f: &mut impl BufRead) -> std::io::Result<Header> {
+    let mut line = Vec::new();
+    f.take(MAX_HEADER as u64).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
+        return Err(invalid("no header line"));
+    }
+    let (meta, body_len, sum) = std::str::from_utf8(&line[..line.len() - 1])
+        .ok()
+        .and_then(Meta::parse)
+        .ok_or_else(|| invalid("not a kelpie payload file"))?;
+    Ok(Header {
+        meta,
+        body_len,
+        sum,
+        len: line.len(),
+    })
+}
+
 /// A payload found on disk.
 pub(super) struct Stored {
     pub path: PathBuf,
@@ -152,7 +200,7 @@ impl Storage {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let res = (|| {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(meta.header().as_bytes())?;
+            f.write_all(meta.header(body).as_bytes())?;
             f.write_all(body)?;
             std::fs::rename(&tmp, &path)
         })();
@@ -162,38 +210,35 @@ impl Storage {
         res.map(|()| path)
     }
 
-    /// The body of a stored payload.
+    /// The body of a stored payload, checked against its header's length and checksum.
     pub fn read_body(path: &Path) -> std::io::Result<Bytes> {
         let mut f = std::io::BufReader::new(std::fs::File::open(path)?);
-        let mut header = Vec::new();
-        (&mut f)
-            .take(MAX_HEADER as u64)
-            .read_until(b'\n', &mut header)?;
-        if !header.starts_with(MAGIC.as_bytes()) || header.last() != Some(&b'\n') {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not a kelpie payload file",
+        let h = read_header(&mut f)?;
+        let mut body = Vec::with_capacity(h.body_len);
+        f.take(h.body_len as u64 + 1).read_to_end(&mut body)?;
+        if body.len() != h.body_len {
+            return Err(invalid(
+                "the file is shorter or longer than its header says",
             ));
         }
-        let mut body = Vec::new();
-        f.read_to_end(&mut body)?;
+        if checksum(&body) != h.sum {
+            return Err(invalid("the body does not match its checksum"));
+        }
         Ok(Bytes::from(body))
     }
 
-    fn read_meta(path: &Path) -> Option<(Meta, usize)> {
-        let file = std::fs::File::open(path).ok()?;
-        let len = file.metadata().ok()?.len() as usize;
+    /// The metadata and body length of a stored payload whose file has the length its header says.
+    fn read_meta(path: &Path) -> std::io::Result<(Meta, usize)> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
         let mut f = std::io::BufReader::new(file);
-        let mut header = Vec::new();
-        (&mut f)
-            .take(MAX_HEADER as u64)
-            .read_until(b'\n', &mut header)
-            .ok()?;
-        if header.last() != Some(&b'\n') {
-            return None;
+        let h = read_header(&mut f)?;
+        if len != (h.len + h.body_len) as u64 {
+            return Err(invalid(
+                "the file is shorter or longer than its header says",
+            ));
         }
-        let meta = Meta::parse(std::str::from_utf8(&header[..header.len() - 1]).ok()?)?;
-        Some((meta, len - header.len()))
+        Ok((h.meta, h.body_len))
     }
 
     /// Payloads left by a previous run, oldest first, and how many unreadable files were removed.
@@ -223,9 +268,12 @@ impl Storage {
         for name in names {
             let path = self.dir.join(&name);
             match Storage::read_meta(&path) {
-                Some((meta, size)) => out.push(Stored { path, meta, size }),
-                None => {
-                    tracing::warn!("removing unreadable forwarder file {}", path.display());
+                Ok((meta, size)) => out.push(Stored { path, meta, size }),
+                Err(e) => {
+                    tracing::warn!(
+                        "skipping and removing the unreadable forwarder file {}: {e}",
+                        path.display()
+                    );
                     let _ = std::fs::remove_file(&path);
                     corrupt += 1;
                 }
@@ -261,8 +309,20 @@ mod tests {
         let p2 = s.write(&m2, b"\x00\x01\n\xff").unwrap();
         std::fs::write(dir.path().join("junk.payload"), b"garbage").unwrap();
         std::fs::write(dir.path().join("half.payload.tmp"), b"x").unwrap();
+        // A valid file cut short, and one with a flipped body byte (its length still right).
+        let whole = std::fs::read(&p2).unwrap();
+        std::fs::write(dir.path().join("cut.payload"), &whole[..whole.len() - 1]).unwrap();
+        let mut flipped = std::fs::read(&p1).unwrap();
+        *flipped.last_mut().unwrap() ^= 1;
+        let flipped_path = dir.path().join("zz-flipped.payload");
+        std::fs::write(&flipped_path, &flipped).unwrap();
         let (files, corrupt) = s.load();
-        assert_eq!(corrupt, 1);
+        assert_eq!(corrupt, 2);
+        // The flipped one has the right length: found by its checksum when it is read for sending.
+        assert_eq!(files.len(), 3);
+        assert!(Storage::read_body(&flipped_path).is_err());
+        std::fs::remove_file(&flipped_path).unwrap();
+        let files = &files[..2];
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, p1);
         assert_eq!(files[0].meta, m1);
@@ -275,10 +335,22 @@ mod tests {
 
     #[test]
     fn bad_headers_are_rejected() {
-        assert!(Meta::parse("kelpie-payload v1 nope 1 1 - application/json").is_none());
-        assert!(Meta::parse("kelpie-payload v1 series x 1 - application/json").is_none());
-        assert!(Meta::parse("other v1 series 1 1 - application/json").is_none());
-        assert!(Meta::parse("kelpie-payload v1 series 1 1 -").is_none());
-        assert!(Meta::parse("kelpie-payload v1 series 1 1 - application/json").is_some());
+        let sum = "0123456789abcdef";
+        for bad in [
+            format!("kelpie-payload v2 nope 3 {sum} 1 1 - application/json"),
+            format!("kelpie-payload v2 series 3 {sum} x 1 - application/json"),
+            format!("kelpie-payload v2 series x {sum} 1 1 - application/json"),
+            "kelpie-payload v2 series 3 0123 1 1 - application/json".to_string(),
+            format!("other v2 series 3 {sum} 1 1 - application/json"),
+            format!("kelpie-payload v2 series 3 {sum} 1 1 -"),
+            "kelpie-payload v1 series 1 1 - application/json".to_string(),
+        ] {
+            assert!(Meta::parse(&bad).is_none(), "{bad}");
+        }
+        let (_, len, s) = Meta::parse(&format!(
+            "kelpie-payload v2 series 3 {sum} 1 1 - application/json"
+        ))
+        .unwrap();
+        assert_eq!((len, s), (3, 0x0123456789abcdef));
     }
 }
