@@ -39,6 +39,7 @@ use crate::model::{
 use crate::sketch::Sketch;
 use crate::telemetry::Telemetry;
 use hashbrown::HashSet;
+pub use shards::Shards;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use table::{prefetch_read, Table};
@@ -497,6 +498,9 @@ pub struct Aggregator {
     tag_hashes: Vec<u64>,
     /// Keys of the group of lines being inserted.
     pending: Vec<Pending>,
+    /// This aggregator's share of [`PASSTHROUGH_LIMIT`] and [`BACKLOG_LIMIT`] (see [`Aggregator::share_limits`]).
+    passthrough_limit: usize,
+    backlog_limit: usize,
     st: State,
 }
 
@@ -673,8 +677,18 @@ impl Aggregator {
             scratch: Vec::new(),
             tag_hashes: Vec::new(),
             pending: Vec::new(),
+            passthrough_limit: PASSTHROUGH_LIMIT,
+            backlog_limit: BACKLOG_LIMIT,
             st: State::default(),
         }
+    }
+
+    /// Makes this aggregator one of `shards` that share the memory bounds of one: its limits on timestamped
+    /// points and backlogged buckets become its share. (The context limit is always the agent's total.)
+    pub fn share_limits(&mut self, shards: usize) {
+        let shards = shards.max(1);
+        self.passthrough_limit = (PASSTHROUGH_LIMIT / shards).max(1);
+        self.backlog_limit = (BACKLOG_LIMIT / shards).max(1);
     }
 
     /// Number of live contexts.
@@ -833,6 +847,7 @@ impl Aggregator {
             Self::passthrough(
                 &mut self.st,
                 &self.telemetry,
+                self.passthrough_limit,
                 line,
                 name,
                 &tags,
@@ -872,7 +887,8 @@ impl Aggregator {
     ) -> Option<u32> {
         let st = &mut self.st;
         let tel = &*self.telemetry;
-        if st.live >= self.cfg.max_contexts {
+        // The limit is the agent's, over every shard: the gauge counts all their contexts.
+        if tel.dogstatsd.contexts.get().max(0) as usize >= self.cfg.max_contexts {
             tel.drop("context_limit", 1);
             return None;
         }
@@ -909,7 +925,7 @@ impl Aggregator {
             slots[j as usize].as_ref().map_or(0, |c| c.hash)
         });
         st.live += 1;
-        tel.dogstatsd.contexts.set(st.live as i64);
+        tel.dogstatsd.contexts.add(1);
         Some(i)
     }
 
@@ -925,7 +941,7 @@ impl Aggregator {
         let mut bucket = now.div_euclid(interval) * interval;
         if ctx.has_value && bucket != ctx.bucket {
             if bucket > ctx.bucket {
-                if st.backlog.len() >= BACKLOG_LIMIT {
+                if st.backlog.len() >= self.backlog_limit {
                     tel.drop("bucket_backlog", 1);
                     ctx.value.reset();
                 } else {
@@ -996,6 +1012,7 @@ impl Aggregator {
     fn passthrough(
         st: &mut State,
         tel: &Telemetry,
+        passthrough_limit: usize,
         line: &MetricLine<'_>,
         name: &str,
         tags: &[&str],
@@ -1016,7 +1033,7 @@ impl Aggregator {
                 tel.drop("non_finite_value", 1);
                 continue;
             }
-            if st.passthrough.len() >= PASSTHROUGH_LIMIT {
+            if st.passthrough.len() >= passthrough_limit {
                 tel.drop("timestamped_limit", 1);
                 continue;
             }
@@ -1224,7 +1241,7 @@ impl Aggregator {
         }
         st.gc_next = f.had_passthrough;
         st.last_cutoff = f.cutoff;
-        self.telemetry.dogstatsd.contexts.set(st.live as i64);
+        self.telemetry.dogstatsd.contexts.add(-(f.removed as i64));
     }
 }
 
@@ -1365,6 +1382,7 @@ fn emit(
     }
 }
 
+pub mod shards;
 mod table;
 #[cfg(test)]
 mod tests;

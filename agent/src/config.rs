@@ -67,6 +67,11 @@ pub struct Config {
     pub statsd_metric_blocklist_match_prefix: bool,
     pub dogstatsd_buffer_size: usize,
     pub dogstatsd_so_rcvbuf: usize,
+    /// Bytes the queue between the socket readers and the workers may hold (`dogstatsd_queue_bytes`; default
+    /// an eighth of `memory_limit`, between 4 MiB and 64 MiB).
+    pub dogstatsd_queue_bytes: u64,
+    /// Processing workers (`dogstatsd_pipeline_count`; 0, the default: one per core).
+    pub dogstatsd_pipeline_count: usize,
     pub dogstatsd_tags: Vec<String>,
     pub dogstatsd_mapper_profiles: Option<MapperProfilesValue>,
     pub dogstatsd_expiry_seconds: i64,
@@ -123,6 +128,8 @@ const KNOWN_KEYS: &[&str] = &[
     "statsd_metric_blocklist_match_prefix",
     "dogstatsd_buffer_size",
     "dogstatsd_so_rcvbuf",
+    "dogstatsd_queue_bytes",
+    "dogstatsd_pipeline_count",
     "dogstatsd_tags",
     "dogstatsd_mapper_profiles",
     "dogstatsd_expiry_seconds",
@@ -540,6 +547,24 @@ impl Config {
                 }
             },
         };
+        let dogstatsd_queue_bytes = match raw.string("dogstatsd_queue_bytes") {
+            None => (memory_limit / 8).clamp(4 << 20, 64 << 20),
+            Some(s) => match parse_size(&s) {
+                Some(n) if n >= 1 << 20 && n <= memory_limit / 2 => n,
+                _ => {
+                    return Err(raw.invalid(
+                        "dogstatsd_queue_bytes",
+                        "is not a size between 1MiB and half of memory_limit, such as 32MiB",
+                    ))
+                }
+            },
+        };
+        let dogstatsd_pipeline_count = raw.uint(
+            "dogstatsd_pipeline_count",
+            0,
+            64,
+            "a number of workers between 1 and 64 (0: one per core)",
+        )? as usize;
         let forwarder_storage_path = raw.string("forwarder_storage_path").map(PathBuf::from);
         let forwarder_storage_max_size_in_bytes = raw.uint(
             "forwarder_storage_max_size_in_bytes",
@@ -676,6 +701,8 @@ impl Config {
                 .bool("statsd_metric_blocklist_match_prefix", false)?,
             dogstatsd_buffer_size,
             dogstatsd_so_rcvbuf,
+            dogstatsd_queue_bytes,
+            dogstatsd_pipeline_count,
             dogstatsd_tags: raw.list("dogstatsd_tags"),
             dogstatsd_mapper_profiles,
             dogstatsd_expiry_seconds,

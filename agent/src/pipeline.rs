@@ -5,10 +5,12 @@
 //! Shutdown starts at the inputs: listeners stop, the open buckets are flushed (forced), the forwarder drains
 //! within a bounded wait and persists what is left when disk storage is configured.
 
-use crate::aggregator::{Aggregator, AggregatorConfig, MetricBlocklist, GROUP};
+use crate::aggregator::shards::SHARDS_PER_WORKER;
+use crate::aggregator::{Aggregator, AggregatorConfig, MetricBlocklist, Shards};
 use crate::config::Config;
-use crate::dogstatsd::listen::{DatagramSink, ListenerConfig, Listeners, Received, Transport};
+use crate::dogstatsd::listen::{ListenerConfig, Listeners, Received, Transport};
 use crate::dogstatsd::parse::for_each_line;
+use crate::dogstatsd::queue::PacketQueue;
 use crate::encode::{self, EncodeConfig, Payload};
 use crate::forwarder::{Forwarder, ForwarderConfig};
 use crate::history::History;
@@ -25,7 +27,7 @@ use kelpie_container::{
     ContainerConfig, ContainerEvent, ContainerOrigin, Containers, OriginResolver, OriginTags,
     PointKind,
 };
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +42,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// before Docker's `start` event was handled (once per container), so its first samples carry its tags.
 const NEW_CONTAINER_WAIT: Duration = Duration::from_millis(100);
 
-/// Contexts flushed between two chances for the listeners to take the aggregator's lock (about a
-/// millisecond of work).
-const FLUSH_STEP_CONTEXTS: usize = 2048;
+/// Lines a worker gathers for one shard before it takes the shard's lock to insert them.
+const SHARD_BATCH: usize = 256;
+
+/// How long an idle worker waits for the queue before it looks at the stop condition again.
+const WORKER_POLL: Duration = Duration::from_millis(200);
 
 /// Capacity of the queues carrying DogStatsD events and service checks to the flusher.
 const EVENT_QUEUE: usize = 4096;
@@ -65,9 +69,10 @@ pub struct Bound {
     pub profiles: Option<SocketAddr>,
 }
 
-/// The sink the listeners call: parses each payload and inserts into the aggregator under one lock per batch.
+/// What the workers do with each batch of datagrams: resolve the sender's origin, parse each payload, and
+/// insert its metric lines into their shards (events and service checks go to the flusher's queues).
 struct AggregatingSink {
-    agg: Arc<Mutex<Aggregator>>,
+    agg: Arc<Shards>,
     telemetry: Arc<Telemetry>,
     /// Filled once Docker answers (at start or on a later retry).
     origin: Arc<RwLock<Option<OriginResolver>>>,
@@ -135,35 +140,54 @@ fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &
     tags.extend(t.iter().map(|s| s.to_string()));
 }
 
-impl DatagramSink for AggregatingSink {
-    fn receive(&self, batch: &[Received<'_>]) {
-        let now = status::unix_now();
+/// Lines waiting for their shard, gathered by one worker. The vectors are kept between batches; only their
+/// allocations outlive a batch (see [`recycle_lines`]).
+#[derive(Default)]
+struct ShardLines {
+    lines: Vec<Vec<MetricLine<'static>>>,
+    tags: Vec<OriginTags>,
+}
+
+/// Turns an emptied vector of lines into one of another lifetime, keeping its allocation (the standard library
+/// collects `into_iter().map(..)` in place when the element types have the same layout).
+fn recycle_lines<'b>(mut v: Vec<MetricLine<'_>>) -> Vec<MetricLine<'b>> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> MetricLine<'b> { unreachable!() })
+        .collect()
+}
+
+impl AggregatingSink {
+    /// Processes one batch of datagrams (called by a worker; `start` is where this worker begins its round of
+    /// the shards, so that workers do not queue up behind the same lock).
+    fn process(&self, batch: &[Received<'_>], scratch: &mut ShardLines, start: usize) {
+        let shards = &*self.agg;
+        let n = shards.len();
+        let mut lines: Vec<Vec<MetricLine<'_>>> =
+            scratch.lines.drain(..).map(recycle_lines).collect();
+        lines.resize_with(n, Vec::new);
+        scratch.tags.resize_with(n, || self.no_tags.clone());
+        let tags = &mut scratch.tags;
+        // Inserts one shard's gathered lines (they share their origin tags), at the time they go in.
+        fn insert(agg: &mut Aggregator, lines: &mut Vec<MetricLine<'_>>, tags: &OriginTags) {
+            agg.insert_group(lines, tags, status::unix_now());
+            lines.clear();
+        }
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
         let default = origin
             .as_ref()
             .map_or(TagCardinality::Low, OriginResolver::cardinality);
-        // Senders first, before taking the aggregator: a container seen for the first time may make this
-        // reader wait briefly for the collector to learn it (once per container).
-        let senders: Vec<Option<Arc<ContainerOrigin>>> = batch
-            .iter()
-            .map(|r| match (origin, r.pid) {
+        let mut cache: FieldCache<'_> = None;
+        for r in batch {
+            let sender = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
                     o.origin_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
                 }
                 _ => None,
-            })
-            .collect();
-        let mut agg = self.agg.lock();
-        let mut cache: FieldCache<'_> = None;
-        let mut group: Vec<MetricLine<'_>> = Vec::with_capacity(GROUP);
-        for (r, sender) in batch.iter().zip(senders) {
+            };
             let sender = sender.as_deref();
             let datagram_tags: &OriginTags = sender.map_or(&self.no_tags, |s| s.at(default));
-            // Consecutive lines with the same origin tags (all of a datagram's, as a rule) are inserted
-            // GROUP at a time; a line with other tags (`|c:`, `|card:`) closes the group before it.
-            let mut group_tags: OriginTags = datagram_tags.clone();
-            group.clear();
             for_each_line(r.payload, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
                     // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
@@ -180,16 +204,19 @@ impl DatagramSink for AggregatingSink {
                         asked,
                         default,
                     );
-                    let tags = own.as_ref().unwrap_or(datagram_tags);
-                    if !Arc::ptr_eq(tags, &group_tags) {
-                        agg.insert_group(&group, &group_tags, now);
-                        group.clear();
-                        group_tags = tags.clone();
+                    let line_tags = own.as_ref().unwrap_or(datagram_tags);
+                    let s = shards.shard_of(m.name);
+                    // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
+                    // another sender) sends what was gathered first.
+                    if !Arc::ptr_eq(line_tags, &tags[s]) {
+                        if !lines[s].is_empty() {
+                            insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
+                        }
+                        tags[s] = line_tags.clone();
                     }
-                    group.push(m);
-                    if group.len() == GROUP {
-                        agg.insert_group(&group, &group_tags, now);
-                        group.clear();
+                    lines[s].push(m);
+                    if lines[s].len() >= SHARD_BATCH {
+                        insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
                     }
                 }
                 Parsed::Event(mut e) => {
@@ -205,14 +232,85 @@ impl DatagramSink for AggregatingSink {
                     let own = self.line_origin(origin, &mut None, sender, field, card, default);
                     add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
                     if c.timestamp.is_none() {
-                        c.timestamp = Some(now);
+                        c.timestamp = Some(status::unix_now());
                     }
                     if self.checks.try_send(c).is_err() {
                         Telemetry::drop(&self.telemetry, "service_check_queue_full", 1);
                     }
                 }
             });
-            agg.insert_group(&group, &group_tags, now);
+        }
+        drop(origin_guard);
+        // What is left: first every shard whose lock is free, from this worker's starting point, then the rest,
+        // waiting for their locks.
+        let mut busy = Vec::new();
+        for i in 0..n {
+            let s = (start + i) % n;
+            if lines[s].is_empty() {
+                continue;
+            }
+            match shards.try_lock(s) {
+                Some(mut agg) => insert(&mut agg, &mut lines[s], &tags[s]),
+                None => busy.push(s),
+            }
+        }
+        for s in busy {
+            insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
+        }
+        // Let go of the origin tags (a container that went away should not be kept alive by a worker).
+        for t in tags.iter_mut() {
+            *t = self.no_tags.clone();
+        }
+        scratch.lines = lines.into_iter().map(recycle_lines).collect();
+    }
+}
+
+/// The processing workers: each takes batches from the queue and runs [`AggregatingSink::process`] until the
+/// queue is closed and drained.
+struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(
+        count: usize,
+        queue: Arc<PacketQueue>,
+        sink: Arc<AggregatingSink>,
+    ) -> anyhow::Result<Workers> {
+        let shards = sink.agg.len();
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
+            let (queue, sink) = (queue.clone(), sink.clone());
+            let start = i * shards / count.max(1);
+            let handle = std::thread::Builder::new()
+                .name(format!("dsd-worker-{i}"))
+                .spawn(move || {
+                    let mut scratch = ShardLines::default();
+                    loop {
+                        match queue.pop(WORKER_POLL) {
+                            Some(batch) => {
+                                let received: Vec<Received<'_>> = batch.received().collect();
+                                sink.process(&received, &mut scratch, start);
+                                drop(received);
+                                queue.recycle(batch);
+                            }
+                            None if queue.is_finished() => return,
+                            None => {}
+                        }
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start a DogStatsD worker thread: {e}"))?;
+            threads.push(handle);
+        }
+        Ok(Workers { threads })
+    }
+
+    /// Waits for every worker to finish (after the queue was closed).
+    fn join(self) {
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a DogStatsD worker thread panicked");
+            }
         }
     }
 }
@@ -412,6 +510,11 @@ impl SelfMetrics {
             d.contexts.get() as f64,
         ));
         out.push(gauge(
+            "kelpie.dogstatsd.queue_bytes",
+            &[],
+            d.queue_bytes.get() as f64,
+        ));
+        out.push(gauge(
             "kelpie.forwarder.queued_bytes",
             &[],
             f.queued_bytes.get() as f64,
@@ -465,7 +568,7 @@ impl FlushSink for FlushOut<'_, '_> {
 struct Flusher {
     cfg: Config,
     telemetry: Arc<Telemetry>,
-    agg: Arc<Mutex<Aggregator>>,
+    agg: Arc<Shards>,
     history: Arc<Mutex<History>>,
     host: HostCollector,
     containers: Option<Containers>,
@@ -511,14 +614,10 @@ impl Flusher {
         let interval = self.cfg.flush_interval.as_secs() as i64;
         // Memory guard: near memory_limit, refuse new contexts (counted by the aggregator).
         let rss = self_rss_bytes();
-        {
-            let mut agg = self.agg.lock();
-            if rss > self.cfg.memory_limit / 10 * 9 {
-                let cap = agg.contexts();
-                agg.set_max_contexts(cap);
-            } else {
-                agg.set_max_contexts(self.max_contexts);
-            }
+        if rss > self.cfg.memory_limit / 10 * 9 {
+            self.agg.set_max_contexts(self.agg.contexts());
+        } else {
+            self.agg.set_max_contexts(self.max_contexts);
         }
         let host_series = self.host.collect(now);
         let mut container_series = Vec::new();
@@ -576,16 +675,8 @@ impl Flusher {
         if let Some(h) = out.history.as_deref_mut() {
             h.begin();
         }
-        {
-            // A slice of contexts at a time, yielding the lock to the listeners in between, so a flush of
-            // many contexts (encoding and compressing them as it goes) does not hold up the sockets.
-            let mut agg = self.agg.lock();
-            let mut f = agg.begin_flush(now, force, &mut out);
-            while !agg.flush_step(&mut f, &mut out, FLUSH_STEP_CONTEXTS) {
-                MutexGuard::bump(&mut agg);
-            }
-            agg.end_flush(f);
-        }
+        // One shard at a time, a slice of contexts at a time, so the workers keep aggregating meanwhile.
+        self.agg.flush_into(now, force, &mut out);
         let self_series = self.self_metrics.series(&self.telemetry, now, interval);
         for s in host_series
             .iter()
@@ -727,9 +818,22 @@ pub async fn run(
         warn!("unknown configuration key `{key}` is ignored");
     }
     let telemetry = Arc::new(Telemetry::default());
+    // The drops an operator looks for first are always shown, even at zero.
+    for reason in ["kernel", "queue_full"] {
+        telemetry.dogstatsd.dropped.add(reason, 0);
+    }
     let history = Arc::new(Mutex::new(History::new(cfg.history_memory)));
     let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
-    let agg = Arc::new(Mutex::new(Aggregator::new(agg_cfg, telemetry.clone())));
+    let workers = match cfg.dogstatsd_pipeline_count {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    telemetry.dogstatsd.pipelines.set(workers as i64);
+    let agg = Arc::new(Shards::new(
+        agg_cfg,
+        telemetry.clone(),
+        workers * SHARDS_PER_WORKER,
+    ));
 
     let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));
     let state = Arc::new(StatusState {
@@ -862,6 +966,10 @@ pub async fn run(
         events: ev_tx,
         checks: sc_tx,
     });
+    let queue = Arc::new(PacketQueue::new(
+        usize::try_from(cfg.dogstatsd_queue_bytes).unwrap_or(usize::MAX),
+        telemetry.clone(),
+    ));
     let listeners = Listeners::start(
         ListenerConfig {
             udp_port: cfg.dogstatsd_port,
@@ -875,8 +983,11 @@ pub async fn run(
             udp_sockets: 0,
         },
         telemetry.clone(),
-        sink,
+        queue.clone(),
     )?;
+    // Started after the listeners, so that an agent that cannot listen leaves no worker behind; datagrams
+    // read meanwhile wait in the queue.
+    let workers = Workers::start(workers, queue.clone(), sink)?;
     let bound = Bound {
         status: status_addr,
         udp: listeners.udp_local_addr(),
@@ -936,7 +1047,13 @@ pub async fn run(
 
     info!("shutting down: stopping inputs, flushing, draining the forwarder");
     let stopping = Instant::now();
-    tokio::task::spawn_blocking(move || listeners.shutdown()).await?;
+    // Inputs first, then what they queued, then the open buckets.
+    tokio::task::spawn_blocking(move || {
+        listeners.shutdown();
+        queue.close();
+        workers.join();
+    })
+    .await?;
     flusher.flush(true).await;
     if let Some(f) = forwarder {
         f.shutdown(SHUTDOWN_DRAIN.saturating_sub(stopping.elapsed()))
@@ -979,10 +1096,11 @@ mod sink_tests {
         let (events, ev_rx) = mpsc::channel(8);
         let (checks, _) = mpsc::channel(8);
         let sink = AggregatingSink {
-            agg: Arc::new(Mutex::new(Aggregator::new(
+            agg: Arc::new(Shards::new(
                 AggregatorConfig::default(),
                 telemetry.clone(),
-            ))),
+                4,
+            )),
             telemetry,
             origin: Arc::new(RwLock::new(Some(
                 resolver.with_cardinality(TagCardinality::Low),
@@ -998,7 +1116,8 @@ mod sink_tests {
 
     /// Counter totals per tag set after one flush.
     fn totals(sink: &AggregatingSink) -> Vec<(Vec<String>, f64)> {
-        let b = sink.agg.lock().flush(i64::MAX / 2, true);
+        let mut b = crate::model::FlushBatch::default();
+        sink.agg.flush_into(i64::MAX / 2, true, &mut b);
         let mut got: Vec<(Vec<String>, f64)> = b
             .series
             .iter()
@@ -1020,11 +1139,15 @@ mod sink_tests {
              m:32|c|#dd.internal.card:high|c:ci-{A}\n_e{{1,1}}:t|x|c:ci-{B}"
         );
         let (s, mut ev) = sink(true);
-        s.receive(&[Received {
-            payload: payload.as_bytes(),
-            transport: Transport::Udp,
-            pid: None,
-        }]);
+        s.process(
+            &[Received {
+                payload: payload.as_bytes(),
+                transport: Transport::Udp,
+                pid: None,
+            }],
+            &mut ShardLines::default(),
+            0,
+        );
         assert_eq!(
             totals(&s),
             [
@@ -1049,11 +1172,15 @@ mod sink_tests {
         assert_eq!(ev.try_recv().unwrap().tags, ["image_name:img-b"]);
         // Client origin detection off: the fields are ignored, everything in one context.
         let (s, _) = sink(false);
-        s.receive(&[Received {
-            payload: payload.as_bytes(),
-            transport: Transport::Udp,
-            pid: None,
-        }]);
+        s.process(
+            &[Received {
+                payload: payload.as_bytes(),
+                transport: Transport::Udp,
+                pid: None,
+            }],
+            &mut ShardLines::default(),
+            0,
+        );
         assert_eq!(totals(&s), [(vec![], 64.0)]);
         assert_eq!(
             card_tag("a:1,dd.internal.card:orchestrator,b"),

@@ -121,6 +121,9 @@ impl StatusState {
                 "dropped": d.dropped.snapshot(),
                 "udp_rcvbuf_requested": d.udp_rcvbuf_requested.get(),
                 "udp_rcvbuf_granted": d.udp_rcvbuf_granted.get(),
+                "queue_bytes": d.queue_bytes.get(),
+                "queue_max_bytes": d.queue_max_bytes.get(),
+                "pipelines": d.pipelines.get(),
             },
             "forwarder": {
                 "transactions": {
@@ -434,7 +437,7 @@ pub fn render(doc: &Value, color: bool) -> String {
     out.push_str(&format!(
         "  Udp Packets: {}\n  Uds Datagram Packets: {}\n  Uds Stream Packets: {}\n  Metric Samples: {}\n  \
          Event Packets: {}\n  Service Check Packets: {}\n  Parse Errors: {}\n  Contexts: {}\n  Dropped: {}\n  \
-         Udp Receive Buffer: requested {} bytes, granted {} bytes\n",
+         Udp Receive Buffer: requested {} bytes, granted {} bytes\n  Queue: {} of {} bytes, {} workers\n",
         num(d, &["packets", "udp"]),
         num(d, &["packets", "uds_dgram"]),
         num(d, &["packets", "uds_stream"]),
@@ -446,6 +449,9 @@ pub fn render(doc: &Value, color: bool) -> String {
         reasons(&d["dropped"]),
         d["udp_rcvbuf_requested"].as_i64().unwrap_or(0),
         d["udp_rcvbuf_granted"].as_i64().unwrap_or(0),
+        d["queue_bytes"].as_i64().unwrap_or(0),
+        d["queue_max_bytes"].as_i64().unwrap_or(0),
+        d["pipelines"].as_i64().unwrap_or(0),
     ));
     let o = &doc["origin_detection"];
     if o.is_object() {

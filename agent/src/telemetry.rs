@@ -76,6 +76,12 @@ pub struct DogstatsdTelemetry {
     pub dropped: Reasons,
     pub udp_rcvbuf_requested: Gauge,
     pub udp_rcvbuf_granted: Gauge,
+    /// Bytes held by batches waiting between the socket readers and the workers.
+    pub queue_bytes: Gauge,
+    /// The queue's bound (`dogstatsd_queue_bytes`).
+    pub queue_max_bytes: Gauge,
+    /// Processing workers (`dogstatsd_pipeline_count`).
+    pub pipelines: Gauge,
 }
 
 /// Forwarder counters (`forwarder` section of the status).
@@ -113,6 +119,27 @@ pub struct Telemetry {
     pub dogstatsd: DogstatsdTelemetry,
     pub forwarder: ForwarderTelemetry,
     pub flush: FlushTelemetry,
+}
+
+/// True at most once every `secs` seconds per `last` slot (unix seconds of the last time it said yes): the
+/// rate limit of warnings that can repeat per packet or per request. Use [`warn_every!`](crate::warn_every).
+pub fn allow_every(last: &AtomicU64, secs: u64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let prev = last.load(Relaxed);
+    now >= prev.saturating_add(secs) && last.compare_exchange(prev, now, Relaxed, Relaxed).is_ok()
+}
+
+/// `tracing::warn!` at most once every `secs` seconds from this call site.
+#[macro_export]
+macro_rules! warn_every {
+    ($secs:expr, $($arg:tt)+) => {{
+        static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if $crate::telemetry::allow_every(&LAST, $secs) {
+            tracing::warn!($($arg)+);
+        }
+    }};
 }
 
 impl Telemetry {

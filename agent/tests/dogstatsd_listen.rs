@@ -231,11 +231,116 @@ fn udp_rcvbuf_requested_and_granted_are_reported() {
         ..udp_cfg()
     });
     let d = &telemetry.dogstatsd;
-    assert_eq!(d.udp_rcvbuf_requested.get(), 0);
-    assert!(
-        d.udp_rcvbuf_granted.get() > 0,
-        "the kernel default is reported too"
+    assert_eq!(
+        d.udp_rcvbuf_requested.get(),
+        kelpie_agent::dogstatsd::listen::DEFAULT_UDP_RCVBUF as i64,
+        "unset, a larger buffer than the kernel's default is asked for"
     );
+    let rmem_max: i64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let granted = d.udp_rcvbuf_granted.get();
+    assert!(
+        granted >= rmem_max.min(kelpie_agent::dogstatsd::listen::DEFAULT_UDP_RCVBUF as i64),
+        "granted {granted}: at least rmem_max ({rmem_max}) or what was asked"
+    );
+}
+
+/// One port, one agent: a second set of listeners on a port the first one holds (with SO_REUSEPORT, which
+/// would let it join and take half of the traffic) is refused with a clear error, and the first keeps all
+/// the traffic.
+#[test]
+fn a_second_listener_on_a_port_in_use_is_refused() {
+    let port = free_udp_port();
+    let (first, _, sink) = start(ListenerConfig {
+        udp_port: port,
+        ..udp_only()
+    });
+    let err = Listeners::start(
+        ListenerConfig {
+            udp_port: port,
+            ..udp_only()
+        },
+        Arc::new(Telemetry::default()),
+        Collect::new(&Arc::new(Telemetry::default())),
+    )
+    .err()
+    .expect("the port is in use");
+    assert!(matches!(err, ListenError::PortInUse { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("already in use"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20 {
+        client
+            .send_to(format!("m:{i}|c").as_bytes(), udp_addr(&first))
+            .unwrap();
+    }
+    assert_eq!(sink.payloads(20).len(), 20);
+}
+
+/// Records nothing for a while on its first batch, so the socket's receive buffer overflows.
+struct Stall {
+    inner: Arc<Collect>,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+impl DatagramSink for Stall {
+    fn receive(&self, batch: &[Received<'_>]) {
+        if !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.inner.receive(batch);
+    }
+}
+
+/// The kernel's drops on a UDP socket are counted as `kernel`: every datagram sent is either received or
+/// counted, exactly.
+#[test]
+fn kernel_drops_are_counted_exactly() {
+    let telemetry = Arc::new(Telemetry::default());
+    let inner = Collect::new(&telemetry);
+    let sink = Arc::new(Stall {
+        inner: inner.clone(),
+        stalled: false.into(),
+    });
+    let listeners = Listeners::start(
+        ListenerConfig {
+            // The smallest buffer the kernel allows: a couple of datagrams.
+            so_rcvbuf: 1,
+            udp_sockets: 1,
+            ..udp_cfg()
+        },
+        telemetry.clone(),
+        sink,
+    )
+    .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let payload = vec![b'x'; 4000];
+    let sent = 200;
+    for _ in 0..sent {
+        client.send_to(&payload, udp_addr(&listeners)).unwrap();
+    }
+    // The reader stalls on the first datagram while the rest arrive; then one more carries the counter.
+    std::thread::sleep(Duration::from_millis(500));
+    client.send_to(b"last:1|c", udp_addr(&listeners)).unwrap();
+    let got = inner.wait("the last datagram", |g, _| {
+        g.last().is_some_and(|g| g.payload == b"last:1|c")
+    });
+    let received = got.0.len() as u64 - 1;
+    let kernel = telemetry.dogstatsd.dropped.snapshot()["kernel"];
+    assert!(kernel > 0, "nothing was dropped: received {received}");
+    assert_eq!(
+        received + kernel,
+        sent,
+        "received {received}, kernel drops {kernel}"
+    );
+    assert_eq!(telemetry.dogstatsd.packets_udp.get(), received + 1);
 }
 
 #[test]
@@ -304,7 +409,7 @@ fn udp_bind_error_names_the_address() {
     )
     .err()
     .expect("the port is taken");
-    assert!(matches!(err, ListenError::Udp { .. }));
+    assert!(matches!(err, ListenError::PortInUse { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(!text.contains('\n'));

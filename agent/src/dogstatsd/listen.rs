@@ -16,7 +16,7 @@
 //! about twice the largest frame. Every blocking call wakes up at least every [`POLL_INTERVAL`] to see the
 //! stop flag, so [`Listeners::shutdown`] returns within about that time.
 
-use crate::telemetry::Telemetry;
+use crate::telemetry::{allow_every as warn_allowed, Telemetry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -118,6 +118,11 @@ pub enum ListenError {
     Resolve { host: String, source: io::Error },
     #[error("cannot listen for DogStatsD on UDP {addr}: {source}")]
     Udp { addr: SocketAddr, source: io::Error },
+    #[error(
+        "cannot listen for DogStatsD on UDP {addr}: the port is already in use (another kelpie or Datadog \
+         agent on this host?); stop it or set dogstatsd_port"
+    )]
+    PortInUse { addr: SocketAddr },
     #[error("cannot listen for DogStatsD on Unix socket {}: {source}", path.display())]
     Unix { path: PathBuf, source: io::Error },
     #[error("cannot create the DogStatsD socket {}: its directory does not exist", path.display())]
@@ -166,6 +171,7 @@ impl Listeners {
                     fd_owner: Box::new(socket),
                     transport: Transport::Udp,
                     creds: false,
+                    drops: true,
                 };
                 me.spawn(format!("dsd-udp-{i}"), &telemetry, &sink, slot, reader)?;
             }
@@ -192,12 +198,14 @@ impl Listeners {
                     .map_err(unix_err)?;
             }
             if cfg.so_rcvbuf > 0 {
-                set_rcvbuf(socket.as_raw_fd(), cfg.so_rcvbuf).map_err(unix_err)?;
+                set_rcvbuf(socket.as_raw_fd(), cfg.so_rcvbuf, None).map_err(unix_err)?;
             }
             let reader = DgramSocket {
                 fd_owner: Box::new(socket),
                 transport: Transport::UdsDgram,
                 creds: cfg.origin_detection,
+                // A Unix datagram socket never drops: a sender finding it full waits or gets EAGAIN.
+                drops: false,
             };
             me.spawn(
                 "dsd-uds".to_owned(),
@@ -322,6 +330,10 @@ fn udp_bind_ip(cfg: &ListenerConfig) -> Result<IpAddr, ListenError> {
 
 /// Binds the UDP sockets: the first on the configured port (which may be 0 in tests), the others on the port
 /// the first one got.
+///
+/// One port belongs to one agent: the sockets share the port with `SO_REUSEPORT`, which would also let a second
+/// agent (same user) join the group and silently take half of the traffic. So a probe socket without
+/// `SO_REUSEPORT` is bound first: it fails when anyone already holds the port, and that is a clear error.
 fn bind_udp(cfg: &ListenerConfig, telemetry: &Telemetry) -> Result<Vec<Socket>, ListenError> {
     let ip = udp_bind_ip(cfg)?;
     let count = match cfg.udp_sockets {
@@ -331,29 +343,48 @@ fn bind_udp(cfg: &ListenerConfig, telemetry: &Telemetry) -> Result<Vec<Socket>, 
         n => n,
     };
     let mut addr = SocketAddr::new(ip, cfg.udp_port);
+    if cfg.udp_port != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .and_then(|probe| probe.bind(&addr.into()));
+        match probe {
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+                return Err(ListenError::PortInUse { addr })
+            }
+            Err(source) => return Err(ListenError::Udp { addr, source }),
+            Ok(()) => {}
+        }
+    }
+    let (requested, max) = match cfg.so_rcvbuf {
+        0 => (DEFAULT_UDP_RCVBUF, rmem_max()),
+        n => (n, None),
+    };
+    telemetry
+        .dogstatsd
+        .udp_rcvbuf_requested
+        .set(requested as i64);
     let mut sockets = Vec::with_capacity(count);
     for i in 0..count {
-        let socket =
-            udp_socket(addr, cfg.so_rcvbuf).map_err(|source| ListenError::Udp { addr, source })?;
+        let socket = udp_socket(addr, requested, max).map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse if i == 0 => ListenError::PortInUse { addr },
+            _ => ListenError::Udp { addr, source },
+        })?;
         if i == 0 {
             if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
                 addr = bound;
             }
-            if cfg.so_rcvbuf > 0 {
-                telemetry
-                    .dogstatsd
-                    .udp_rcvbuf_requested
-                    .set(cfg.so_rcvbuf as i64);
-            }
-            let granted = socket.recv_buffer_size().unwrap_or(0);
+            // Linux reports twice the size asked for (the other half is its bookkeeping); show what a user
+            // compares with net.core.rmem_max and dogstatsd_so_rcvbuf.
+            let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
             telemetry.dogstatsd.udp_rcvbuf_granted.set(granted as i64);
-            if cfg.so_rcvbuf > 0 && granted < cfg.so_rcvbuf {
-                tracing::warn!(
-                    requested = cfg.so_rcvbuf,
-                    granted,
-                    "the kernel granted a smaller DogStatsD UDP receive buffer than requested \
-                     (raise net.core.rmem_max or give the agent CAP_NET_ADMIN)"
-                );
+            if granted < requested {
+                let msg = "the kernel granted a smaller DogStatsD UDP receive buffer than requested: bursts \
+                           can overflow it (counted as dogstatsd.dropped.kernel); raise the sysctl \
+                           net.core.rmem_max or give the agent CAP_NET_ADMIN";
+                if cfg.so_rcvbuf > 0 {
+                    tracing::warn!(requested, granted, "{msg}");
+                } else {
+                    tracing::info!(requested, granted, "{msg}");
+                }
             }
         }
         sockets.push(socket);
@@ -361,25 +392,47 @@ fn bind_udp(cfg: &ListenerConfig, telemetry: &Telemetry) -> Result<Vec<Socket>, 
     Ok(sockets)
 }
 
-fn udp_socket(addr: SocketAddr, so_rcvbuf: usize) -> io::Result<Socket> {
+/// The receive buffer asked for on each UDP socket when `dogstatsd_so_rcvbuf` is unset: about 500 datagrams of
+/// 8 KB, so that a burst outlasts a reader that the scheduler kept off the CPU for a few milliseconds.
+pub const DEFAULT_UDP_RCVBUF: usize = 4 << 20;
+
+/// `net.core.rmem_max`: the largest receive buffer an unprivileged socket may ask for.
+fn rmem_max() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A UDP socket on `addr` in the port's `SO_REUSEPORT` group, with `SO_RXQ_OVFL` (its drop counter comes with
+/// every datagram) and a receive buffer of `so_rcvbuf` bytes: forced past `net.core.rmem_max` when the agent
+/// may (CAP_NET_ADMIN), else at most `rmem_max` when that is known.
+fn udp_socket(addr: SocketAddr, so_rcvbuf: usize, rmem_max: Option<usize>) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
+    set_int_opt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
     if so_rcvbuf > 0 {
-        set_rcvbuf(socket.as_raw_fd(), so_rcvbuf)?;
+        set_rcvbuf(socket.as_raw_fd(), so_rcvbuf, rmem_max)?;
     }
     socket.set_read_timeout(Some(POLL_INTERVAL))?;
     socket.bind(&addr.into())?;
     Ok(socket)
 }
 
-/// Sets SO_RCVBUF, first with SO_RCVBUFFORCE (allowed with CAP_NET_ADMIN, as the agent's container often has)
-/// so that net.core.rmem_max does not cap it, then the ordinary way.
-fn set_rcvbuf(fd: RawFd, size: usize) -> io::Result<()> {
-    let size = i32::try_from(size).unwrap_or(i32::MAX);
-    if set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_ok() {
+/// Sets SO_RCVBUF, first with SO_RCVBUFFORCE (allowed with CAP_NET_ADMIN) so that net.core.rmem_max does not
+/// cap it, then the ordinary way, asking for at most `cap` (the kernel would cap it there anyway).
+fn set_rcvbuf(fd: RawFd, size: usize, cap: Option<usize>) -> io::Result<()> {
+    let int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    if set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, int(size)).is_ok() {
         return Ok(());
     }
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size)
+    set_int_opt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        int(cap.map_or(size, |c| size.min(c))),
+    )
 }
 
 fn set_int_opt(
@@ -414,22 +467,12 @@ struct DgramSocket {
     transport: Transport,
     /// Read SCM_CREDENTIALS (SO_PASSCRED is on).
     creds: bool,
+    /// Read the socket's drop counter (SO_RXQ_OVFL is on): the kernel's drops are counted as `kernel`.
+    drops: bool,
 }
 
 /// Control buffer per message, in u64 for cmsghdr alignment; enough for one `ucred`.
 const CTRL_WORDS: usize = 8;
-
-/// Logs a warning at most every `secs` seconds per `last` slot.
-fn warn_allowed(last: &AtomicU64, secs: u64) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let prev = last.load(Ordering::Relaxed);
-    now >= prev.saturating_add(secs)
-        && last
-            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-}
 
 fn dgram_loop(
     socket: DgramSocket,
@@ -440,6 +483,7 @@ fn dgram_loop(
 ) {
     static LAST_ERROR_WARN: AtomicU64 = AtomicU64::new(0);
     static LAST_TRUNC_WARN: AtomicU64 = AtomicU64::new(0);
+    static LAST_KERNEL_WARN: AtomicU64 = AtomicU64::new(0);
     let fd = socket.fd_owner.as_raw_fd();
     let transport = socket.transport;
     let batch = (DGRAM_READER_BUDGET / slot).clamp(1, BATCH);
@@ -448,7 +492,13 @@ fn dgram_loop(
     // through slices made from the same raw pointer, after recvmmsg returned.
     let mut buf = vec![0u8; slot * batch].into_boxed_slice();
     let base = buf.as_mut_ptr();
-    let ctrl_words = if socket.creds { CTRL_WORDS } else { 0 };
+    let ctrl_words = if socket.creds || socket.drops {
+        CTRL_WORDS
+    } else {
+        0
+    };
+    // The socket's drop counter as last seen (the kernel counts from 0 since the socket was made).
+    let mut kernel_drops = 0u32;
     let mut ctrl = vec![0u64; ctrl_words * batch].into_boxed_slice();
     let ctrl_base = ctrl.as_mut_ptr();
     let ctrl_len = ctrl_words * std::mem::size_of::<u64>();
@@ -530,11 +580,27 @@ fn dgram_loop(
                 }
             }
             bytes += len as u64;
-            let pid = if socket.creds {
-                sender_pid(&h.msg_hdr)
+            let (pid, drops) = if ctrl_words > 0 {
+                read_cmsgs(&h.msg_hdr)
             } else {
-                None
+                (None, None)
             };
+            if let Some(total) = drops {
+                // Cumulative (and wrapping) in the kernel: count what is new since the last datagram.
+                let new = total.wrapping_sub(kernel_drops);
+                if new > 0 && new < u32::MAX / 2 {
+                    Telemetry::drop(telemetry, "kernel", u64::from(new));
+                    kernel_drops = total;
+                    if warn_allowed(&LAST_KERNEL_WARN, 60) {
+                        tracing::warn!(
+                            ?transport,
+                            dropped = new,
+                            "the kernel dropped DogStatsD datagrams: the socket's receive buffer overflowed \
+                             (counted as dogstatsd.dropped.kernel; see docs/deploy.md on net.core.rmem_max)"
+                        );
+                    }
+                }
+            }
             received[i] = Received {
                 payload,
                 transport,
@@ -557,23 +623,34 @@ fn dgram_loop(
     drop(buf);
 }
 
-/// The pid in a message's SCM_CREDENTIALS, if any.
-fn sender_pid(msg: &libc::msghdr) -> Option<i32> {
+/// The pid in a message's SCM_CREDENTIALS and the socket's drop counter (SO_RXQ_OVFL), when present.
+fn read_cmsgs(msg: &libc::msghdr) -> (Option<i32>, Option<u32>) {
+    let (mut pid, mut drops) = (None, None);
     // SAFETY: msg was filled by recvmmsg; msg_control/msg_controllen describe a live buffer and the CMSG_*
-    // macros stay inside it. The ucred is read unaligned.
+    // macros stay inside it. The payloads are read unaligned.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
-            {
-                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                // 0 when the sender is in a pid namespace we cannot see.
-                return (cred.pid > 0).then_some(cred.pid);
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET {
+                match (*cmsg).cmsg_type {
+                    libc::SCM_CREDENTIALS => {
+                        let cred: libc::ucred =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                        // 0 when the sender is in a pid namespace we cannot see.
+                        pid = (cred.pid > 0).then_some(cred.pid);
+                    }
+                    libc::SO_RXQ_OVFL => {
+                        drops = Some(std::ptr::read_unaligned(
+                            libc::CMSG_DATA(cmsg).cast::<u32>(),
+                        ));
+                    }
+                    _ => {}
+                }
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    None
+    (pid, drops)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -722,7 +799,7 @@ fn stream_conn(mut stream: UnixStream, ctx: &StreamCtx) {
         return;
     }
     if ctx.so_rcvbuf > 0 {
-        let _ = set_rcvbuf(stream.as_raw_fd(), ctx.so_rcvbuf);
+        let _ = set_rcvbuf(stream.as_raw_fd(), ctx.so_rcvbuf, None);
     }
     let pid = if ctx.origin_detection {
         peer_pid(stream.as_raw_fd())

@@ -6,6 +6,7 @@
 
 pub mod listen;
 pub mod parse;
+pub mod queue;
 
 pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
 pub use parse::{for_each_line, parse_line, ParseError};
