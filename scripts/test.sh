@@ -13,6 +13,12 @@ if command -v "$py" >/dev/null 2>&1; then
   fi
 fi
 
+# tests/browser.rs drives Debian's chromium headless (skipped with a message when it is missing, unless
+# KELPIE_REQUIRE_TOOLS=1): install it with `apt-get install chromium chromium-driver` (.ci/run does).
+if ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test.sh: chromium-driver is not installed; the browser test will skip (apt-get install chromium chromium-driver)"
+fi
+
 # The whole-host end-to-end tests run the agent, the intake stand-in and an example service as containers built
 # FROM scratch on this machine (nothing is pulled). Build them once here (idempotent; the first time takes a
 # static release build) so the tests do not each try.
