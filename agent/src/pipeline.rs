@@ -515,6 +515,11 @@ impl SelfMetrics {
             d.queue_bytes.get() as f64,
         ));
         out.push(gauge(
+            "kelpie.dogstatsd.context_limit",
+            &[],
+            d.context_limit.get() as f64,
+        ));
+        out.push(gauge(
             "kelpie.forwarder.queued_bytes",
             &[],
             f.queued_bytes.get() as f64,
@@ -584,6 +589,56 @@ struct Flusher {
     self_metrics: SelfMetrics,
     state: Arc<StatusState>,
     max_contexts: usize,
+    refusals: RefusalLog,
+}
+
+/// Says when new contexts are refused (`context_limit`): at once, then at most once a minute while it lasts.
+#[derive(Default)]
+struct RefusalLog {
+    /// `context_limit` drops already reported.
+    reported: u64,
+    last_log: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn report(
+        &mut self,
+        d: &crate::telemetry::DogstatsdTelemetry,
+        cap: usize,
+        live: usize,
+        rss_near_limit: Option<u64>,
+        memory_limit: u64,
+    ) {
+        let refused = d
+            .dropped
+            .snapshot()
+            .get("context_limit")
+            .copied()
+            .unwrap_or(0);
+        if refused <= self.reported
+            || self
+                .last_log
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        let why = match rss_near_limit {
+            Some(rss) => format!(
+                "lowered to the contexts held because the agent's memory ({rss} bytes) is above 90% of \
+                 memory_limit ({memory_limit} bytes)"
+            ),
+            None => format!(
+                "derived from memory_limit ({memory_limit} bytes, {BYTES_PER_CONTEXT} bytes per context)"
+            ),
+        };
+        warn!(
+            "refused {} new DogStatsD contexts: {live} contexts are held and the limit is {cap}, {why}; \
+             samples of the contexts held are still aggregated and sent, idle ones expire",
+            refused - self.reported
+        );
+        self.reported = refused;
+        self.last_log = Some(Instant::now());
+    }
 }
 
 impl Flusher {
@@ -614,11 +669,24 @@ impl Flusher {
         let interval = self.cfg.flush_interval.as_secs() as i64;
         // Memory guard: near memory_limit, refuse new contexts (counted by the aggregator).
         let rss = self_rss_bytes();
-        if rss > self.cfg.memory_limit / 10 * 9 {
-            self.agg.set_max_contexts(self.agg.contexts());
+        let near_limit = rss > self.cfg.memory_limit / 10 * 9;
+        let cap = if near_limit {
+            self.agg.contexts()
         } else {
-            self.agg.set_max_contexts(self.max_contexts);
-        }
+            self.max_contexts
+        };
+        self.agg.set_max_contexts(cap);
+        let live = self.agg.contexts();
+        let d = &self.telemetry.dogstatsd;
+        d.context_limit.set(cap as i64);
+        d.context_limit_lowered.set(near_limit as i64);
+        self.refusals.report(
+            d,
+            cap,
+            live,
+            near_limit.then_some(rss),
+            self.cfg.memory_limit,
+        );
         let host_series = self.host.collect(now);
         let mut container_series = Vec::new();
         if self.containers.is_none() && !force && Instant::now() >= self.next_container_try {
@@ -824,6 +892,7 @@ pub async fn run(
     }
     let history = Arc::new(Mutex::new(History::new(cfg.history_memory)));
     let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
+    telemetry.dogstatsd.context_limit.set(max_contexts as i64);
     let workers = match cfg.dogstatsd_pipeline_count {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -1029,6 +1098,7 @@ pub async fn run(
         },
         state,
         max_contexts,
+        refusals: RefusalLog::default(),
     };
 
     // Flush on interval boundaries, like the Datadog Agent.

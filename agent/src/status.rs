@@ -118,6 +118,8 @@ impl StatusState {
                 "service_checks": d.service_checks.get(),
                 "parse_errors": d.parse_errors.get(),
                 "contexts": d.contexts.get(),
+                "context_limit": d.context_limit.get(),
+                "context_limit_reason": if d.context_limit_lowered.get() != 0 { "rss_near_memory_limit" } else { "memory_limit" },
                 "dropped": d.dropped.snapshot(),
                 "udp_rcvbuf_requested": d.udp_rcvbuf_requested.get(),
                 "udp_rcvbuf_granted": d.udp_rcvbuf_granted.get(),
@@ -436,7 +438,7 @@ pub fn render(doc: &Value, color: bool) -> String {
     out.push_str(&header_line("DogStatsD"));
     out.push_str(&format!(
         "  Udp Packets: {}\n  Uds Datagram Packets: {}\n  Uds Stream Packets: {}\n  Metric Samples: {}\n  \
-         Event Packets: {}\n  Service Check Packets: {}\n  Parse Errors: {}\n  Contexts: {}\n  Dropped: {}\n  \
+         Event Packets: {}\n  Service Check Packets: {}\n  Parse Errors: {}\n  Contexts: {} (limit {}{})\n  Dropped: {}\n  \
          Udp Receive Buffer: requested {} bytes, granted {} bytes\n  Queue: {} of {} bytes, {} workers\n",
         num(d, &["packets", "udp"]),
         num(d, &["packets", "uds_dgram"]),
@@ -446,6 +448,12 @@ pub fn render(doc: &Value, color: bool) -> String {
         num(d, &["service_checks"]),
         num(d, &["parse_errors"]),
         d["contexts"].as_i64().unwrap_or(0),
+        d["context_limit"].as_i64().unwrap_or(0),
+        if d["context_limit_reason"] == "rss_near_memory_limit" {
+            ", lowered: memory near memory_limit"
+        } else {
+            ""
+        },
         reasons(&d["dropped"]),
         d["udp_rcvbuf_requested"].as_i64().unwrap_or(0),
         d["udp_rcvbuf_granted"].as_i64().unwrap_or(0),

@@ -73,6 +73,10 @@ pub struct DogstatsdTelemetry {
     pub parse_errors: Counter,
     /// Live contexts in the aggregator.
     pub contexts: Gauge,
+    /// Most contexts held; new ones past it are refused (`dropped.context_limit`).
+    pub context_limit: Gauge,
+    /// 1 while the limit is lowered to the contexts held because the agent's RSS is near `memory_limit`.
+    pub context_limit_lowered: Gauge,
     pub dropped: Reasons,
     pub udp_rcvbuf_requested: Gauge,
     pub udp_rcvbuf_granted: Gauge,

@@ -630,7 +630,7 @@ impl Inner {
                     "kept in memory only (no forwarder_storage_path)"
                 };
                 tracing::warn!(
-                    "cannot deliver to the intake {url}: {reason}; payloads are {keep} and retried with backoff                      ({n} payloads, {bytes} bytes held)"
+                    "cannot deliver to the intake {url}: {reason}; payloads are {keep} and retried with backoff ({n} payloads, {bytes} bytes held)"
                 );
                 let since_unix = crate::status::unix_now();
                 self.telemetry
@@ -651,7 +651,7 @@ impl Inner {
                 o.last_reason = reason.to_string();
                 if now.duration_since(o.last_log) >= OUTAGE_LOG_EVERY {
                     tracing::warn!(
-                        "the intake {url} has not accepted data for {} ({} failed attempts since the last                          message, the last: {}); {n} payloads ({bytes} bytes) held, {} dropped since it began",
+                        "the intake {url} has not accepted data for {} ({} failed attempts since the last message, the last: {}); {n} payloads ({bytes} bytes) held, {} dropped since it began",
                         secs(now.duration_since(o.since)),
                         o.failures_unlogged,
                         o.last_reason,
@@ -667,10 +667,10 @@ impl Inner {
     fn log_recovery(&self, st: &State, o: &Outage) {
         let (n, bytes) = Inner::held(st);
         tracing::info!(
-            "the intake {} is accepting data again after {} (since unix time {}); {n} payloads ({bytes} bytes)              held are being sent, {} were dropped during the outage",
+            "the intake {} is accepting data again after {} (since {}); {n} payloads ({bytes} bytes) held are being sent, {} were dropped during the outage",
             self.cfg.base_url,
             secs(o.since.elapsed()),
-            o.since_unix,
+            crate::status::format_time(o.since_unix),
             self.telemetry
                 .forwarder
                 .dropped
@@ -714,7 +714,7 @@ impl Inner {
                     .collect::<Vec<_>>()
                     .join("; ");
                 tracing::warn!(
-                    "forwarder stopped with {} payload(s) unsent and no forwarder_storage_path: dropping them                      ({detail})",
+                    "forwarder stopped with {} payload(s) unsent and no forwarder_storage_path: dropping them ({detail})",
                     left.len()
                 );
             }

@@ -1,0 +1,192 @@
+//! Issue 13 against the real binary: long outages of every kind (shortened, with count-based checks), floods
+//! of new contexts, and what the agent says about them.
+
+mod common;
+
+use common::*;
+use kelpie_standin::intake::{Failure, Intake, IntakeHandle, ReceivedSeries, Times};
+use std::time::Duration;
+
+fn agent_for(intake: &IntakeHandle, extra: &[(&str, &str)]) -> AgentProc {
+    let url = intake.url();
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_DD_URL", url.as_str()),
+        ("DD_FORWARDER_BACKOFF_BASE", "0.2"),
+        ("DD_FORWARDER_BACKOFF_MAX", "2"),
+        ("DD_FORWARDER_TIMEOUT", "1"),
+    ];
+    envs.extend_from_slice(extra);
+    AgentProc::spawn(&envs)
+}
+
+/// Total count carried by a counter's series: every rate point × its interval.
+fn counted(series: &[ReceivedSeries], name: &str) -> f64 {
+    series
+        .iter()
+        .filter(|s| s.name == name)
+        .flat_map(|s| s.points.iter().map(move |p| p.1 * s.interval.max(1) as f64))
+        .sum()
+}
+
+/// The intake fails in four ways in a row (503, stalls past the timeout, resets, refused connections), 5 s
+/// each; the agent keeps probing at a low rate, says so once, and after recovery every increment arrives
+/// exactly once with nothing dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_every_kind_is_probed_gently_and_loses_nothing() {
+    let intake = Intake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let agent = agent_for(
+        &intake,
+        &[
+            ("DD_FORWARDER_STORAGE_PATH", storage.as_str()),
+            ("DD_FORWARDER_STORAGE_MAX_SIZE_IN_BYTES", "50000000"),
+        ],
+    );
+    let phases = [
+        Failure::Status(503),
+        Failure::Stall(Duration::from_secs(3)),
+        Failure::Reset,
+        Failure::Down,
+    ];
+    let mut sent = 0u64;
+    let mut flushes_during = 0u64;
+    let flushes = |a: &AgentProc| {
+        a.status_json()["aggregator"]["flushes"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = intake.requests().len();
+    for failure in phases {
+        intake.set_failure(failure, Times::Always);
+        let f0 = flushes(&agent);
+        for _ in 0..10 {
+            agent.send(&"e2e.outage.count:1|c\n".repeat(10));
+            sent += 10;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        flushes_during += flushes(&agent) - f0;
+    }
+    agent.wait_samples(sent, Duration::from_secs(10));
+    // Requests the intake saw while it failed (the refused connections of the last phase never reach it).
+    let requests = intake.requests().len() - before;
+    intake.clear_failure();
+    let ok = wait_until(&intake, 60, |i| {
+        counted(&i.series(), "e2e.outage.count") >= sent as f64
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of {sent} arrived",
+        counted(&intake.series(), "e2e.outage.count")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&intake.series(), "e2e.outage.count"), sent as f64);
+    // Each flush makes at least one payload; without backoff every one of them would have been tried at least
+    // once during the 15 s the intake answered. With it, probes are spaced by up to 2 s.
+    eprintln!("{requests} requests during the outage, {flushes_during} flushes");
+    assert!(
+        requests >= 3,
+        "the agent stopped probing: {requests} requests"
+    );
+    assert!(
+        (requests as u64) < flushes_during,
+        "{requests} requests for {flushes_during} flushes: no backoff"
+    );
+    let doc = agent.status_json();
+    assert_eq!(
+        doc["forwarder"]["transactions"]["dropped"],
+        serde_json::json!({}),
+        "{doc}"
+    );
+    assert_eq!(doc["forwarder"]["delivering"], true);
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("cannot deliver to the intake").count(),
+        1,
+        "one outage, one first-failure line: {log}"
+    );
+    assert!(log.contains("is accepting data again after"), "{log}");
+}
+
+/// Issue 13 item 3: new contexts past the cap are refused and counted in status and self metrics and said in
+/// the log; contexts already held keep flowing; idle ones expire and new contexts are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_contexts_is_refused_counted_and_survived() {
+    let intake = Intake::start().await;
+    // The history's budget (KELPIE_HISTORY_MEMORY) leaves nothing for contexts: the cap is its floor, 1000.
+    let agent = agent_for(
+        &intake,
+        &[
+            ("KELPIE_HISTORY_MEMORY", "1GiB"),
+            ("DD_DOGSTATSD_EXPIRY_SECONDS", "2"),
+        ],
+    );
+    agent.send("e2e.kept:1|c");
+    agent.wait_samples(1, Duration::from_secs(10));
+    // 2000 new gauges, 50 per datagram.
+    for chunk in 0..40 {
+        let lines: String = (0..50)
+            .map(|i| format!("e2e.flood.{}:1|g\n", chunk * 50 + i))
+            .collect();
+        agent.send(&lines);
+        agent.send("e2e.kept:1|c");
+    }
+    agent.wait_samples(2041, Duration::from_secs(20));
+    let doc = agent.status_json();
+    let d = &doc["dogstatsd"];
+    assert_eq!(d["context_limit"], 1000, "{doc}");
+    assert_eq!(d["context_limit_reason"], "memory_limit", "{doc}");
+    // One context was held before the flood: 999 of the 2000 got in.
+    assert_eq!(d["dropped"]["context_limit"], 1001, "{doc}");
+    // The kept counter flowed all along: 41 increments.
+    let ok = wait_until(&intake, 20, |i| counted(&i.series(), "e2e.kept") >= 41.0).await;
+    assert!(ok, "kept: {}", counted(&intake.series(), "e2e.kept"));
+    // Self metrics carry the refusals and the cap.
+    let ok = wait_until(&intake, 20, |i| {
+        let s = i.series();
+        counted(&s, "kelpie.dogstatsd.dropped") >= 1001.0
+            && s.iter().any(|x| x.name == "kelpie.dogstatsd.context_limit")
+    })
+    .await;
+    assert!(ok, "self metrics");
+    let s = intake.series();
+    let tagged = s.iter().any(|x| {
+        x.name == "kelpie.dogstatsd.dropped" && x.tags.iter().any(|t| t == "reason:context_limit")
+    });
+    assert!(
+        tagged,
+        "no kelpie.dogstatsd.dropped{{reason:context_limit}}"
+    );
+    let log = agent.log_text();
+    assert!(
+        log.contains("new DogStatsD contexts: ") && log.contains("the limit is 1000"),
+        "{log}"
+    );
+    // Idle gauges expire; then new contexts are accepted again, nothing more refused.
+    let ok = wait_for(Duration::from_secs(30), || {
+        (agent.status_json()["dogstatsd"]["contexts"]
+            .as_i64()
+            .unwrap_or(i64::MAX)
+            < 100)
+            .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "contexts did not expire: {}",
+        agent.status_json()
+    );
+    intake.clear();
+    let lines: String = (0..50).map(|i| format!("e2e.after.{i}:1|c\n")).collect();
+    agent.send(&lines);
+    let ok = wait_until(&intake, 20, |i| {
+        (0..50).all(|n| counted(&i.series(), &format!("e2e.after.{n}")) == 1.0)
+    })
+    .await;
+    assert!(ok, "new contexts after the flood did not arrive");
+    assert_eq!(
+        agent.status_json()["dogstatsd"]["dropped"]["context_limit"],
+        1001
+    );
+}
