@@ -963,7 +963,9 @@ impl Aggregator {
             ctx.value = Value::new(kind);
         }
 
-        let rate = if line.sample_rate > 0.0 && line.sample_rate <= 1.0 {
+        // The parser hands out positive rates (above 1 too: a counter counts `value / rate`, as the Agent's);
+        // histograms and sketches treat a rate above 1 as 1.
+        let rate = if line.sample_rate > 0.0 {
             line.sample_rate
         } else {
             1.0

@@ -39,7 +39,7 @@ pub struct MetricLine<'a> {
     /// has already validated (value packing, `name:1:2:3|h`). For `Set` it is the member, taken as is.
     pub values: &'a str,
     pub kind: MetricKind,
-    /// `|@rate`, 1.0 when absent; always in (0, 1].
+    /// `|@rate`, 1.0 when absent (and for `|@0`); always positive and finite, possibly above 1.
     pub sample_rate: f64,
     /// Raw tags field without the leading `#` (`a:b,c`); empty when absent.
     pub tags: &'a str,
@@ -47,7 +47,8 @@ pub struct MetricLine<'a> {
     pub container_id: Option<&'a str>,
     /// `|card:` field: the cardinality of the origin tags this line asks for (unknown values: `None`).
     pub cardinality: Option<TagCardinality>,
-    /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is.
+    /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is (the
+    /// parser refuses it on other types, as the Agent drops them).
     pub timestamp: Option<i64>,
 }
 
@@ -84,7 +85,8 @@ pub struct Event {
     /// `d:` unix seconds; `date_happened` on the wire.
     #[serde(rename = "date_happened", skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
-    /// `h:`; the agent's hostname when absent.
+    /// `h:`, else a `host:` tag; the agent's hostname when absent. `Some("")` (an empty `host:` tag) is no
+    /// host at all, as with the Datadog Agent.
     #[serde(rename = "host", skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +118,7 @@ pub struct ServiceCheck {
     /// Unix seconds; the receive time when absent in the line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    /// `h:`, else a `host:` tag; the agent's hostname when absent, no host for `Some("")` (as [`Event`]).
     #[serde(rename = "host_name", skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +131,35 @@ pub struct ServiceCheck {
     /// `card:` (the cardinality of those origin tags); not sent on.
     #[serde(skip)]
     pub cardinality: Option<TagCardinality>,
+}
+
+/// What an event's or service check's tags said about it besides tags (see [`take_tag_metadata`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TagMetadata {
+    /// The last `host:` tag's value (empty: no host).
+    pub host: Option<String>,
+    /// The last `dd.internal.card:` tag's level, when known.
+    pub cardinality: Option<TagCardinality>,
+}
+
+/// Removes the tags the Datadog Agent's enrichment (`extractTagsMetadata`) takes out of an event's or service
+/// check's tags, as the aggregator does for metrics: `host:` (its value is returned), `dd.internal.entity_id:`,
+/// `dd.internal.card:` (its level is returned) and `dd.internal.jmx_check_name:`.
+pub fn take_tag_metadata(tags: &mut Vec<String>) -> TagMetadata {
+    let mut meta = TagMetadata::default();
+    tags.retain(|t| {
+        if let Some(h) = t.strip_prefix("host:") {
+            meta.host = Some(h.to_owned());
+        } else if let Some(card) = t.strip_prefix("dd.internal.card:") {
+            meta.cardinality = card.parse().ok().or(meta.cardinality);
+        } else if !(t.starts_with("dd.internal.entity_id:")
+            || t.starts_with("dd.internal.jmx_check_name:"))
+        {
+            return true;
+        }
+        false
+    });
+    meta
 }
 
 /// What one DogStatsD line is.

@@ -2,7 +2,8 @@
 //! and a real client (cadence).
 
 use kelpie_agent::dogstatsd::{
-    for_each_line, DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport,
+    for_each_line, DatagramSink, ListenError, ListenerConfig, Listeners, Received, Repairs,
+    Transport,
 };
 use kelpie_agent::model::{MetricKind, Parsed};
 use kelpie_agent::telemetry::Telemetry;
@@ -46,7 +47,9 @@ impl DatagramSink for Collect {
                 transport: r.transport,
                 pid: r.pid,
             });
-            for_each_line(r.payload, &self.telemetry, |p| state.1.push(describe(&p)));
+            for_each_line(r.payload, &Repairs::new(), &self.telemetry, |p| {
+                state.1.push(describe(&p))
+            });
         }
         self.cv.notify_all();
     }

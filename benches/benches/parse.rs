@@ -7,7 +7,7 @@
 //! (split into owned pieces) measured in the same run, so the ratio stays meaningful.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use kelpie_agent::dogstatsd::{for_each_line, parse_line};
+use kelpie_agent::dogstatsd::{for_each_line, parse_line, Repairs};
 use kelpie_agent::telemetry::Telemetry;
 use std::time::Duration;
 
@@ -131,13 +131,14 @@ fn bench_datagram(c: &mut Criterion) {
         i += 1;
     }
     let telemetry = Telemetry::default();
+    let repairs = Repairs::new();
     let mut group = c.benchmark_group("for_each_line");
     group.throughput(Throughput::Elements(lines));
     group.bench_function("8k_datagram_4_tag_gauges", |b| {
         b.iter_custom(|iters| {
             cpu_time(iters, || {
                 let mut n = 0u32;
-                for_each_line(black_box(payload.as_bytes()), &telemetry, |p| {
+                for_each_line(black_box(payload.as_bytes()), &repairs, &telemetry, |p| {
                     black_box(&p);
                     n += 1;
                 });

@@ -9,4 +9,4 @@ pub mod parse;
 pub mod queue;
 
 pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
-pub use parse::{for_each_line, parse_line, ParseError};
+pub use parse::{for_each_line, parse_line, ParseError, Repairs};

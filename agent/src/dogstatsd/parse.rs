@@ -1,9 +1,23 @@
 //! The DogStatsD line parser.
 //!
-//! Accepts what the Datadog Agent 7 accepts (its `comp/dogstatsd/server` parser was the reference for every rule
-//! below), with a few deliberate differences, each one a clear error instead of silently odd data:
-//! sample rates must be in (0, 1], metric values must be finite, and an event's title and text lengths must land
-//! on the `|` separators (they are byte lengths; a client that counts characters gets an error, not a cut title).
+//! Accepts what the Datadog Agent 7 accepts (its `comp/dogstatsd/server` parser and enrichment were the reference
+//! for every rule below; `tests/dogstatsd_parity.rs` holds the Agent's own test cases with its outcomes). The few
+//! places where kelpie is stricter are listed in `docs/dogstatsd.md`, each a counted error instead of odd data: a
+//! negative or non-finite sample rate, and an event whose title and text lengths do not land on the `|`
+//! separators (they are byte lengths; a client that counts characters gets an error, not a cut title).
+//!
+//! * sample rate: `|@0` means 1 (the Agent does so for histograms and distributions, Vector for every type); a
+//!   rate above 1 is taken as is (`x:10|c|@2` counts 5, as the Agent).
+//! * values: `nan` and `inf` are numbers to the Agent's parser and dropped by its aggregator, so a packed line
+//!   keeps its finite values and the others are counted as `non_finite_value` drops; a line with no finite value
+//!   is dropped whole (same reason).
+//! * `|T<unix secs>` on a histogram, timer, distribution or set: the Agent's no-aggregation pipeline takes only
+//!   gauges and counters and drops the rest; so does kelpie, counted as `timestamp_unsupported_type`.
+//! * bytes that are not UTF-8 are replaced with U+FFFD and the line is kept (as the Agent, which keeps the raw
+//!   bytes, and saluki, which replaces them); see [`Repairs`].
+//! * events and service checks take their host from a `host:` tag when they have no `h:` field (an empty value
+//!   means no host), and lose `host:`, `dd.internal.entity_id:`, `dd.internal.card:` (its level becomes the
+//!   origin cardinality when there is no `|card:` field) and `dd.internal.jmx_check_name:` tags, as metrics do.
 //!
 //! * metric: `<name>:<value>[:<value>...]|<type>[|@<rate>][|#<tags>][|c:<container id>][|T<unix secs>]`,
 //!   where unknown `|x...` extension fields are ignored and, when a field repeats, the last one wins. A set's
@@ -19,7 +33,7 @@
 //! Metric lines are parsed without allocating: [`MetricLine`] borrows the name, values and raw tags from the
 //! datagram. Events and service checks are rare and own their strings.
 
-use crate::model::{Event, MetricKind, MetricLine, Parsed, ServiceCheck};
+use crate::model::{take_tag_metadata, Event, MetricKind, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::Telemetry;
 use memchr::memchr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,14 +53,18 @@ pub enum ParseError {
     EmptyName,
     #[error("the metric value is empty")]
     EmptyValue,
-    #[error("a metric value is not a finite number")]
+    #[error("a metric value is not a number")]
     InvalidValue,
+    #[error("the metric line has no finite value (NaN and infinity are dropped, as the Datadog Agent does)")]
+    NonFiniteValue,
     #[error("the metric type is not one of c, g, h, d, s, ms")]
     UnknownType,
-    #[error("the sample rate is not a number in (0, 1]")]
+    #[error("the sample rate is not a finite number of 0 or more")]
     InvalidSampleRate,
     #[error("the `T` timestamp is not a positive integer of unix seconds")]
     InvalidTimestamp,
+    #[error("a `T` timestamp is only taken on gauges and counters (as the Datadog Agent, which drops the others)")]
+    TimestampUnsupportedType,
     #[error("the event header is not `_e{{<title length>,<text length>}}:`")]
     InvalidEventHeader,
     #[error("the event title is empty")]
@@ -63,7 +81,41 @@ pub enum ParseError {
     InvalidServiceCheckStatus,
 }
 
-/// Parses one DogStatsD line (without its trailing newline).
+impl ParseError {
+    /// The drop reason a line refused with this error is counted under (`dogstatsd.dropped.<reason>`) when the
+    /// Datadog Agent would have read the line and then dropped its data; None for a malformed line (counted in
+    /// `dogstatsd.parse_errors`).
+    pub fn drop_reason(self) -> Option<&'static str> {
+        match self {
+            ParseError::NonFiniteValue => Some("non_finite_value"),
+            ParseError::TimestampUnsupportedType => Some("timestamp_unsupported_type"),
+            _ => None,
+        }
+    }
+}
+
+/// Repaired copies of a payload's lines that were not valid UTF-8 (each invalid sequence replaced with U+FFFD),
+/// for [`for_each_line`] to hand out with the payload's lifetime. Free until a line needs repairing; make one
+/// per payload (or batch of payloads) and drop it with the parsed lines.
+#[derive(Debug, Default)]
+pub struct Repairs(bumpalo::Bump);
+
+impl Repairs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `line` as text, repaired into this arena when it is not UTF-8.
+    fn text<'a>(&'a self, line: &'a [u8]) -> &'a str {
+        match as_str(line) {
+            Ok(s) => s,
+            Err(_) => self.0.alloc_str(&String::from_utf8_lossy(line)),
+        }
+    }
+}
+
+/// Parses one DogStatsD line (without its trailing newline). A line that is not UTF-8 is an error here;
+/// [`for_each_line`] repairs it instead.
 #[inline]
 pub fn parse_line(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
     if line.first() == Some(&b'_') {
@@ -76,9 +128,16 @@ pub fn parse_line(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
 /// Splits a datagram (or stream frame) into lines on `\n` (a `\r` before it is dropped, empty lines are
 /// skipped), parses each and calls `f` for every good one. A malformed line is counted in
 /// `telemetry.dogstatsd.parse_errors`, logged (debug, plus a warn at most every 10 s) and skipped; the rest of
-/// the payload is still used. Good items are counted in `metric_samples` (one per packed value), `events` and
+/// the payload is still used; a line the Datadog Agent would read and then drop (see
+/// [`ParseError::drop_reason`]) is counted as that drop instead. A line that is not UTF-8 is repaired into
+/// `repairs` and used. Good items are counted in `metric_samples` (one per finite packed value), `events` and
 /// `service_checks`. Counters are updated once per payload, not per line, to keep shared cache lines quiet.
-pub fn for_each_line<'a>(payload: &'a [u8], telemetry: &Telemetry, mut f: impl FnMut(Parsed<'a>)) {
+pub fn for_each_line<'a>(
+    payload: &'a [u8],
+    repairs: &'a Repairs,
+    telemetry: &Telemetry,
+    mut f: impl FnMut(Parsed<'a>),
+) {
     let (mut samples, mut events, mut checks, mut errors) = (0u64, 0u64, 0u64, 0u64);
     let mut rest = payload;
     while !rest.is_empty() {
@@ -96,29 +155,24 @@ pub fn for_each_line<'a>(payload: &'a [u8], telemetry: &Telemetry, mut f: impl F
         }
         // Metric lines take a path of their own: `Parsed` is large (an `Event` is inline), and keeping it
         // out of the hot path's return values avoids copying it around.
+        let text = repairs.text(line);
         if line[0] != b'_' {
-            match as_str(line).and_then(|s| parse_metric(s, &mut samples)) {
+            match parse_metric(text, &mut samples) {
                 Ok(m) => f(Parsed::Metric(m)),
-                Err(err) => {
-                    errors += 1;
-                    report_parse_error(err, line);
-                }
+                Err(err) => refused(err, text, telemetry, &mut errors),
             }
             continue;
         }
-        match parse_underscore(line) {
+        match parse_underscore_str(text, &mut samples) {
             Ok(parsed) => {
                 match &parsed {
-                    Parsed::Metric(m) => samples += sample_count(m),
+                    Parsed::Metric(_) => {}
                     Parsed::Event(_) => events += 1,
                     Parsed::ServiceCheck(_) => checks += 1,
                 }
                 f(parsed);
             }
-            Err(err) => {
-                errors += 1;
-                report_parse_error(err, line);
-            }
+            Err(err) => refused(err, text, telemetry, &mut errors),
         }
     }
     let d = &telemetry.dogstatsd;
@@ -134,6 +188,45 @@ pub fn for_each_line<'a>(payload: &'a [u8], telemetry: &Telemetry, mut f: impl F
     if errors > 0 {
         d.parse_errors.add(errors);
     }
+}
+
+/// Counts a refused line: as its drop reason when it has one, else as a parse error (added to `errors`).
+#[cold]
+#[inline(never)]
+fn refused(err: ParseError, line: &str, telemetry: &Telemetry, errors: &mut u64) {
+    match err.drop_reason() {
+        Some(reason) => {
+            // As many drops as the line had values (one for a set).
+            let n = count_values(line);
+            telemetry.drop(reason, n);
+            tracing::debug!(line = %&line[..floor_char(line, LOGGED_LINE_BYTES)], "dropped a DogStatsD line: {err}");
+        }
+        None => {
+            *errors += 1;
+            report_parse_error(err, line.as_bytes());
+        }
+    }
+}
+
+/// The number of `:`-packed values of a metric line (1 for a set), for counting its drop.
+fn count_values(line: &str) -> u64 {
+    let mut fields = line.split('|');
+    let head = fields.next().unwrap_or("");
+    let is_set = fields.next() == Some("s");
+    match head.split_once(':') {
+        Some(_) if is_set => 1,
+        Some((_, v)) => v.split(':').filter(|v| !v.is_empty()).count().max(1) as u64,
+        None => 1,
+    }
+}
+
+/// The largest char boundary of `s` at or below `max`.
+fn floor_char(s: &str, max: usize) -> usize {
+    let mut i = max.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// Unix seconds of the last parse-error warn; warns are at most one per [`WARN_EVERY_SECS`].
@@ -168,24 +261,20 @@ fn report_parse_error(err: ParseError, line: &[u8]) {
 #[cold]
 #[inline(never)]
 fn parse_underscore(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
-    let s = as_str(line)?;
-    if line.starts_with(b"_e{") {
-        return parse_event(s).map(Parsed::Event);
-    }
-    if line.starts_with(b"_sc|") {
-        return parse_service_check(s).map(Parsed::ServiceCheck);
-    }
-    let mut samples = 0;
-    parse_metric(s, &mut samples).map(Parsed::Metric)
+    parse_underscore_str(as_str(line)?, &mut 0)
 }
 
-/// Samples in an already validated metric line: its packed values, or 1 for a set.
-fn sample_count(m: &MetricLine<'_>) -> u64 {
-    if m.kind == MetricKind::Set {
-        1
-    } else {
-        m.values.split(':').filter(|v| !v.is_empty()).count() as u64
+/// [`parse_underscore`] on text; a metric adds its samples to `samples`.
+#[cold]
+#[inline(never)]
+fn parse_underscore_str<'a>(s: &'a str, samples: &mut u64) -> Result<Parsed<'a>, ParseError> {
+    if s.starts_with("_e{") {
+        return parse_event(s).map(Parsed::Event);
     }
+    if s.starts_with("_sc|") {
+        return parse_service_check(s).map(Parsed::ServiceCheck);
+    }
+    parse_metric(s, samples).map(Parsed::Metric)
 }
 
 /// The line as text. Almost every line is ASCII, and checking that is several times cheaper than full UTF-8
@@ -315,7 +404,10 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
         match field.first() {
             Some(b'#') => line.tags = &s[start + 1..end],
             Some(b'@') => match parse_f64(&field[1..]) {
-                Some(rate) if rate > 0.0 && rate <= 1.0 => line.sample_rate = rate,
+                // 0 (or -0) means "not sampled", as the Agent's histograms and sketches and Vector take it.
+                Some(0.0) => line.sample_rate = 1.0,
+                // Above 1 is taken as is, as the Agent does (`x:10|c|@2` counts 5); 1 / rate must be finite.
+                Some(rate) if rate > 0.0 && (1.0 / rate).is_finite() => line.sample_rate = rate,
                 _ => return Err(ParseError::InvalidSampleRate),
             },
             Some(b'T') => match parse_i64(&field[1..]) {
@@ -334,27 +426,54 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
         }
         pos = end;
     }
+    if line.timestamp.is_some() && !matches!(kind, MetricKind::Counter | MetricKind::Gauge) {
+        return Err(ParseError::TimestampUnsupportedType);
+    }
     *samples += count;
     Ok(line)
 }
 
-/// Checks every `:`-separated value of a metric line; returns how many there are.
+/// Checks every `:`-separated value of a metric line; returns how many finite ones there are. NaN and
+/// infinity are numbers (the Agent's parser reads them, its aggregator drops them); a line with no finite
+/// value is refused with [`ParseError::NonFiniteValue`].
 #[inline]
 fn validate_values(raw: &[u8]) -> Result<u64, ParseError> {
-    let mut n = 0;
+    let (mut n, mut non_finite) = (0, 0);
     for v in raw.split(|&c| c == b':') {
         if v.is_empty() {
             continue;
         }
         if parse_f64(v).is_none() {
-            return Err(ParseError::InvalidValue);
+            if !is_non_finite(v) {
+                return Err(ParseError::InvalidValue);
+            }
+            non_finite += 1;
+            continue;
         }
         n += 1;
     }
     if n == 0 {
-        return Err(ParseError::EmptyValue);
+        return Err(if non_finite > 0 {
+            ParseError::NonFiniteValue
+        } else {
+            ParseError::EmptyValue
+        });
     }
     Ok(n)
+}
+
+/// Whether `v` spells NaN or an infinity as Go's `ParseFloat` reads them (`nan`; `inf` or `infinity` with an
+/// optional sign; any case). A number too large for an f64 (`1e400`) is an error there, and here.
+#[cold]
+fn is_non_finite(v: &[u8]) -> bool {
+    if v.eq_ignore_ascii_case(b"nan") {
+        return true;
+    }
+    let unsigned = v
+        .strip_prefix(b"+")
+        .or_else(|| v.strip_prefix(b"-"))
+        .unwrap_or(v);
+    unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity")
 }
 
 /// Exact powers of ten for the decimal fast path.
@@ -515,6 +634,9 @@ fn parse_event(s: &str) -> Result<Event, ParseError> {
             // `e:` and unknown fields: ignored.
         });
     }
+    let meta = take_tag_metadata(&mut event.tags);
+    event.hostname = event.hostname.or(meta.host);
+    event.cardinality = event.cardinality.or(meta.cardinality);
     Ok(event)
 }
 
@@ -566,6 +688,9 @@ fn parse_service_check(s: &str) -> Result<ServiceCheck, ParseError> {
             // `e:` and unknown fields: ignored.
         });
     }
+    let meta = take_tag_metadata(&mut check.tags);
+    check.hostname = check.hostname.or(meta.host);
+    check.cardinality = check.cardinality.or(meta.cardinality);
     Ok(check)
 }
 

@@ -380,7 +380,8 @@ pub fn encode_sketches_with_limits(
 /// truncated to Datadog's limits).
 pub fn encode_event(cfg: &EncodeConfig, ev: &Event) -> Result<Payload, EncodeError> {
     let mut ev = ev.clone();
-    if ev.hostname.as_deref().is_none_or(str::is_empty) {
+    // `Some("")` stays: an empty `host:` tag asked for no host.
+    if ev.hostname.is_none() {
         ev.hostname = Some(cfg.hostname.clone());
     }
     add_host_tags(&mut ev.tags, &cfg.host_tags);
@@ -415,7 +416,7 @@ pub fn encode_service_checks(
     );
     for c in checks {
         let mut c = c.clone();
-        if c.hostname.as_deref().is_none_or(str::is_empty) {
+        if c.hostname.is_none() {
             c.hostname = Some(cfg.hostname.clone());
         }
         add_host_tags(&mut c.tags, &cfg.host_tags);
