@@ -75,10 +75,13 @@ async function refreshStatus() {
   const del = $("delivery");
   if (doc.mode === "local") {
     del.textContent = "local: nothing sent"; del.className = "badge";
-  } else if (f.not_delivering_since || f.last_error) {
-    const since = f.not_delivering_since ? " since " + clock(f.not_delivering_since, true) : "";
-    del.textContent = "not delivering" + since; del.className = "badge bad";
+  } else if (f.not_delivering_since) {
+    const since = clock(f.not_delivering_since, true);
+    del.textContent = "not delivering since " + since; del.className = "badge bad";
     del.title = f.last_error || "";
+    problem(`Not delivering to ${doc.dd_url} since ${since} (${ago(f.not_delivering_since)}): ` +
+      `${f.last_error || "unknown error"}. ${f.queued_transactions || 0} payloads ` +
+      `(${fmtBytes((f.queued_bytes || 0) + (f.queued_on_disk_bytes || 0))}) held.`);
   } else {
     del.textContent = "delivering"; del.className = "badge good"; del.title = "";
   }
