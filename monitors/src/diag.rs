@@ -97,6 +97,36 @@ impl Source {
     }
 }
 
+/// `; did you mean "x"?` when one candidate is close to `word` (edit distance at most a third of its
+/// length, and at least 1), else empty.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let limit = (word.chars().count() / 3).max(1);
+    let best = candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min();
+    match best {
+        Some((_, c)) => format!("; did you mean \"{c}\"?"),
+        None => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +139,14 @@ mod tests {
         assert_eq!(s.pos(8).to_string(), "f.tf:3:1");
         assert_eq!(s.pos(7).to_string(), "f.tf:2:4");
         assert_eq!(s.pos(999).line, 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("mesage", ["message", "name"]),
+            "; did you mean \"message\"?"
+        );
+        assert_eq!(did_you_mean("zzz", ["message", "name"]), "");
     }
 }

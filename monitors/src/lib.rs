@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod diag;
+pub mod eval;
 pub mod funcs;
 pub mod import;
 pub mod load;

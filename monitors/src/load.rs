@@ -3,10 +3,10 @@
 //! names `file:line:col`); expressions are evaluated with hcl-rs's evaluator and the functions in [`crate::funcs`].
 
 use crate::diag::{Diag, Pos, Source};
+use crate::eval::{base_scope, Scope, EXTERNAL_MODULE};
 use crate::model::{self, Monitor, MONITOR_TYPES};
 use hcl::edit::structure::{Block, Body, Structure};
 use hcl::edit::Span;
-use hcl::eval::{Context, Evaluate};
 use hcl::{Map, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -104,15 +104,20 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
     for (k, v) in &opts.env_vars {
         overrides.push((k.clone(), Override::Raw(v.clone(), None)));
     }
+    // Terraform's order: terraform.tfvars, terraform.tfvars.json, *.auto.tfvars(.json) by name, then -var-file.
     let mut var_files: Vec<PathBuf> = Vec::new();
-    let auto = dir.join("terraform.tfvars");
-    if auto.is_file() {
-        var_files.push(auto);
+    for auto in ["terraform.tfvars", "terraform.tfvars.json"] {
+        if dir.join(auto).is_file() {
+            var_files.push(dir.join(auto));
+        }
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
         let mut autos: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(".auto.tfvars"))
+            .filter(|p| {
+                let n = p.to_string_lossy();
+                p.is_file() && (n.ends_with(".auto.tfvars") || n.ends_with(".auto.tfvars.json"))
+            })
             .collect();
         autos.sort();
         var_files.extend(autos);
@@ -134,8 +139,11 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
             )),
         }
     }
+    let previous_root = crate::funcs::set_root(dir);
     let root = Module {
         dir: dir.to_path_buf(),
+        rel: ".".to_string(),
+        name: String::new(),
         prefix: String::new(),
         inputs: None,
         failed_inputs: HashMap::new(),
@@ -145,6 +153,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
         deferred: RefCell::new(HashMap::new()),
     };
     load_module(&root, &mut out);
+    crate::funcs::set_root(&previous_root);
     check_duplicates(&mut out);
     out
 }
@@ -169,6 +178,30 @@ fn read_var_file(path: &Path, overrides: &mut Vec<(String, Override)>, errors: &
             return;
         }
     };
+    if path.to_string_lossy().ends_with(".json") {
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(o)) => {
+                for (k, v) in o {
+                    overrides.push((k, Override::Value(crate::funcs::from_json(v))));
+                }
+            }
+            Ok(_) => errors.push(Diag::new(
+                None,
+                None,
+                format!("var file {}: must be a JSON object", path.display()),
+            )),
+            Err(e) => errors.push(Diag::new(
+                Some(Pos {
+                    file: path.display().to_string(),
+                    line: e.line(),
+                    col: e.column(),
+                }),
+                None,
+                format!("invalid JSON: {e}"),
+            )),
+        }
+        return;
+    }
     let src = Source::new(path.display().to_string(), text);
     let body = match hcl::edit::parser::parse_body(&src.text) {
         Ok(b) => b,
@@ -177,11 +210,11 @@ fn read_var_file(path: &Path, overrides: &mut Vec<(String, Override)>, errors: &
             return;
         }
     };
-    let ctx = base_context();
+    let scope = base_scope();
     for s in body.iter() {
         if let Structure::Attribute(a) = s {
             let pos = src.span_pos(a.span());
-            match eval(&a.value, &ctx) {
+            match eval(&a.value, &scope) {
                 Ok(v) => overrides.push((a.key.as_str().to_string(), Override::Value(v))),
                 Err(msg) => errors.push(Diag::new(Some(pos), None, msg)),
             }
@@ -213,6 +246,10 @@ pub(crate) fn parse_diag(src: &Source, e: &hcl::edit::parser::Error) -> Diag {
 
 struct Module {
     dir: PathBuf,
+    /// `path.module`: the directory relative to the root module's (`.` for the root).
+    rel: String,
+    /// The module call's name (empty for the root), for messages.
+    name: String,
     /// Address prefix, e.g. `module.api.` (empty for the root).
     prefix: String,
     /// For a child module: the inputs given by the `module` block.
@@ -277,40 +314,10 @@ impl Module {
     }
 }
 
-/// A context with the functions and `terraform.workspace`.
-pub(crate) fn base_context() -> Context<'static> {
-    let mut ctx = Context::new();
-    crate::funcs::declare_all(&mut ctx);
-    let mut tf = Map::new();
-    tf.insert("workspace".to_string(), Value::from("default"));
-    ctx.declare_var("terraform", Value::Object(tf));
-    ctx
-}
-
 /// Evaluates an hcl-edit expression; the error is one sentence.
-pub(crate) fn eval(expr: &hcl::edit::expr::Expression, ctx: &Context<'_>) -> Result<Value, String> {
+pub(crate) fn eval(expr: &hcl::edit::expr::Expression, scope: &Scope<'_>) -> Result<Value, String> {
     let e: hcl::Expression = expr.clone().into();
-    e.evaluate(ctx).map_err(|err| eval_message(&err))
-}
-
-fn eval_message(err: &hcl::eval::Error) -> String {
-    use hcl::eval::ErrorKind;
-    match err.kind() {
-        ErrorKind::UndefinedFunc(name) => format!(
-            "unknown function `{name}` (kelpie supports {})",
-            crate::funcs::NAMES.join(", ")
-        ),
-        ErrorKind::UndefinedVar(name) => {
-            format!("unknown name `{name}` (use var.<name>, local.<name>, each.key, each.value or count.index)")
-        }
-        ErrorKind::NoSuchKey(key) => match err.expr() {
-            Some(e) => format!(
-                "`{e}` has no attribute or key `{key}` (is the variable or local declared?)"
-            ),
-            None => format!("no attribute or key `{key}`"),
-        },
-        other => other.to_string(),
-    }
+    crate::eval::eval(&e, scope)
 }
 
 struct ParsedFile {
@@ -375,15 +382,21 @@ fn attr<'a>(b: &'a Block, key: &str) -> Option<&'a hcl::edit::structure::Attribu
         .find_map(|s| s.as_attribute().filter(|a| a.key.as_str() == key))
 }
 
-fn load_module(m: &Module, out: &mut Loaded) {
+/// What a module gives its caller: its outputs, and why the ones that failed did (reported only if used).
+#[derive(Default)]
+struct Outputs {
+    values: Map<String, Value>,
+    failed: Vec<(String, Diag)>,
+}
+
+fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
     let files = parse_files(&m.dir, out);
-    let mut ctx = base_context();
+    let mut ctx = base_scope();
     let mut pathv = Map::new();
-    pathv.insert(
-        "module".to_string(),
-        Value::from(m.dir.display().to_string()),
-    );
-    ctx.declare_var("path", Value::Object(pathv));
+    pathv.insert("module".to_string(), Value::from(m.rel.clone()));
+    pathv.insert("root".to_string(), Value::from("."));
+    pathv.insert("cwd".to_string(), Value::from("."));
+    ctx.set("path", Value::Object(pathv));
 
     // Variables.
     let mut vars = Map::new();
@@ -487,60 +500,130 @@ fn load_module(m: &Module, out: &mut Loaded) {
             }
         }
     }
-    ctx.declare_var("var", Value::Object(vars));
+    ctx.set("var", Value::Object(vars));
 
-    // Locals, evaluated in as many passes as their references need.
-    let mut pending: Vec<(&str, &hcl::edit::expr::Expression, Pos)> = Vec::new();
+    // Locals and module calls, in as many passes as their references need: a local may use a module's
+    // output and a module's inputs may use locals. A module call waits while its text names a local or a
+    // module that is not known yet; one that never can be is loaded last, with those inputs failed.
+    let mut pending: Vec<(&str, hcl::Expression, Pos, String)> = Vec::new();
+    let mut calls: Vec<(&ParsedFile, &Block, String)> = Vec::new();
+    let mut modules = Map::new();
     for f in &files {
-        for b in f
-            .body
-            .iter()
-            .filter_map(Structure::as_block)
-            .filter(|b| b.ident.as_str() == "locals")
-        {
-            for a in b.body.iter().filter_map(Structure::as_attribute) {
-                pending.push((a.key.as_str(), &a.value, f.src.span_pos(a.span())));
+        for b in f.body.iter().filter_map(Structure::as_block) {
+            match b.ident.as_str() {
+                "locals" => {
+                    for a in b.body.iter().filter_map(Structure::as_attribute) {
+                        pending.push((
+                            a.key.as_str(),
+                            a.value.clone().into(),
+                            f.src.span_pos(a.span()),
+                            f.src.slice(a.value.span()).unwrap_or("").to_string(),
+                        ));
+                    }
+                }
+                "module" => {
+                    let name = label(b, 0).unwrap_or("").to_string();
+                    if is_external_call(b) {
+                        modules.insert(name, Value::from(EXTERNAL_MODULE));
+                    }
+                    calls.push((f, b, f.src.slice(b.span()).unwrap_or("").to_string()))
+                }
+                _ => {}
             }
         }
     }
     let mut locals = Map::new();
-    loop {
-        ctx.declare_var("local", Value::Object(locals.clone()));
+    let mut failed_outputs: Vec<(String, Diag)> = Vec::new();
+    // Locals that failed for good: (name, expression text, error).
+    let mut failed: Vec<(&str, String, Diag)> = Vec::new();
+    let mut stuck = false;
+    while !pending.is_empty() || !calls.is_empty() {
+        ctx.set("local", Value::Object(locals.clone()));
+        ctx.set("module", Value::Object(modules.clone()));
+        // What is not known yet: an expression naming one of these waits (try() and can() would
+        // otherwise turn "not known yet" into a wrong answer).
+        let waiting: Vec<String> = pending
+            .iter()
+            .map(|(n, ..)| format!("local.{n}"))
+            .chain(
+                calls
+                    .iter()
+                    .map(|(_, b, _)| format!("module.{}", label(b, 0).unwrap_or(""))),
+            )
+            .collect();
+        let waits = |text: &str, own: &str| {
+            waiting
+                .iter()
+                .any(|w| w.as_str() != own && references(text, w))
+        };
         let mut progressed = false;
         let mut still = Vec::new();
-        let mut last_errors = Vec::new();
-        for (name, expr, pos) in pending {
-            match eval(expr, &ctx) {
-                Ok(v) => {
-                    locals.insert(name.to_string(), v);
-                    progressed = true;
-                }
-                Err(msg) => {
-                    last_errors.push((
-                        name,
-                        expr,
-                        Diag::new(Some(pos.clone()), None, format!("local.{name}: {msg}")),
-                    ));
-                    still.push((name, expr, pos));
-                }
+        for (name, expr, pos, text) in pending {
+            if !stuck && waits(&text, &format!("local.{name}")) {
+                still.push((name, expr, pos, text));
+                continue;
+            }
+            progressed = true;
+            match crate::eval::eval(&expr, &ctx) {
+                Ok(v) => drop(locals.insert(name.to_string(), v)),
+                Err(msg) => failed.push((
+                    name,
+                    text,
+                    Diag::new(Some(pos), None, format!("local.{name}: {msg}")),
+                )),
             }
         }
         pending = still;
-        if pending.is_empty() || !progressed {
-            let mut d = m.deferred.borrow_mut();
-            for (name, expr, diag) in last_errors {
-                let text = expr.to_string();
-                let via_var = d
+        let (ready, blocked): (Vec<_>, Vec<_>) = calls
+            .into_iter()
+            .partition(|(_, _, text)| stuck || !waits(text, ""));
+        calls = blocked;
+        for (f, b, _) in ready {
+            progressed = true;
+            if let Some((name, v, failed)) = load_module_call(m, &f.src, b, &ctx, out) {
+                modules.insert(name, v);
+                failed_outputs.extend(failed);
+            }
+        }
+        stuck = !progressed;
+    }
+    ctx.set("module", Value::Object(modules));
+    {
+        let mut d = m.deferred.borrow_mut();
+        for (key, diag) in failed_outputs {
+            d.entry(key).or_insert((diag, false));
+        }
+        // A local that failed because of another failed reference reports that one's cause: resolve
+        // in as many rounds as the chain is long.
+        let mut left = failed;
+        while !left.is_empty() {
+            let before = left.len();
+            let names: Vec<String> = left.iter().map(|(n, ..)| format!("local.{n}")).collect();
+            let mut again = Vec::new();
+            for (name, text, diag) in left {
+                let own = format!("local.{name}");
+                let cause = d
                     .iter()
-                    .filter(|(k, _)| k.starts_with("var.") && references(&text, k))
+                    .filter(|(k, _)| **k != own && references(&text, k))
                     .map(|(_, (vd, _))| vd.clone())
                     .next();
-                d.insert(format!("local.{name}"), (via_var.unwrap_or(diag), false));
+                let blocked = names.iter().any(|n| *n != own && references(&text, n));
+                match cause {
+                    Some(c) => drop(d.insert(own, (c, false))),
+                    None if blocked => again.push((name, text, diag)),
+                    None => drop(d.insert(own, (diag, false))),
+                }
             }
-            break;
+            if again.len() == before {
+                for (name, _, diag) in again {
+                    d.insert(format!("local.{name}"), (diag, false));
+                }
+                break;
+            }
+            left = again;
         }
     }
-    ctx.declare_var("local", Value::Object(locals));
+    ctx.set("local", Value::Object(locals));
 
     for f in &files {
         for s in f.body.iter() {
@@ -562,7 +645,6 @@ fn load_module(m: &Module, out: &mut Loaded) {
                         *out.ignored.entry(rtype.to_string()).or_default() += 1;
                     }
                 }
-                "module" => load_module_call(m, &f.src, b, &ctx, out),
                 "moved" => {
                     let from = attr(b, "from").and_then(|a| f.src.slice(a.value.span()));
                     let to = attr(b, "to").and_then(|a| f.src.slice(a.value.span()));
@@ -611,6 +693,50 @@ fn load_module(m: &Module, out: &mut Loaded) {
         }
     }
     let _ = &m.call_pos;
+
+    // Outputs, for the caller; one that fails is reported only if the caller uses it.
+    let mut outputs = Outputs::default();
+    for f in &files {
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "output")
+        {
+            let Some(name) = label(b, 0) else { continue };
+            let Some(a) = attr(b, "value") else { continue };
+            match eval(&a.value, &ctx) {
+                Ok(v) => drop(outputs.values.insert(name.to_string(), v)),
+                Err(msg) => {
+                    let d = Diag::new(
+                        Some(f.src.span_pos(a.span())),
+                        None,
+                        format!("output \"{name}\" of module {}: {msg}", m.name),
+                    );
+                    outputs
+                        .failed
+                        .push((name.to_string(), m.explain(f.src.slice(a.span()), d)));
+                }
+            }
+        }
+    }
+    outputs
+}
+
+/// Whether a module call's source is a registry or git address (kelpie reads local sources only).
+fn is_external_call(b: &Block) -> bool {
+    let Some(a) = attr(b, "source") else {
+        return false;
+    };
+    let e: hcl::Expression = a.value.clone().into();
+    match e {
+        hcl::Expression::String(s) => !is_local_source(&s),
+        _ => false,
+    }
+}
+
+fn is_local_source(s: &str) -> bool {
+    s.starts_with("./") || s.starts_with("../") || s == "." || s == ".."
 }
 
 /// `base/rel` with `.` and `..` resolved lexically, so paths in messages read `dir/modules/x/main.tf`.
@@ -630,6 +756,9 @@ fn lexical_join(base: &Path, rel: &str) -> PathBuf {
             other => out.push(other.as_os_str()),
         }
     }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
     out
 }
 
@@ -648,7 +777,7 @@ fn typed_raw(text: &str, ty: &str) -> Result<Value, String> {
         return Ok(Value::from(text));
     }
     let expr = hcl::edit::parser::parse_expr(text).map_err(|e| e.message().to_string())?;
-    eval(&expr, &base_context())
+    eval(&expr, &base_scope())
 }
 
 /// The instances of a block with `count`/`for_each`: (address suffix, each, count) per instance.
@@ -658,7 +787,7 @@ fn instances(
     m: &Module,
     src: &Source,
     b: &Block,
-    ctx: &Context<'_>,
+    ctx: &Scope<'_>,
     what: &str,
     out: &mut Loaded,
 ) -> Option<Vec<Instance>> {
@@ -760,21 +889,21 @@ fn instances(
 }
 
 fn instance_ctx<'a>(
-    ctx: &Context<'a>,
+    ctx: &'a Scope<'a>,
     each: &Option<(Value, Value)>,
     count: Option<i64>,
-) -> Context<'a> {
-    let mut c = ctx.clone();
+) -> Scope<'a> {
+    let mut c = ctx.child();
     if let Some((k, v)) = each {
         let mut o = Map::new();
         o.insert("key".to_string(), k.clone());
         o.insert("value".to_string(), v.clone());
-        c.declare_var("each", Value::Object(o));
+        c.set("each", Value::Object(o));
     }
     if let Some(i) = count {
         let mut o = Map::new();
         o.insert("index".to_string(), Value::from(i));
-        c.declare_var("count", Value::Object(o));
+        c.set("count", Value::Object(o));
     }
     c
 }
@@ -787,7 +916,7 @@ fn load_resource(
     b: &Block,
     rtype: &str,
     rname: &str,
-    ctx: &Context<'_>,
+    ctx: &Scope<'_>,
     out: &mut Loaded,
 ) {
     let base = format!("{}{}.{}", m.prefix, rtype, rname);
@@ -830,50 +959,27 @@ fn load_resource(
                         continue;
                     }
                     let pos = src.span_pos(inner.span());
-                    if key == "dynamic" {
-                        out.errors.push(Diag::new(
-                            Some(pos),
-                            Some(&address),
-                            "dynamic blocks are not supported; write the block out",
-                        ));
-                        ok = false;
-                        continue;
-                    }
-                    let mut obj = Map::new();
-                    for a in inner.body.iter().filter_map(Structure::as_attribute) {
-                        match eval(&a.value, &ictx) {
-                            Ok(v) => {
-                                obj.insert(a.key.as_str().to_string(), v);
-                            }
-                            Err(msg) => {
-                                ok = false;
-                                let d = Diag::new(
-                                    Some(src.span_pos(a.span())),
-                                    Some(&address),
-                                    format!("{key}.{}: {msg}", a.key.as_str()),
+                    let blocks = if key == "dynamic" {
+                        dynamic_blocks(m, src, inner, &ictx, &address, out)
+                    } else {
+                        block_object(m, src, inner, key, &ictx, &address, out)
+                            .map(|o| vec![(key.to_string(), o)])
+                    };
+                    match blocks {
+                        Some(blocks) => {
+                            for (k, o) in blocks {
+                                args.insert(
+                                    &k,
+                                    Value::Object(o),
+                                    pos.clone(),
+                                    true,
+                                    &address,
+                                    &mut out.errors,
                                 );
-                                m.fail(src.slice(a.span()), d, out);
                             }
                         }
+                        None => ok = false,
                     }
-                    if let Some(nested) = inner.body.iter().find_map(Structure::as_block) {
-                        out.errors.push(Diag::new(
-                            Some(src.span_pos(nested.span())),
-                            Some(&address),
-                            format!(
-                                "unsupported block `{}` inside `{key}`",
-                                nested.ident.as_str()
-                            ),
-                        ));
-                    }
-                    args.insert(
-                        key,
-                        Value::Object(obj),
-                        pos,
-                        true,
-                        &address,
-                        &mut out.errors,
-                    );
                 }
             }
         }
@@ -888,12 +994,159 @@ fn load_resource(
     }
 }
 
-fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out: &mut Loaded) {
+/// A module call's name, its value for `module.<name>` (the outputs; a list of them with `count`, a map
+/// with `for_each`) and the outputs that failed, keyed `module.<name>.<output>`.
+type Called = (String, Value, Vec<(String, Diag)>);
+
+/// The attributes of a block as an object; `None` (errors reported) if one fails.
+fn block_object(
+    m: &Module,
+    src: &Source,
+    inner: &Block,
+    key: &str,
+    scope: &Scope<'_>,
+    address: &str,
+    out: &mut Loaded,
+) -> Option<Map<String, Value>> {
+    let mut obj = Map::new();
+    let mut ok = true;
+    for a in inner.body.iter().filter_map(Structure::as_attribute) {
+        match eval(&a.value, scope) {
+            Ok(v) => {
+                obj.insert(a.key.as_str().to_string(), v);
+            }
+            Err(msg) => {
+                ok = false;
+                let d = Diag::new(
+                    Some(src.span_pos(a.span())),
+                    Some(address),
+                    format!("{key}.{}: {msg}", a.key.as_str()),
+                );
+                m.fail(src.slice(a.span()), d, out);
+            }
+        }
+    }
+    if let Some(nested) = inner.body.iter().find_map(Structure::as_block) {
+        out.errors.push(Diag::new(
+            Some(src.span_pos(nested.span())),
+            Some(address),
+            format!(
+                "unsupported block `{}` inside `{key}`",
+                nested.ident.as_str()
+            ),
+        ));
+        ok = false;
+    }
+    ok.then_some(obj)
+}
+
+/// The blocks a `dynamic "<name>" { for_each = ... iterator = ... content { ... } }` makes: one per item,
+/// with `<iterator>.key` and `<iterator>.value` (the iterator defaults to the block's name).
+fn dynamic_blocks(
+    m: &Module,
+    src: &Source,
+    d: &Block,
+    scope: &Scope<'_>,
+    address: &str,
+    out: &mut Loaded,
+) -> Option<Vec<(String, Map<String, Value>)>> {
+    let pos = src.span_pos(d.span());
+    let Some(name) = label(d, 0) else {
+        out.errors.push(Diag::new(
+            Some(pos),
+            Some(address),
+            "a dynamic block needs the name of the block it makes: dynamic \"monitor_thresholds\" { ... }",
+        ));
+        return None;
+    };
+    let iterator = match attr(d, "iterator") {
+        Some(a) => src.slice(a.value.span()).unwrap_or(name).to_string(),
+        None => name.to_string(),
+    };
+    let Some(content) = d
+        .body
+        .iter()
+        .filter_map(Structure::as_block)
+        .find(|b| b.ident.as_str() == "content")
+    else {
+        out.errors.push(Diag::new(
+            Some(pos),
+            Some(address),
+            format!("dynamic \"{name}\" needs a `content {{ ... }}` block"),
+        ));
+        return None;
+    };
+    let Some(fe) = attr(d, "for_each") else {
+        out.errors.push(Diag::new(
+            Some(pos),
+            Some(address),
+            format!("dynamic \"{name}\" needs `for_each`"),
+        ));
+        return None;
+    };
+    let coll = match eval(&fe.value, scope) {
+        Ok(v) => v,
+        Err(msg) => {
+            let diag = Diag::new(
+                Some(src.span_pos(fe.value.span())),
+                Some(address),
+                format!("dynamic \"{name}\" for_each: {msg}"),
+            );
+            m.fail(src.slice(fe.span()), diag, out);
+            return None;
+        }
+    };
+    let items: Vec<(Value, Value)> = match coll {
+        Value::Null => Vec::new(),
+        Value::Array(a) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Value::from(i as u64), v))
+            .collect(),
+        Value::Object(o) => {
+            let mut v: Vec<(String, Value)> = o.into_iter().collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v.into_iter().map(|(k, v)| (Value::from(k), v)).collect()
+        }
+        other => {
+            out.errors.push(Diag::new(
+                Some(src.span_pos(fe.value.span())),
+                Some(address),
+                format!(
+                    "dynamic \"{name}\" for_each needs a list, set or map, got {}",
+                    crate::funcs::type_name(&other)
+                ),
+            ));
+            return None;
+        }
+    };
+    let mut blocks = Vec::new();
+    for (k, v) in items {
+        let mut inner = scope.child();
+        let mut it = Map::new();
+        it.insert("key".to_string(), k);
+        it.insert("value".to_string(), v);
+        inner.set(&iterator, Value::Object(it));
+        blocks.push((
+            name.to_string(),
+            block_object(m, src, content, name, &inner, address, out)?,
+        ));
+    }
+    Some(blocks)
+}
+
+fn load_module_call(
+    m: &Module,
+    src: &Source,
+    b: &Block,
+    ctx: &Scope<'_>,
+    out: &mut Loaded,
+) -> Option<Called> {
     let pos = src.span_pos(b.span());
     let Some(name) = label(b, 0) else {
         out.errors
             .push(Diag::new(Some(pos), None, "a module block needs a name"));
-        return;
+        return None;
     };
     let base = format!("{}module.{}", m.prefix, name);
     let source = match attr(b, "source").map(|a| eval(&a.value, ctx)) {
@@ -901,7 +1154,7 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         Some(Err(msg)) => {
             out.errors
                 .push(Diag::new(Some(pos), Some(&base), format!("source: {msg}")));
-            return;
+            return None;
         }
         _ => {
             out.errors.push(Diag::new(
@@ -909,13 +1162,13 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
                 Some(&base),
                 "a module block needs a `source` string",
             ));
-            return;
+            return None;
         }
     };
-    if !(source.starts_with("./") || source.starts_with("../")) {
+    if !is_local_source(&source) {
         // A registry or git module is ordinary infrastructure: kelpie reads local modules only.
         out.ignored_modules.push(base);
-        return;
+        return Some((name.to_string(), Value::from(EXTERNAL_MODULE), Vec::new()));
     }
     if m.depth + 1 > MAX_MODULE_DEPTH {
         out.errors.push(Diag::new(
@@ -923,20 +1176,25 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
             Some(&base),
             format!("modules nest deeper than {MAX_MODULE_DEPTH} levels"),
         ));
-        return;
+        return None;
     }
     let dir = lexical_join(&m.dir, &source);
+    let rel = lexical_join(Path::new(&m.rel), &source)
+        .to_string_lossy()
+        .replace('\\', "/");
     if !dir.is_dir() {
         out.errors.push(Diag::new(
             Some(pos),
             Some(&base),
             format!("module source {} is not a directory", dir.display()),
         ));
-        return;
+        return None;
     }
-    let Some(insts) = instances(m, src, b, ctx, &base, out) else {
-        return;
-    };
+    let insts = instances(m, src, b, ctx, &base, out)?;
+    let keyed = attr(b, "for_each").is_some();
+    let counted = attr(b, "count").is_some();
+    let mut values = Vec::new();
+    let mut failed = Vec::new();
     for (suffix, each, count) in insts {
         let ictx = instance_ctx(ctx, &each, count);
         let mut inputs = Map::new();
@@ -973,6 +1231,8 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
         }
         let child = Module {
             dir: dir.clone(),
+            rel: rel.clone(),
+            name: format!("{base}{suffix}"),
             prefix: format!("{base}{suffix}."),
             inputs: Some(inputs),
             failed_inputs,
@@ -981,8 +1241,26 @@ fn load_module_call(m: &Module, src: &Source, b: &Block, ctx: &Context<'_>, out:
             call_pos: Some(pos.clone()),
             deferred: RefCell::new(HashMap::new()),
         };
-        load_module(&child, out);
+        let outputs = load_module(&child, out);
+        for (o, d) in outputs.failed {
+            failed.push((format!("module.{name}.{o}"), d));
+        }
+        let key = each.map(|(k, _)| k);
+        values.push((key, Value::Object(outputs.values)));
     }
+    let value = if keyed {
+        Value::Object(
+            values
+                .into_iter()
+                .filter_map(|(k, v)| Some((crate::funcs::to_str(&k?).ok()?, v)))
+                .collect(),
+        )
+    } else if counted {
+        Value::Array(values.into_iter().map(|(_, v)| v).collect())
+    } else {
+        values.pop().map(|(_, v)| v).unwrap_or(Value::Null)
+    };
+    Some((name.to_string(), value, failed))
 }
 
 fn check_duplicates(out: &mut Loaded) {
@@ -1155,20 +1433,24 @@ module "svc" {
         let t = dir(&[
             (
                 "main.tf",
-                "resource \"datadog_monitor\" \"m\" {\n  name = sha256(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
+                "resource \"datadog_monitor\" \"m\" {\n  name = sha1(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
             ),
             ("x/main.tf", "# nothing\n"),
         ]);
         let l = load_dir(t.path(), &LoadOptions::default());
         let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].ends_with("datadog_monitor.m: name: unknown function `sha256` (kelpie supports format, join, lower, upper, replace, concat, merge, lookup, length, tostring, tonumber, coalesce, contains, keys, values, jsonencode, trimspace, split, title, min, max, element, flatten, distinct, toset, tolist, tomap, abs, floor, ceil)"), "{}", msgs[0]);
-        assert!(msgs[0].contains("main.tf:2:3: "), "{}", msgs[0]);
-        assert!(msgs[1].contains("main.tf:9:3: module "), "{}", msgs[1]);
         assert!(
-            msgs[1].ends_with("has no variable named \"nope\""),
+            msgs[1].ends_with("datadog_monitor.m: name: unknown function `sha1`"),
             "{}",
             msgs[1]
+        );
+        assert!(msgs[1].contains("main.tf:2:3: "), "{}", msgs[1]);
+        assert!(msgs[0].contains("main.tf:9:3: module "), "{}", msgs[0]);
+        assert!(
+            msgs[0].ends_with("has no variable named \"nope\""),
+            "{}",
+            msgs[0]
         );
     }
 

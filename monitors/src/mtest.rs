@@ -3,7 +3,8 @@
 //! thresholds; each `expect` checks the state at a minute.
 
 use crate::diag::{Diag, Source};
-use crate::load::{base_context, eval, parse_diag};
+use crate::eval::{base_scope, Scope};
+use crate::load::{eval, parse_diag};
 use crate::model::{address_tag, Monitor};
 use crate::query::{self, fmt_num};
 use hcl::edit::structure::{Block, Structure};
@@ -246,7 +247,7 @@ fn attr<'a>(b: &'a Block, key: &str) -> Option<&'a hcl::edit::structure::Attribu
 /// Runs every test of every `*.monitortest.hcl` in `dir` against `monitors`.
 pub fn run(dir: &Path, monitors: &[Monitor]) -> Vec<CaseResult> {
     let mut results = Vec::new();
-    let ctx = base_context();
+    let ctx = base_scope();
     for path in test_files(dir) {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -300,12 +301,7 @@ pub fn run(dir: &Path, monitors: &[Monitor]) -> Vec<CaseResult> {
     results
 }
 
-fn run_case(
-    src: &Source,
-    b: &Block,
-    monitors: &[Monitor],
-    ctx: &hcl::eval::Context<'_>,
-) -> Result<(), String> {
+fn run_case(src: &Source, b: &Block, monitors: &[Monitor], ctx: &Scope<'_>) -> Result<(), String> {
     let pos = src.span_pos(b.span());
     let err = |p: &crate::diag::Pos, m: String| Diag::new(Some(p.clone()), None, m).to_string();
     let target = attr(b, "monitor")

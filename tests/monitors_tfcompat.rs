@@ -1,0 +1,172 @@
+//! The Terraform constructs of public monitor libraries, one corpus directory per construct under
+//! `tests/tf_corpus/` (written for kelpie, modelled on how those libraries are built): each must load with
+//! the values Terraform would compute.
+
+use kelpie_monitors::load::{load_dir, LoadOptions, Loaded};
+use kelpie_monitors::model::Monitor;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+fn corpus(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tf_corpus")
+        .join(dir)
+}
+
+fn load_with(dir: &str, opts: &LoadOptions) -> Loaded {
+    let l = load_dir(&corpus(dir), opts);
+    let errors: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert!(errors.is_empty(), "{dir}: {errors:#?}");
+    l
+}
+
+fn load(dir: &str) -> Loaded {
+    load_with(dir, &LoadOptions::default())
+}
+
+fn get<'a>(l: &'a Loaded, address: &str) -> &'a Monitor {
+    l.monitors
+        .iter()
+        .find(|m| m.address == address)
+        .unwrap_or_else(|| {
+            let all: Vec<&str> = l.monitors.iter().map(|m| m.address.as_str()).collect();
+            panic!("no monitor {address}; have {all:?}")
+        })
+}
+
+#[test]
+fn module_outputs_of_plain_count_and_for_each_modules() {
+    let l = load("module_outputs");
+    assert_eq!(l.monitors.len(), 4);
+    let cpu = get(&l, "datadog_monitor.cpu");
+    assert_eq!(
+        cpu.query,
+        "avg(last_5m):avg:system.cpu.user{env:prod} by {host} > 90"
+    );
+    assert_eq!(cpu.message, "CPU is high. @slack-payments (team payments)");
+    assert_eq!(
+        cpu.tags,
+        vec!["env:prod", "managed:terraform", "owner:platform"]
+    );
+    let cart = get(&l, r#"datadog_monitor.service_errors["cart"]"#);
+    assert_eq!(
+        cart.query,
+        "sum(last_10m):sum:trace.http.request.errors{service:cart,env:prod}.as_count() > 10"
+    );
+    assert_eq!(cart.message, "Errors on cart. @slack-search (team search)");
+    get(&l, r#"datadog_monitor.service_errors["checkout"]"#);
+    // A module call whose input needs another module's outputs (a for over a for_each module).
+    assert_eq!(
+        get(&l, "datadog_monitor.all_teams").message,
+        "@slack-payments (team payments) @slack-search (team search) (team all)"
+    );
+}
+
+#[test]
+fn module_source_relative_to_the_directory_given() {
+    // `--dir examples/use` with `source = "../.."`, as module repositories ship their examples.
+    let l = load("relative_module/examples/use");
+    let api = get(&l, "module.api.datadog_monitor.latency");
+    assert_eq!(
+        api.query,
+        "avg(last_15m):avg:trace.http.request.duration{service:api} > 5"
+    );
+    let web = get(&l, "module.web.datadog_monitor.latency");
+    assert_eq!(web.options["thresholds"]["warning"], json!(4.0));
+    // The module itself is a root too (its terraform.tfvars sets the service).
+    let root = load("relative_module");
+    assert_eq!(root.monitors[0].name, "standalone p99 latency");
+}
+
+#[test]
+fn terraform_functions_files_and_templates() {
+    let l = load("functions");
+    let checkout = get(&l, r#"datadog_monitor.service["checkout"]"#);
+    assert_eq!(checkout.name, "Checkout latency (STAG)");
+    assert_eq!(
+        checkout.query,
+        "avg(last_5m):avg:trace.http.request.duration{service:checkout,env:staging} > 2.5"
+    );
+    assert_eq!(
+        checkout.message,
+        "Latency of checkout is above the threshold.\n@slack-ops\n@pagerduty-ops\nRunbook: https://wiki/checkout (has an SLO)\n"
+    );
+    assert_eq!(
+        checkout.tags,
+        vec!["env:staging", "team:core", "service:checkout"]
+    );
+    assert_eq!(checkout.priority, Some(2));
+    assert_eq!(checkout.options["renotify_interval"], json!(60));
+    assert_eq!(checkout.options["thresholds"]["warning"], json!(1.5));
+    let search = get(&l, r#"datadog_monitor.service["search"]"#);
+    assert_eq!(
+        search.message,
+        "Latency of search is above the threshold.\n@slack-search\nRunbook: https://wiki/search\n"
+    );
+    assert_eq!(search.priority, None);
+    assert!(search.options["thresholds"].get("warning").is_none());
+    let checks = get(&l, "datadog_monitor.checks[0]");
+    assert_eq!(checks.name, "Checks 4 5 true");
+    assert_eq!(
+        checks.message,
+        "The HTTP check failed on 2 windows.\nReverse: b,a"
+    );
+    let mp = get(&l, "datadog_monitor.module_path");
+    assert_eq!(mp.query, "avg(last_5m):avg:system.load.1{*} > 4");
+    assert_eq!(mp.message, "read from modules/svc/limits.json");
+}
+
+#[test]
+fn dynamic_blocks_make_optional_blocks() {
+    let l = load("dynamic_blocks");
+    let cpu = get(&l, r#"datadog_monitor.generic["cpu"]"#);
+    assert_eq!(
+        cpu.options["thresholds"],
+        json!({"critical": 90.0, "warning": 80.0})
+    );
+    let mem = get(&l, r#"datadog_monitor.generic["mem"]"#);
+    assert_eq!(mem.options["thresholds"], json!({"critical": 0.1}));
+    // for_each = [] makes no block: the threshold comes from the query.
+    let none = get(&l, "datadog_monitor.no_thresholds_block");
+    assert_eq!(none.options["thresholds"]["critical"], json!(4.0));
+}
+
+#[test]
+fn strings_convert_to_bools_and_numbers_as_in_terraform() {
+    let opts = LoadOptions {
+        vars: vec!["flag=true".into()],
+        ..Default::default()
+    };
+    let l = load_with("conversions", &opts);
+    let cpu = get(&l, "datadog_monitor.cpu[0]");
+    assert_eq!(
+        cpu.options["thresholds"],
+        json!({"critical": 90.0, "warning": 80.0})
+    );
+    assert_eq!(cpu.options["notify_no_data"], json!(false));
+    assert_eq!(cpu.priority, Some(3));
+    get(&l, "datadog_monitor.flagged[0]");
+    let opts = LoadOptions {
+        vars: vec!["flag=false".into(), "enabled=false".into()],
+        ..Default::default()
+    };
+    assert!(load_with("conversions", &opts).monitors.is_empty());
+}
+
+#[test]
+fn json_var_files_in_terraform_order() {
+    // terraform.tfvars.json, then *.auto.tfvars.json, then -var-file, then -var.
+    let l = load("var_files");
+    let m = &l.monitors[0];
+    assert_eq!(m.query, "avg(last_5m):avg:app.errors{env:json} > 7");
+    assert_eq!(m.tags, vec!["a:1"]);
+    let opts = LoadOptions {
+        var_files: vec![corpus("var_files/extra.tfvars.json")],
+        vars: vec!["env=cli".into()],
+        ..Default::default()
+    };
+    let l = load_with("var_files", &opts);
+    let m = &l.monitors[0];
+    assert_eq!(m.query, "avg(last_10m):avg:app.errors{env:cli} > 7");
+    assert_eq!(m.tags, vec!["b:2", "c:3"]);
+}

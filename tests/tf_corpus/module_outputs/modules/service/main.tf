@@ -1,0 +1,7 @@
+variable "index" {
+  type = number
+}
+
+output "name" {
+  value = element(["checkout", "cart"], var.index)
+}

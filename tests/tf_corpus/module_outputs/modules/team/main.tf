@@ -1,0 +1,6 @@
+variable "name" {}
+variable "handle" {}
+
+output "notify" {
+  value = "${var.handle} (team ${var.name})"
+}
