@@ -170,3 +170,134 @@ fn json_var_files_in_terraform_order() {
     assert_eq!(m.query, "avg(last_10m):avg:app.errors{env:cli} > 7");
     assert_eq!(m.tags, vec!["b:2", "c:3"]);
 }
+
+/// The errors of loading `files` (name, text), with the temporary directory's path cut off.
+fn errors_of(files: &[(&str, &str)], opts: &LoadOptions) -> Vec<String> {
+    let t = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = t.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let prefix = format!("{}/", t.path().display());
+    load_dir(t.path(), opts)
+        .errors
+        .iter()
+        .map(|d| d.to_string().replace(&prefix, ""))
+        .collect()
+}
+
+const MON: &str = r#"
+resource "datadog_monitor" "m" {
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:system.cpu.user{*} > 90"
+  message = "m"
+  tags    = local.all_tags.base_tags
+}
+"#;
+
+#[test]
+fn an_unset_variable_used_through_locals_is_named_once() {
+    let vars = r#"
+variable "team" {}
+locals {
+  base     = ["team:${var.team}"]
+  all_tags = { base_tags = local.base, extra = [] }
+}
+"#;
+    let errs = errors_of(
+        &[("vars.tf", vars), ("main.tf", MON)],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["vars.tf:2:1: variable \"team\" is not set: give it a default, -var team=..., -var-file or TF_VAR_team"]
+    );
+}
+
+#[test]
+fn errors_name_the_root_cause() {
+    // An unknown function is reported as such, where it is called, with a suggestion.
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            r#"
+locals {
+  all_tags = { base_tags = [lenght("x")] }
+}
+resource "datadog_monitor" "m" {
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:system.cpu.user{*} > 90"
+  message = "m"
+  tags    = local.all_tags.base_tags
+}
+"#,
+        )],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["main.tf:3:3: local.all_tags: unknown function `lenght`; did you mean \"length\"?"]
+    );
+    // Another provider's resource, only when a monitor needs it; an unknown argument with a suggestion.
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            r#"
+resource "aws_sqs_queue" "dlq" { name = "dlq" }
+locals { unused = aws_sqs_queue.dlq.arn }
+resource "datadog_monitor" "m" {
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:aws.sqs.approximate_number_of_messages_visible{queuename:${aws_sqs_queue.dlq.name}} > 90"
+  mesage  = "m"
+}
+"#,
+        )],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["main.tf:7:3: datadog_monitor.m: query: `aws_sqs_queue.dlq.name` is an attribute of a resource that kelpie does not read; only Terraform knows its value"]
+    );
+    // A module's missing output; a count module's repeated error is reported once.
+    let errs = errors_of(
+        &[
+            (
+                "main.tf",
+                r#"
+module "scope" {
+  source = "./scope"
+}
+module "svc" {
+  count  = 3
+  source = "./svc"
+}
+resource "datadog_monitor" "m" {
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:system.cpu.user{${module.scope.filtre}} > 90"
+  message = "m"
+}
+"#,
+            ),
+            ("scope/main.tf", "output \"filter\" { value = \"env:prod\" }\n"),
+            (
+                "svc/main.tf",
+                "resource \"datadog_monitor\" \"m\" {\n  name = \"S\"\n  type = \"metric alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n  nope = 1\n}\n",
+            ),
+        ],
+        &LoadOptions::default(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        "svc/main.tf:6:3: module.svc[0].datadog_monitor.m: unsupported argument `nope` for datadog_monitor (and 2 more instance(s) of this line)"
+    );
+    assert_eq!(
+        errs[1],
+        "main.tf:12:3: datadog_monitor.m: query: `module.scope` has no output \"filtre\"; did you mean \"filter\"?"
+    );
+}

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A place in a source file (1-based line and column, the column counted in characters).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Pos {
     pub file: String,
     pub line: usize,

@@ -155,7 +155,32 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
     load_module(&root, &mut out);
     crate::funcs::set_root(&previous_root);
     check_duplicates(&mut out);
+    dedup_errors(&mut out.errors);
     out
+}
+
+/// Keeps the first of errors with the same place and message (the instances of a `count` module share
+/// one line of code), saying how many more there were.
+fn dedup_errors(errors: &mut Vec<Diag>) {
+    let mut seen: HashMap<(Option<Pos>, String), usize> = HashMap::new();
+    let mut kept: Vec<(Diag, usize)> = Vec::new();
+    for d in errors.drain(..) {
+        let key = (d.pos.clone(), d.message.clone());
+        match seen.get(&key) {
+            Some(&i) => kept[i].1 += 1,
+            None => {
+                seen.insert(key, kept.len());
+                kept.push((d, 0));
+            }
+        }
+    }
+    for (mut d, more) in kept {
+        if more > 0 {
+            d.message
+                .push_str(&format!(" (and {more} more instance(s) of this line)"));
+        }
+        errors.push(d);
+    }
 }
 
 #[derive(Clone, Debug)]

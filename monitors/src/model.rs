@@ -390,9 +390,16 @@ impl<'a> Conv<'a> {
             .collect();
         for (k, p) in items {
             if !allowed.contains(&k.as_str()) && !OPTION_ARGS.iter().any(|(o, _)| *o == k) {
+                let hint = crate::diag::did_you_mean(
+                    &k,
+                    allowed
+                        .iter()
+                        .copied()
+                        .chain(OPTION_ARGS.iter().map(|(o, _)| *o)),
+                );
                 self.err(
                     Some(&p),
-                    format!("unsupported argument `{k}` for {resource}"),
+                    format!("unsupported argument `{k}` for {resource}{hint}"),
                 );
             }
         }
@@ -668,8 +675,9 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
                 c.err(
                     Some(p),
                     format!(
-                        "unsupported argument `{k}` in `{key}` (expected {})",
-                        THRESHOLD_KEYS.join(", ")
+                        "unsupported argument `{k}` in `{key}` (expected {}){}",
+                        THRESHOLD_KEYS.join(", "),
+                        crate::diag::did_you_mean(k, THRESHOLD_KEYS.iter().copied())
                     ),
                 );
                 continue;
