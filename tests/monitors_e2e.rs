@@ -496,20 +496,152 @@ fn failures_are_reported_and_the_next_sync_converges() {
     assert_eq!(api.monitors().len(), 8);
 }
 
+/// Monitors per `kelpie-address` tag: more than one is a duplicate.
+fn duplicates(api: &MonitorsApiHandle) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for m in api.monitors() {
+        for t in m["tags"].as_array().unwrap() {
+            if let Some(a) = t.as_str().and_then(|t| t.strip_prefix("kelpie-address:")) {
+                *seen.entry(a.to_string()).or_default() += 1;
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(a, n)| format!("{a} x{n}"))
+        .collect()
+}
+
 #[test]
 fn rate_limits_are_honoured() {
+    // 40 creates, then 40 updates, under 15 requests per 2 s: several windows each, with the Reset header
+    // rounded down as Datadog sends it. The client spends each window's budget and waits until the window has
+    // surely reset, so (alone on the account) no request is answered 429.
     let api = MonitorsApi::start();
-    api.set_rate_limit(10, Duration::from_secs(1));
+    api.set_rate_limit(15, Duration::from_secs(2));
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(25));
+    write(tmp.path(), "main.tf", &many(40));
     let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(api.monitors().len(), 25);
+    assert_eq!(api.monitors().len(), 40);
+    assert!(out.contains("Sync: 40 created"), "{out}");
+    // Plain progress lines when stdout is not a terminal: numbered, and the waits for the rate limit.
+    assert!(out.contains("[1/40] created datadog_monitor.m["), "{out}");
+    assert!(out.contains("[40/40] created datadog_monitor.m["), "{out}");
+    assert!(
+        out.contains("waiting for the rate limit until ")
+            && out.contains("monitors: 15 requests per 2 s"),
+        "{out}"
+    );
+    write(
+        tmp.path(),
+        "main.tf",
+        &many(40).replace("message = \"m\"", "message = \"changed\""),
+    );
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Sync: 0 created, 40 updated"), "{out}");
     let log = api.request_log();
     let limited = log.iter().filter(|e| e.status == 429).count();
-    // The client paces itself by X-RateLimit-Remaining; a 429 can only come from requests already in flight.
-    assert!(limited <= 8, "{limited} requests were rate limited");
+    assert!(log.len() >= 82, "{}", log.len());
+    assert_eq!(
+        limited,
+        0,
+        "{limited} of {} requests were answered 429",
+        log.len()
+    );
+    assert_eq!(kelpie(&api, &["plan", "--dir", d, "--project", "p"]).0, 0);
+}
+
+#[test]
+fn a_create_applied_but_not_answered_is_found_not_duplicated() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(6));
+    // Datadog applies two creates but the answers are lost: one connection dropped, one 504 from a proxy.
+    api.fail_after_apply("POST /api/v1/monitor", 0, 1);
+    api.fail_after_apply("POST /api/v1/monitor", 504, 1);
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Sync: 6 created"), "{out}");
+    let log = api.request_log();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.status == 0 || e.status == 504)
+            .count(),
+        2,
+        "{log:?}"
+    );
+    // Each lost answer was followed by a search by the ownership tags, which found the monitor.
+    let searches: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.query.contains("kelpie-address"))
+        .collect();
+    assert_eq!(searches.len(), 2, "{log:?}");
+    assert_eq!(api.monitors().len(), 6);
+    assert!(duplicates(&api).is_empty(), "{:?}", duplicates(&api));
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.method == "POST" && e.path == "/api/v1/monitor")
+            .count(),
+        6,
+        "no create was sent twice"
+    );
+    // A create that Datadog did not apply (a 503 before it) is searched for, not found, and sent again.
+    write(tmp.path(), "main.tf", &many(7));
+    api.fail_next("POST /api/v1/monitor", 503, 1);
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(api.monitors().len(), 7);
+    assert!(duplicates(&api).is_empty());
+    assert_eq!(kelpie(&api, &["plan", "--dir", d, "--project", "p"]).0, 0);
+}
+
+#[test]
+fn an_interrupted_sync_converges_without_duplicates() {
+    let api = MonitorsApi::start();
+    api.set_rate_limit(10, Duration::from_secs(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(30));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kelpie"))
+        .args(["monitors", "sync", "--dir", d, "--project", "p"])
+        .env("DD_HOST", api.url())
+        .env("DD_API_KEY", "k")
+        .env("DD_APP_KEY", "a")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt it (SIGINT, as Ctrl-C or a CI runner's cancel) once some monitors exist.
+    let t = std::time::Instant::now();
+    while api.monitors().len() < 8 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "interrupted before the end");
+    let made = api.monitors().len();
+    assert!((8..30).contains(&made), "{made}");
+    // A create may also have been applied with its answer lost at the interruption: the next run finds them
+    // all by their tags.
+    api.fail_after_apply("POST /api/v1/monitor", 0, 1);
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("Sync: {} created, 0 updated", 30 - made)),
+        "{out}"
+    );
+    assert_eq!(api.monitors().len(), 30);
+    assert!(duplicates(&api).is_empty(), "{:?}", duplicates(&api));
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No changes. 30 monitor(s)"), "{out}");
 }
 
 #[test]
@@ -720,4 +852,95 @@ fn monitor_unit_tests_report_like_promtool() {
         "{out}"
     );
     assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn plan_shows_ownership_tags_and_footer_and_prints_markdown() {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(2));
+    let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("      ownership  managed-by:kelpie, kelpie-project:p, kelpie-address:datadog_monitor.m.0\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"      footer     "---\nManaged by kelpie from main.tf (datadog_monitor.m[0]). Edits made in the Datadog UI will be overwritten by the next sync.""#),
+        "{out}"
+    );
+    let (code, md, err) = kelpie(
+        &api,
+        &["plan", "--dir", d, "--project", "p", "--format", "markdown"],
+    );
+    assert_eq!(code, 2, "{md}{err}");
+    assert!(
+        md.starts_with("### kelpie monitors plan: project `p`\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.**"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| + create | `datadog_monitor.m[0]` | | name \"Monitor 0\" |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`managed-by:kelpie`, `kelpie-project:p`, `kelpie-address:<address>`"),
+        "{md}"
+    );
+    assert!(
+        md.contains("> Managed by kelpie from main.tf (datadog_monitor.m[0])."),
+        "{md}"
+    );
+    assert!(
+        md.contains("<details><summary>Full plan</summary>\n\n```diff\n+ datadog_monitor.m[0]\n"),
+        "{md}"
+    );
+    // sync --dry-run takes it too; --json and --format markdown together are refused.
+    let (code, md2, _) = kelpie(
+        &api,
+        &[
+            "sync",
+            "--dry-run",
+            "--dir",
+            d,
+            "--project",
+            "p",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!((code, &md2), (2, &md));
+    let (code, _, err) = kelpie(
+        &api,
+        &[
+            "plan",
+            "--dir",
+            d,
+            "--project",
+            "p",
+            "--json",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--json and --format Markdown disagree"),
+        "{err}"
+    );
+    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
+    let (code, md, _) = kelpie(
+        &api,
+        &["plan", "--dir", d, "--project", "p", "--format", "markdown"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        md.contains("**No changes.** 2 monitor(s) of project `p` are up to date."),
+        "{md}"
+    );
+    assert_eq!(writes(&api), 2);
 }

@@ -1,15 +1,18 @@
 //! A client of Datadog's Monitors API v1 that keeps to the account's rate limits: at most 4 requests in
-//! flight, `X-RateLimit-*` headers honoured per endpoint (a request waits for the window's reset when the
-//! remaining budget is spent), 429 waits for the reset and retries, 5xx and network errors are retried with
-//! backoff.
+//! flight, a budget per rate-limit name from the `X-RateLimit-*` headers (see [`crate::ratelimit`]: no more
+//! requests in a window than `Remaining` allows, in flight included, and a new window only once it has surely
+//! begun), 429 waits for the reset and retries, 5xx and network errors are retried with backoff. A create
+//! whose answer is lost is not simply sent again: [`Client::create_tagged`] first looks for the monitor by its
+//! ownership tags.
 
+use crate::ratelimit::{Decision, Headers, LimitInfo, Limiter, Ticket};
 use reqwest::{Method, StatusCode};
 use serde_json::Value as J;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Semaphore};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Notify, Semaphore};
 
 /// At most this many requests in flight (SPEC §6.4).
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -48,12 +51,6 @@ impl ApiError {
     }
 }
 
-#[derive(Default)]
-struct Gate {
-    remaining: Option<i64>,
-    reset_at: Option<Instant>,
-}
-
 /// Counters of what the client did (for reports and tests).
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -61,6 +58,15 @@ pub struct Stats {
     pub writes: AtomicU64,
     pub retries: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Creates whose answer was lost and that were then found by their tags instead of being sent again.
+    pub found_after_lost_answer: AtomicU64,
+}
+
+/// The client is waiting for a rate-limit window to reset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateWait {
+    pub until: SystemTime,
+    pub limit: LimitInfo,
 }
 
 pub struct Client {
@@ -69,7 +75,9 @@ pub struct Client {
     api_key: String,
     app_key: String,
     sem: Semaphore,
-    gates: Mutex<HashMap<&'static str, Gate>>,
+    limiter: Mutex<Limiter>,
+    answered: Notify,
+    waiting: Mutex<Option<RateWait>>,
     pub stats: Arc<Stats>,
 }
 
@@ -115,10 +123,6 @@ fn error_text(body: &J) -> String {
     }
 }
 
-fn header_num(h: &reqwest::header::HeaderMap, name: &str) -> Option<f64> {
-    h.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
 impl Client {
     /// A client configured from `DD_API_KEY`, `DD_APP_KEY` (or `DD_APPLICATION_KEY`), `DD_SITE`, `DD_HOST`.
     pub fn from_env() -> Result<Client, ApiError> {
@@ -146,74 +150,76 @@ impl Client {
             api_key: api_key.to_string(),
             app_key: app_key.to_string(),
             sem: Semaphore::new(MAX_IN_FLIGHT),
-            gates: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::default()),
+            answered: Notify::new(),
+            waiting: Mutex::new(None),
             stats: Arc::new(Stats::default()),
         })
     }
 
-    async fn wait_gate(&self, class: &'static str) {
+    /// What the client waits for, if it is waiting for a rate limit's window to reset.
+    pub fn rate_wait(&self) -> Option<RateWait> {
+        self.waiting.lock().map(|w| w.clone()).unwrap_or(None)
+    }
+
+    /// Waits until the rate limits allow one request of `class`.
+    async fn acquire(&self, class: &'static str) -> Ticket {
         loop {
-            let wait = {
-                let mut gates = self.gates.lock().await;
-                let g = gates.entry(class).or_default();
-                let now = Instant::now();
-                match (g.remaining, g.reset_at) {
-                    (Some(r), Some(at)) if r <= 0 && at > now => Some(at - now),
-                    (_, Some(at)) if at <= now => {
-                        // A new window: the budget is unknown until the next response says it.
-                        g.remaining = None;
-                        g.reset_at = None;
-                        None
-                    }
-                    _ => {
-                        if let Some(r) = g.remaining.as_mut() {
-                            *r -= 1;
-                        }
-                        None
-                    }
-                }
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            let now = Instant::now();
+            let (decision, ticket, info) = {
+                let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+                let (d, t) = l.try_acquire(class, now);
+                let info = match &d {
+                    Decision::WaitUntil(_, name) => Some(l.info(name)),
+                    _ => None,
+                };
+                (d, t, info)
             };
-            match wait {
-                Some(d) => {
+            match (decision, ticket) {
+                (Decision::Go, Some(t)) => {
+                    if let Ok(mut w) = self.waiting.lock() {
+                        *w = None;
+                    }
+                    return t;
+                }
+                (Decision::WaitUntil(until, name), _) => {
+                    let wait = until.saturating_duration_since(now);
                     tracing::debug!(
                         class,
-                        wait_ms = d.as_millis() as u64,
+                        name,
+                        wait_ms = wait.as_millis() as u64,
                         "rate limit budget spent, waiting"
                     );
-                    tokio::time::sleep(d).await
+                    if let (Ok(mut w), Some(limit)) = (self.waiting.lock(), info) {
+                        *w = Some(RateWait {
+                            until: SystemTime::now() + wait,
+                            limit,
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
                 }
-                None => return,
+                _ => {
+                    // Another request's answer will tell the budget; the timeout guards against a lost wake-up.
+                    let _ = tokio::time::timeout(Duration::from_millis(250), answered).await;
+                }
             }
         }
     }
 
-    async fn note_headers(
-        &self,
-        class: &'static str,
-        h: &reqwest::header::HeaderMap,
-        limited: bool,
-    ) {
-        let remaining = header_num(h, "x-ratelimit-remaining");
-        let reset = header_num(h, "x-ratelimit-reset").or_else(|| header_num(h, "retry-after"));
-        let mut gates = self.gates.lock().await;
-        let g = gates.entry(class).or_default();
-        if limited {
-            g.remaining = Some(0);
-            g.reset_at = Some(
-                Instant::now() + Duration::from_secs_f64(reset.unwrap_or(1.0).clamp(0.05, 3600.0)),
-            );
-            return;
+    fn learn(&self, ticket: Ticket, headers: Option<(&reqwest::header::HeaderMap, bool)>) {
+        {
+            let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+            match headers {
+                Some((h, limited)) => {
+                    l.answered(ticket, &Headers::from_map(h), limited, Instant::now())
+                }
+                None => l.lost(ticket),
+            }
         }
-        if let (Some(r), Some(s)) = (remaining, reset) {
-            let at = Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 3600.0));
-            // Responses arrive out of order: keep the smallest budget seen in this window.
-            let r = r as i64;
-            g.remaining = Some(match g.remaining {
-                Some(cur) if g.reset_at.is_some() => cur.min(r),
-                _ => r,
-            });
-            g.reset_at = Some(at);
-        }
+        self.answered.notify_waiters();
     }
 
     /// Sends one request; a non-2xx final answer is an error carrying the API's error text.
@@ -225,8 +231,22 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&J>,
     ) -> Result<(StatusCode, J), ApiError> {
+        self.send_checked(class, method, path, query, body, true)
+            .await
+    }
+
+    /// As [`Self::send`]; with `idempotent` false a 5xx or a network error is returned, not retried.
+    async fn send_checked(
+        &self,
+        class: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&J>,
+        idempotent: bool,
+    ) -> Result<(StatusCode, J), ApiError> {
         let (status, json) = self
-            .send_any(class, method.clone(), path, query, body)
+            .send_any(class, method.clone(), path, query, body, idempotent)
             .await?;
         if status.is_success() {
             return Ok((status, json));
@@ -240,7 +260,8 @@ impl Client {
     }
 
     /// Sends one request with the rate-limit, retry and concurrency rules; returns the final status and JSON
-    /// body, whatever the status.
+    /// body, whatever the status. 429s are always retried (the request was not applied); 5xx and network
+    /// errors only when `idempotent`.
     async fn send_any(
         &self,
         class: &'static str,
@@ -248,17 +269,18 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&J>,
+        idempotent: bool,
     ) -> Result<(StatusCode, J), ApiError> {
         let url = format!("{}{}", self.base, path);
         let mut attempts = 0u32;
-        let mut limited = 0u32;
+        let mut limited_count = 0u32;
         loop {
             let permit = self
                 .sem
                 .acquire()
                 .await
                 .map_err(|_| ApiError::Config("client closed".into()))?;
-            self.wait_gate(class).await;
+            let ticket = self.acquire(class).await;
             let mut req = self
                 .http
                 .request(method.clone(), &url)
@@ -275,30 +297,34 @@ impl Client {
             if method != Method::GET {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
             }
-            let res = req.send().await;
-            drop(permit);
-            let net_err = |e: reqwest::Error| ApiError::Network {
-                method: method.to_string(),
-                path: path.to_string(),
-                message: e.to_string(),
-            };
-            match res {
+            // The answer is read whole before the permit is given back: in flight until then.
+            let res = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    self.note_headers(class, &headers, status == StatusCode::TOO_MANY_REQUESTS)
-                        .await;
-                    let bytes = resp.bytes().await.map_err(net_err)?;
+                    match resp.bytes().await {
+                        Ok(bytes) => Ok((status, headers, bytes)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            match res {
+                Ok((status, headers, bytes)) => {
+                    let limited = status == StatusCode::TOO_MANY_REQUESTS;
+                    self.learn(ticket, Some((&headers, limited)));
                     let json: J = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                         J::String(String::from_utf8_lossy(&bytes).chars().take(200).collect())
                     });
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        limited += 1;
+                    if limited {
+                        limited_count += 1;
                         self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        if limited <= MAX_RATE_LIMIT_WAITS {
+                        if limited_count <= MAX_RATE_LIMIT_WAITS {
                             continue;
                         }
-                    } else if status.is_server_error() && attempts + 1 < MAX_ATTEMPTS {
+                    } else if status.is_server_error() && idempotent && attempts + 1 < MAX_ATTEMPTS
+                    {
                         attempts += 1;
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(backoff(attempts)).await;
@@ -307,13 +333,18 @@ impl Client {
                     return Ok((status, json));
                 }
                 Err(e) => {
-                    if attempts + 1 < MAX_ATTEMPTS {
+                    self.learn(ticket, None);
+                    if idempotent && attempts + 1 < MAX_ATTEMPTS {
                         attempts += 1;
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(backoff(attempts)).await;
                         continue;
                     }
-                    return Err(net_err(e));
+                    return Err(ApiError::Network {
+                        method: method.to_string(),
+                        path: path.to_string(),
+                        message: e.to_string(),
+                    });
                 }
             }
         }
@@ -381,6 +412,55 @@ impl Client {
             .send("create", Method::POST, "/api/v1/monitor", &[], Some(body))
             .await?
             .1)
+    }
+
+    /// Creates a monitor that carries the tags `search_tags` (comma-separated, as `monitor_tags`) and that no
+    /// other monitor carries. When the answer is lost (a 5xx or a network error: Datadog may have applied it),
+    /// the monitor is looked for by those tags before the create is sent again, so it is never duplicated.
+    pub async fn create_tagged(&self, body: &J, search_tags: &str) -> Result<J, ApiError> {
+        let mut attempts = 0u32;
+        loop {
+            let err = match self
+                .send_checked(
+                    "create",
+                    Method::POST,
+                    "/api/v1/monitor",
+                    &[],
+                    Some(body),
+                    false,
+                )
+                .await
+            {
+                Ok((_, m)) => return Ok(m),
+                Err(e) => e,
+            };
+            let uncertain = matches!(
+                err,
+                ApiError::Network { .. }
+                    | ApiError::Http {
+                        status: 500..=599,
+                        ..
+                    }
+            );
+            if !uncertain || attempts + 1 >= MAX_ATTEMPTS {
+                return Err(err);
+            }
+            attempts += 1;
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %err, search_tags, "create answer lost; looking for the monitor before creating again");
+            tokio::time::sleep(backoff(attempts)).await;
+            if let Some(found) = self
+                .list(Some(search_tags), None)
+                .await?
+                .into_iter()
+                .min_by_key(|m| m.get("id").and_then(J::as_i64).unwrap_or(i64::MAX))
+            {
+                self.stats
+                    .found_after_lost_answer
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(found);
+            }
+        }
     }
 
     pub async fn update(&self, id: i64, body: &J) -> Result<J, ApiError> {
@@ -456,6 +536,7 @@ impl Client {
                     "/api/v1/monitor/can_delete",
                     &q,
                     None,
+                    true,
                 )
                 .await?;
             if !(status.is_success() || status == StatusCode::CONFLICT) {

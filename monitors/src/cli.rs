@@ -28,6 +28,18 @@ pub struct MonitorsArgs {
     pub cmd: MonitorsCommand,
 }
 
+/// How `plan` (and `sync`) print the plan.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Like `terraform plan` (coloured on a terminal).
+    #[default]
+    Text,
+    /// JSON, for CI bots (same as --json).
+    Json,
+    /// Markdown, ready to post as a pull-request comment.
+    Markdown,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum MonitorsCommand {
     /// Parse and check the monitor files (offline); --remote also asks the API's validate endpoint.
@@ -37,9 +49,12 @@ pub enum MonitorsCommand {
     },
     /// Show the changes between the files and the account. Exit 0: no changes, 2: changes, 1: error.
     Plan {
-        /// Print the plan as JSON (for CI bots).
+        /// Print the plan as JSON (for CI bots); same as --format json.
         #[arg(long)]
         json: bool,
+        /// text (default), json, or markdown (a pull-request comment).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
         /// List the monitors that are not managed by kelpie or belong to other projects.
         #[arg(long)]
         show_unmanaged: bool,
@@ -58,8 +73,12 @@ pub enum MonitorsCommand {
         /// Allow deleting more than half of the project's monitors.
         #[arg(long)]
         allow_mass_delete: bool,
+        /// Print the plan and the result as JSON; same as --format json.
         #[arg(long)]
         json: bool,
+        /// text (default), json, or markdown (markdown: the plan only, with --dry-run).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
         #[arg(long)]
         show_unmanaged: bool,
     },
@@ -188,24 +207,40 @@ pub async fn run(args: MonitorsArgs) -> anyhow::Result<i32> {
         MonitorsCommand::Validate { remote } => validate(&args, *remote).await,
         MonitorsCommand::Plan {
             json,
+            format,
             show_unmanaged,
             no_delete,
-        } => plan_cmd(&args, *json, *show_unmanaged, *no_delete).await,
+        } => {
+            let Some(format) = pick_format(*json, *format) else {
+                return Ok(1);
+            };
+            plan_cmd(&args, format, *show_unmanaged, *no_delete).await
+        }
         MonitorsCommand::Sync {
             dry_run,
             no_delete,
             allow_mass_delete,
             json,
+            format,
             show_unmanaged,
         } => {
+            let Some(format) = pick_format(*json, *format) else {
+                return Ok(1);
+            };
             if *dry_run {
-                return plan_cmd(&args, *json, *show_unmanaged, *no_delete).await;
+                return plan_cmd(&args, format, *show_unmanaged, *no_delete).await;
+            }
+            if format == Format::Markdown {
+                eprintln!(
+                    "error: --format markdown prints a plan: use it with plan or sync --dry-run"
+                );
+                return Ok(1);
             }
             sync(
                 &args,
                 *no_delete,
                 *allow_mass_delete,
-                *json,
+                format == Format::Json,
                 *show_unmanaged,
             )
             .await
@@ -227,6 +262,18 @@ pub async fn run(args: MonitorsArgs) -> anyhow::Result<i32> {
             .await
         }
         MonitorsCommand::Test => test(&args),
+    }
+}
+
+/// The output format from `--json` and `--format`; None (after saying why) when they disagree.
+fn pick_format(json: bool, format: Option<Format>) -> Option<Format> {
+    match (json, format) {
+        (true, Some(f)) if f != Format::Json => {
+            eprintln!("error: --json and --format {f:?} disagree; use one of them");
+            None
+        }
+        (true, _) => Some(Format::Json),
+        (false, f) => Some(f.unwrap_or_default()),
     }
 }
 
@@ -317,17 +364,17 @@ async fn make_plan(args: &MonitorsArgs, no_delete: bool) -> Option<(Plan, Client
 
 async fn plan_cmd(
     args: &MonitorsArgs,
-    json: bool,
+    format: Format,
     show_unmanaged: bool,
     no_delete: bool,
 ) -> anyhow::Result<i32> {
     let Some((plan, _)) = make_plan(args, no_delete).await else {
         return Ok(1);
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", plan::render(&plan, color_stdout(), show_unmanaged));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Markdown => print!("{}", plan::render_markdown(&plan, show_unmanaged)),
+        Format::Text => print!("{}", plan::render(&plan, color_stdout(), show_unmanaged)),
     }
     Ok(if plan.has_changes() { 2 } else { 0 })
 }
@@ -361,12 +408,30 @@ async fn sync(
     if !json {
         println!();
     }
-    let applied = plan::apply(&plan, &client, |line| {
-        if !json {
-            println!("{line}");
+    // Progress: a bar on a terminal, numbered lines in CI; nothing but the result with --json.
+    let progress = std::sync::Mutex::new(
+        (!json).then(|| crate::progress::Progress::new(plan::change_count(&plan), color_stdout())),
+    );
+    let with = |f: &mut dyn FnMut(&mut crate::progress::Progress)| {
+        if let Some(p) = progress.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(p)
         }
-    })
-    .await;
+    };
+    let applied = {
+        let apply = plan::apply(&plan, &client, |line| with(&mut |p| p.line(line)));
+        tokio::pin!(apply);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                a = &mut apply => break a,
+                _ = tick.tick() => {
+                    let wait = client.rate_wait();
+                    with(&mut |p| p.tick(wait.clone()));
+                }
+            }
+        }
+    };
+    with(&mut |p| p.finish());
     if json {
         println!("{}", serde_json::to_string_pretty(&applied)?);
     } else {
@@ -538,5 +603,20 @@ mod tests {
         assert_eq!(m.vars, vec!["a=1", "b=2"]);
         assert_eq!(m.var_files, vec![PathBuf::from("x.tfvars")]);
         assert!(matches!(m.cmd, MonitorsCommand::Plan { json: true, .. }));
+        let args = preprocess_args(
+            ["kelpie", "monitors", "plan", "--format", "markdown"]
+                .iter()
+                .map(OsString::from),
+        );
+        let Sub::Monitors(m) = Top::try_parse_from(args).unwrap().cmd;
+        assert!(matches!(
+            m.cmd,
+            MonitorsCommand::Plan {
+                format: Some(Format::Markdown),
+                ..
+            }
+        ));
+        assert_eq!(pick_format(true, None), Some(Format::Json));
+        assert_eq!(pick_format(true, Some(Format::Markdown)), None);
     }
 }

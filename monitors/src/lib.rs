@@ -13,4 +13,6 @@ pub mod load;
 pub mod model;
 pub mod mtest;
 pub mod plan;
+pub mod progress;
 pub mod query;
+pub mod ratelimit;

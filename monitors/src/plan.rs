@@ -76,6 +76,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// "Plan: 1 to create, 0 to update, 0 to replace, 0 to delete, 3 unchanged."
+    pub fn summary(&self) -> String {
+        format!(
+            "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+            self.create.len(),
+            self.update.len(),
+            self.replace.len(),
+            self.delete.len(),
+            self.unchanged
+        )
+    }
+
     pub fn has_changes(&self) -> bool {
         !(self.create.is_empty()
             && self.update.is_empty()
@@ -360,6 +372,33 @@ fn show(v: &J) -> String {
     }
 }
 
+fn is_own_tag(t: &J) -> bool {
+    t.as_str().is_some_and(|t| {
+        t == TAG_MANAGED || t.starts_with(TAG_PROJECT) || t.starts_with(TAG_ADDRESS)
+    })
+}
+
+/// kelpie's ownership tags and the message footer in a create or update body.
+pub fn ownership(body: &J) -> (Vec<String>, Option<String>) {
+    let mut tags: Vec<String> = body
+        .get("tags")
+        .and_then(J::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|t| is_own_tag(t))
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    // managed-by, project, address: from the widest to the narrowest.
+    tags.sort_by_key(|t| (t != TAG_MANAGED, t.starts_with(TAG_ADDRESS)));
+    let footer = body
+        .get("message")
+        .and_then(J::as_str)
+        .and_then(|m| m.find(model::FOOTER_MARK).map(|i| m[i..].to_string()));
+    (tags, footer)
+}
+
 /// Renders the plan like `terraform plan`.
 pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
     let p = Paint(color);
@@ -375,30 +414,34 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
         ));
         for k in ["name", "type", "query", "tags"] {
             if let Some(v) = c.body.get(k) {
-                // kelpie's own tags are on every managed monitor; show the user's.
+                // kelpie's own tags are shown on their own line below.
                 let v = match (k, v) {
-                    ("tags", J::Array(a)) => J::Array(
-                        a.iter()
-                            .filter(|t| {
-                                t.as_str().is_some_and(|t| {
-                                    t != TAG_MANAGED
-                                        && !t.starts_with(TAG_PROJECT)
-                                        && !t.starts_with(TAG_ADDRESS)
-                                })
-                            })
-                            .cloned()
-                            .collect(),
-                    ),
+                    ("tags", J::Array(a)) => {
+                        J::Array(a.iter().filter(|t| !is_own_tag(t)).cloned().collect())
+                    }
                     _ => v.clone(),
                 };
-                s.push_str(&format!("      {k:<8} {}\n", p.c(GREEN, &show(&v))));
+                s.push_str(&format!("      {k:<10} {}\n", p.c(GREEN, &show(&v))));
             }
         }
         if let Some(t) = c.body.pointer("/options/thresholds") {
             s.push_str(&format!(
-                "      {:<8} {}\n",
+                "      {:<10} {}\n",
                 "thresholds",
                 p.c(GREEN, &show(t))
+            ));
+        }
+        let (own, footer) = ownership(&c.body);
+        s.push_str(&format!(
+            "      {:<10} {}\n",
+            "ownership",
+            p.c(GREEN, &own.join(", "))
+        ));
+        if let Some(f) = footer {
+            s.push_str(&format!(
+                "      {:<10} {}\n",
+                "footer",
+                p.c(GREEN, &J::from(f).to_string())
             ));
         }
     }
@@ -446,14 +489,7 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
         s.push_str(&format!("warning: {w}\n"));
     }
     if plan.has_changes() {
-        s.push_str(&format!(
-            "\nPlan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.\n",
-            plan.create.len(),
-            plan.update.len(),
-            plan.replace.len(),
-            plan.delete.len(),
-            plan.unchanged
-        ));
+        s.push_str(&format!("\n{}\n", plan.summary()));
     } else {
         s.push_str(&format!(
             "No changes. {} monitor(s) of project \"{}\" are up to date.\n",
@@ -476,6 +512,164 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
                     m.project.as_deref().unwrap_or("?"),
                     m.id,
                     m.name
+                ));
+            }
+        }
+    }
+    s
+}
+
+/// Most rows of the markdown table, and most characters of its details (a GitHub comment holds 65,536).
+const MD_MAX_ROWS: usize = 200;
+const MD_MAX_DETAILS: usize = 40_000;
+
+fn md_cell(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('\n', " ")
+}
+
+/// Renders the plan as Markdown, ready to post as a pull-request comment: the summary, a table of the
+/// changes, the ownership tags and footer that sync writes, and the full text plan in a collapsed block.
+pub fn render_markdown(plan: &Plan, show_unmanaged: bool) -> String {
+    let mut s = format!(
+        "### kelpie monitors plan: project `{}`\n\n",
+        md_cell(&plan.project)
+    );
+    if !plan.has_changes() {
+        s.push_str(&format!(
+            "**No changes.** {} monitor(s) of project `{}` are up to date.\n",
+            plan.unchanged,
+            md_cell(&plan.project)
+        ));
+    } else {
+        s.push_str(&format!("**{}**\n\n", plan.summary()));
+        s.push_str("| | monitor | id | change |\n|---|---|---|---|\n");
+        let mut rows: Vec<String> = Vec::new();
+        for c in &plan.create {
+            let name = c.body.get("name").and_then(J::as_str).unwrap_or("");
+            rows.push(format!(
+                "| + create | `{}` | | name \"{}\" |",
+                md_cell(&c.address),
+                md_cell(name)
+            ));
+        }
+        for u in &plan.update {
+            let mut what: Vec<String> = u.changes.iter().map(|c| c.field.clone()).collect();
+            match &u.why {
+                Why::Drift => {}
+                Why::Moved { from } => what.insert(0, format!("moved from {from}")),
+                Why::Adopt { by } => what.insert(0, format!("adopted by {by}")),
+            }
+            rows.push(format!(
+                "| ~ update | `{}` | {} | {} |",
+                md_cell(&u.address),
+                u.id,
+                md_cell(&what.join(", "))
+            ));
+        }
+        for r in &plan.replace {
+            rows.push(format!(
+                "| -/+ replace | `{}` | {} | type {} → {} (deleted and created again) |",
+                md_cell(&r.address),
+                r.id,
+                md_cell(&r.from_type),
+                md_cell(r.body.get("type").and_then(J::as_str).unwrap_or(""))
+            ));
+        }
+        for d in &plan.delete {
+            rows.push(format!(
+                "| - delete | `{}` | {} | \"{}\" |",
+                md_cell(&d.address),
+                d.id,
+                md_cell(&d.name)
+            ));
+        }
+        let n = rows.len();
+        for r in rows.into_iter().take(MD_MAX_ROWS) {
+            s.push_str(&r);
+            s.push('\n');
+        }
+        if n > MD_MAX_ROWS {
+            s.push_str(&format!(
+                "\n… and {} more (`kelpie monitors plan` lists them all).\n",
+                n - MD_MAX_ROWS
+            ));
+        }
+        if let Some(b) = plan
+            .create
+            .first()
+            .map(|c| &c.body)
+            .or_else(|| plan.update.first().map(|u| &u.body))
+            .or_else(|| plan.replace.first().map(|r| &r.body))
+        {
+            let (own, footer) = ownership(b);
+            let own: Vec<String> = own
+                .iter()
+                .map(|t| match t.strip_prefix(TAG_ADDRESS) {
+                    Some(_) => format!("`{TAG_ADDRESS}<address>`"),
+                    None => format!("`{}`", md_cell(t)),
+                })
+                .collect();
+            s.push_str(&format!(
+                "\nEvery monitor created or updated carries the ownership tags {}",
+                own.join(", ")
+            ));
+            match footer {
+                Some(f) => {
+                    s.push_str(
+                        " and its message ends with this footer (the first one's shown):\n\n",
+                    );
+                    for l in f.lines() {
+                        s.push_str(&format!("> {}\n", md_cell(l)));
+                    }
+                }
+                None => s.push_str(".\n"),
+            }
+        }
+        if !plan.warnings.is_empty() {
+            s.push('\n');
+            for w in &plan.warnings {
+                s.push_str(&format!("- warning: {}\n", md_cell(w)));
+            }
+        }
+        let mut text = render(plan, false, false);
+        if text.len() > MD_MAX_DETAILS {
+            let mut cut = MD_MAX_DETAILS;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(text[..cut].rfind('\n').unwrap_or(cut));
+            text.push_str("\n… (cut; `kelpie monitors plan` shows it all)\n");
+        }
+        // Lines start with their +/~/- marker so that GitHub colours them as a diff.
+        let text: String = text
+            .replace("```", "'''")
+            .lines()
+            .skip_while(|l| l.starts_with("kelpie will perform") || l.is_empty())
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        s.push_str(&format!(
+            "\n<details><summary>Full plan</summary>\n\n```diff\n{text}\n```\n\n</details>\n"
+        ));
+    }
+    let (u, o) = (plan.unmanaged.len(), plan.other_projects.len());
+    if u + o > 0 {
+        s.push_str(&format!(
+            "\nLeft alone: {u} monitor(s) not managed by kelpie and {o} of other kelpie projects.\n"
+        ));
+        if show_unmanaged {
+            for m in plan.unmanaged.iter().take(MD_MAX_ROWS) {
+                s.push_str(&format!("- unmanaged {}: {}\n", m.id, md_cell(&m.name)));
+            }
+            for m in plan.other_projects.iter().take(MD_MAX_ROWS) {
+                s.push_str(&format!(
+                    "- project `{}` {}: {}\n",
+                    md_cell(m.project.as_deref().unwrap_or("?")),
+                    m.id,
+                    md_cell(&m.name)
                 ));
             }
         }
@@ -513,10 +707,25 @@ pub fn mass_delete_refusal(plan: &Plan, allow: bool) -> Option<String> {
     None
 }
 
+/// The tags that find the monitor of `address` in `project` (the list API's `monitor_tags`).
+pub fn search_tags(project: &str, address: &str) -> String {
+    format!(
+        "{TAG_PROJECT}{project},{TAG_ADDRESS}{}",
+        address_tag(address)
+    )
+}
+
+/// How many changes [`apply`] makes (and reports a line for).
+pub fn change_count(plan: &Plan) -> usize {
+    plan.create.len() + plan.update.len() + plan.replace.len() + plan.delete.len()
+}
+
 /// Applies a plan: creates, updates and replacements first (so a rename never leaves a gap), then deletions
-/// of what `can_delete` allows. Every failure is reported and the rest still applied.
+/// of what `can_delete` allows. Every failure is reported and the rest still applied. A create whose answer
+/// is lost is looked for by its ownership tags before it is sent again (see [`Client::create_tagged`]).
 pub async fn apply(plan: &Plan, client: &Client, mut progress: impl FnMut(&str)) -> Applied {
     let mut out = Applied::default();
+    let project = plan.project.as_str();
     let ops: Vec<Op<'_>> = plan
         .create
         .iter()
@@ -526,7 +735,10 @@ pub async fn apply(plan: &Plan, client: &Client, mut progress: impl FnMut(&str))
         .collect();
     let mut results = futures::stream::iter(ops.into_iter().map(|op| async move {
         match op {
-            Op::Create(c) => match client.create(&c.body).await {
+            Op::Create(c) => match client
+                .create_tagged(&c.body, &search_tags(project, &c.address))
+                .await
+            {
                 Ok(r) => Ok(format!("created {} (id {})", c.address, id_of(&r))),
                 Err(e) => Err(format!(
                     "failed to create {}: {}",
@@ -550,7 +762,10 @@ pub async fn apply(plan: &Plan, client: &Client, mut progress: impl FnMut(&str))
                     r.id,
                     e.api_message()
                 )),
-                Ok(()) => match client.create(&r.body).await {
+                Ok(()) => match client
+                    .create_tagged(&r.body, &search_tags(project, &r.address))
+                    .await
+                {
                     Ok(n) => Ok(format!(
                         "replaced {} (id {} → {})",
                         r.address,

@@ -4,11 +4,15 @@
 //! tags, server-side option defaults and extra fields such as `id`, `created`, `modified`, `creator`,
 //! `overall_state`), queries and thresholds are validated with Datadog's error texts, lists are paged
 //! (`page`, `page_size` ≤ 1000, filters `monitor_tags` and `name`), requests need `DD-API-KEY` and
-//! `DD-APPLICATION-KEY`, and an optional rate limit answers with `X-RateLimit-Limit/Period/Remaining/Reset` and
-//! 429 once spent. One rate-limit bucket covers every monitor endpoint.
+//! `DD-APPLICATION-KEY`, and optional rate limits answer as Datadog documents them: `X-RateLimit-Limit`,
+//! `-Period` (whole seconds, windows aligned to the calendar: they start at multiples of the period since the
+//! Unix epoch), `-Remaining`, `-Reset` (whole seconds until the window ends, rounded down) and `-Name`, and
+//! 429 once a window's budget is spent. By default one bucket covers every monitor endpoint;
+//! [`MonitorsApiHandle::add_rate_limit`] adds named buckets for some methods.
 //!
 //! Tests drive it through [`MonitorsApi::start`]'s handle: `insert_raw` plays an edit in the Datadog UI,
-//! `fail_next` injects errors, `request_log` shows what kelpie sent.
+//! `fail_next` injects errors, `fail_after_apply` applies a request and then loses its answer (a 5xx, or the
+//! connection dropped), `request_log` shows what kelpie sent.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,7 +24,7 @@ use serde_json::{json, Map, Value as J};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most entries kept in the request log.
 const MAX_LOG: usize = 200_000;
@@ -33,6 +37,7 @@ pub struct LogEntry {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The status answered; 0 when the connection was dropped instead (see `fail_after_apply`).
     pub status: u16,
 }
 
@@ -48,14 +53,31 @@ struct Fail {
     path: String,
     status: u16,
     left: u32,
+    /// Apply the request first, then answer `status` (0: drop the connection) instead of its answer.
+    after_apply: bool,
+}
+
+/// One rate-limit bucket: `limit` requests per calendar-aligned window of `period` seconds.
+struct Bucket {
+    name: String,
+    /// Methods it covers; empty: all.
+    methods: Vec<String>,
+    limit: u64,
+    period: u64,
+    window: u64,
+    count: u64,
+}
+
+/// What the handler answers: a normal response, or a dropped connection.
+enum Answer {
+    Json(StatusCode, J),
+    Drop,
 }
 
 struct Inner {
     monitors: BTreeMap<i64, J>,
     next_id: i64,
-    rate: Option<(u64, Duration)>,
-    window_start: Instant,
-    window_count: u64,
+    buckets: Vec<Bucket>,
     log: Vec<LogEntry>,
     fails: Vec<Fail>,
 }
@@ -71,9 +93,7 @@ impl Default for MonitorsState {
             inner: Mutex::new(Inner {
                 monitors: BTreeMap::new(),
                 next_id: 1000,
-                rate: None,
-                window_start: Instant::now(),
-                window_count: 0,
+                buckets: Vec::new(),
                 log: Vec::new(),
                 fails: Vec::new(),
             }),
@@ -171,12 +191,23 @@ impl MonitorsApiHandle {
         inner.monitors.insert(id, m);
         id
     }
-    /// Enables a rate limit of `limit` requests per `period` (one bucket for all monitor endpoints).
+    /// Enables a rate limit of `limit` requests per `period` (whole seconds, at least 1) for all monitor
+    /// endpoints, in one bucket named `monitors` (replacing any buckets set before).
     pub fn set_rate_limit(&self, limit: u64, period: Duration) {
-        let mut inner = self.state.inner.lock();
-        inner.rate = Some((limit, period));
-        inner.window_start = Instant::now();
-        inner.window_count = 0;
+        self.state.inner.lock().buckets.clear();
+        self.add_rate_limit("monitors", &[], limit, period);
+    }
+    /// Adds a named bucket for requests with one of `methods` (empty: all); a request counts against the first
+    /// bucket that covers it, as Datadog gives each group of endpoints its own `X-RateLimit-Name`.
+    pub fn add_rate_limit(&self, name: &str, methods: &[&str], limit: u64, period: Duration) {
+        self.state.inner.lock().buckets.push(Bucket {
+            name: name.to_string(),
+            methods: methods.iter().map(|m| m.to_uppercase()).collect(),
+            limit,
+            period: period.as_secs().max(1),
+            window: 0,
+            count: 0,
+        });
     }
     pub fn request_log(&self) -> Vec<LogEntry> {
         self.state.inner.lock().log.clone()
@@ -187,6 +218,15 @@ impl MonitorsApiHandle {
     /// Makes the next `n` requests to `path` (optionally prefixed by a method, e.g. `"POST /api/v1/monitor"`)
     /// fail with `status`.
     pub fn fail_next(&self, path: &str, status: u16, n: u32) {
+        self.push_fail(path, status, n, false);
+    }
+    /// Applies the next `n` requests to `path` (as [`Self::fail_next`]) and then loses their answers: the
+    /// client gets `status` (a 5xx from a proxy that timed out) or, with `status` 0, a dropped connection,
+    /// although the change was made.
+    pub fn fail_after_apply(&self, path: &str, status: u16, n: u32) {
+        self.push_fail(path, status, n, true);
+    }
+    fn push_fail(&self, path: &str, status: u16, n: u32, after_apply: bool) {
         let (method, path) = match path.split_once(' ') {
             Some((m, p)) => (Some(m.to_uppercase()), p.to_string()),
             None => (None, path.to_string()),
@@ -196,6 +236,7 @@ impl MonitorsApiHandle {
             path,
             status,
             left: n,
+            after_apply,
         });
     }
 }
@@ -263,7 +304,7 @@ async fn handle(
     let query = uri.query().unwrap_or("").to_string();
     let mut inner = state.inner.lock();
     let mut rate_headers: Vec<(&'static str, String)> = Vec::new();
-    let (status, json) = 'answer: {
+    let answer = 'answer: {
         let key = |name: &str| {
             headers
                 .get(name)
@@ -271,55 +312,106 @@ async fn handle(
                 .is_some_and(|v| !v.trim().is_empty())
         };
         if !key("dd-api-key") || !key("dd-application-key") {
-            break 'answer err(StatusCode::FORBIDDEN, "Forbidden");
+            break 'answer Answer::Json(
+                StatusCode::FORBIDDEN,
+                err(StatusCode::FORBIDDEN, "Forbidden").1,
+            );
         }
-        if let Some((limit, period)) = inner.rate {
-            let now = Instant::now();
-            if now.duration_since(inner.window_start) >= period {
-                inner.window_start = now;
-                inner.window_count = 0;
+        let m = method.as_str().to_string();
+        if let Some(b) = inner
+            .buckets
+            .iter_mut()
+            .find(|b| b.methods.is_empty() || b.methods.contains(&m))
+        {
+            // Windows are aligned to the calendar: window n covers [n·period, (n+1)·period) since the epoch.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let window = (now / b.period as f64).floor() as u64;
+            if window != b.window {
+                b.window = window;
+                b.count = 0;
             }
-            inner.window_count += 1;
-            let left = period.saturating_sub(now.duration_since(inner.window_start));
-            let remaining = limit.saturating_sub(inner.window_count);
-            rate_headers.push(("x-ratelimit-limit", limit.to_string()));
-            rate_headers.push(("x-ratelimit-period", period.as_secs().max(1).to_string()));
-            rate_headers.push(("x-ratelimit-remaining", remaining.to_string()));
+            b.count += 1;
+            let left = (window + 1) as f64 * b.period as f64 - now;
+            rate_headers.push(("x-ratelimit-limit", b.limit.to_string()));
+            rate_headers.push(("x-ratelimit-period", b.period.to_string()));
             rate_headers.push((
-                "x-ratelimit-reset",
-                left.as_secs_f64().ceil().max(1.0).to_string(),
+                "x-ratelimit-remaining",
+                b.limit.saturating_sub(b.count).to_string(),
             ));
-            rate_headers.push(("x-ratelimit-name", "monitors".to_string()));
-            if inner.window_count > limit {
-                break 'answer err(
+            // Whole seconds, rounded down, as Datadog sends it.
+            rate_headers.push(("x-ratelimit-reset", (left.max(0.0) as u64).to_string()));
+            rate_headers.push(("x-ratelimit-name", b.name.clone()));
+            if b.count > b.limit {
+                let (limit, period) = (b.limit, b.period);
+                break 'answer Answer::Json(
                     StatusCode::TOO_MANY_REQUESTS,
-                    &format!("Rate limit of {limit} requests in {} seconds reached. Please try again later.", period.as_secs().max(1)),
+                    err(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &format!("Rate limit of {limit} requests in {period} seconds reached. Please try again later."),
+                    )
+                    .1,
                 );
             }
         }
-        let m = method.as_str().to_string();
-        if let Some(f) = inner
+        let fail = inner
             .fails
             .iter_mut()
             .find(|f| f.left > 0 && f.path == path && f.method.as_ref().is_none_or(|fm| *fm == m))
-        {
-            f.left -= 1;
-            let status =
-                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            break 'answer err(status, status.canonical_reason().unwrap_or("Error"));
+            .map(|f| {
+                f.left -= 1;
+                (f.status, f.after_apply)
+            });
+        match fail {
+            Some((status, false)) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Answer::Json(
+                    status,
+                    err(status, status.canonical_reason().unwrap_or("Error")).1,
+                )
+            }
+            Some((status, true)) => {
+                let _applied = route(&mut inner, &method, &path, &parse_query(&query), &body);
+                match StatusCode::from_u16(status) {
+                    Ok(status) if status != StatusCode::OK => Answer::Json(
+                        status,
+                        err(status, status.canonical_reason().unwrap_or("Error")).1,
+                    ),
+                    _ => Answer::Drop,
+                }
+            }
+            None => {
+                let (status, json) = route(&mut inner, &method, &path, &parse_query(&query), &body);
+                Answer::Json(status, json)
+            }
         }
-        route(&mut inner, &method, &path, &parse_query(&query), &body)
+    };
+    let logged_status = match &answer {
+        Answer::Json(status, _) => status.as_u16(),
+        Answer::Drop => 0,
     };
     if inner.log.len() < MAX_LOG {
         inner.log.push(LogEntry {
             method: method.to_string(),
             path,
             query,
-            status: status.as_u16(),
+            status: logged_status,
         });
     }
     drop(inner);
-    let mut resp = (status, axum::Json(json)).into_response();
+    let mut resp = match answer {
+        Answer::Json(status, json) => (status, axum::Json(json)).into_response(),
+        Answer::Drop => {
+            // The body fails at once: the server aborts the connection, so the client gets no answer.
+            let body = axum::body::Body::from_stream(futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("answer lost"))
+            }));
+            (StatusCode::OK, body).into_response()
+        }
+    };
     for (k, v) in rate_headers {
         if let Ok(v) = HeaderValue::from_str(&v) {
             resp.headers_mut().insert(k, v);
