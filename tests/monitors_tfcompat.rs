@@ -4,6 +4,7 @@
 
 use kelpie_monitors::load::{load_dir, LoadOptions, Loaded};
 use kelpie_monitors::model::Monitor;
+use kelpie_standin::monitors_api::{MonitorsApi, MonitorsApiHandle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -300,4 +301,99 @@ resource "datadog_monitor" "m" {
         errs[1],
         "main.tf:12:3: datadog_monitor.m: query: `module.scope` has no output \"filtre\"; did you mean \"filter\"?"
     );
+}
+
+fn kelpie(api: &MonitorsApiHandle, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kelpie"))
+        .arg("monitors")
+        .args(args)
+        .env("DD_HOST", api.url())
+        .env("DD_API_KEY", "k")
+        .env("DD_APP_KEY", "k")
+        .env("NO_COLOR", "1")
+        .env_remove("DD_SITE")
+        .output()
+        .expect("run kelpie");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn remote_by_name(api: &MonitorsApiHandle, name: &str) -> serde_json::Value {
+    api.monitors()
+        .into_iter()
+        .find(|m| m["name"] == json!(name))
+        .unwrap_or_else(|| panic!("no monitor named {name}"))
+}
+
+#[test]
+fn composites_get_their_childrens_real_ids() {
+    let api = MonitorsApi::start();
+    let d = corpus("composite");
+    let d = d.to_str().unwrap();
+    let (code, out) = kelpie(&api, &["plan", "--dir", d]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("+ datadog_monitor.api_down"), "{out}");
+    assert!(out.contains("Plan: 8 to create"), "{out}");
+    let (code, out) = kelpie(&api, &["sync", "--dir", d]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("8 created"), "{out}");
+    let id = |name: &str| remote_by_name(&api, name)["id"].as_i64().unwrap();
+    assert_eq!(
+        remote_by_name(&api, "API down")["query"],
+        json!(format!("{} && {}", id("API errors"), id("API p99 latency")))
+    );
+    assert_eq!(
+        remote_by_name(&api, "API any latency")["query"],
+        json!(format!(
+            "{} || {}",
+            id("API p95 latency"),
+            id("API p99 latency")
+        ))
+    );
+    assert_eq!(
+        remote_by_name(&api, "worker both")["query"],
+        json!(format!(
+            "{} && !{}",
+            id("worker check 0"),
+            id("worker check 1")
+        ))
+    );
+    let (code, out) = kelpie(&api, &["plan", "--dir", d]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("8 monitor(s) of project \"composite\" are up to date"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_corpus_directory_plans_clean_after_sync() {
+    let api = MonitorsApi::start();
+    for (dir, extra) in [
+        ("module_outputs", vec![]),
+        ("relative_module/examples/use", vec![]),
+        ("functions", vec![]),
+        ("dynamic_blocks", vec![]),
+        ("conversions", vec!["-var", "flag=true"]),
+        ("var_files", vec![]),
+        ("composite", vec![]),
+    ] {
+        let d = corpus(dir);
+        let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];
+        args.extend(extra.iter().copied());
+        let (code, out) = kelpie(&api, &args);
+        assert_eq!(code, 0, "{dir}: {out}");
+        args[0] = "plan";
+        let (code, out) = kelpie(&api, &args);
+        assert_eq!(
+            code, 0,
+            "{dir}: a plan right after sync shows changes:\n{out}"
+        );
+    }
 }

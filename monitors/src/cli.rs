@@ -386,7 +386,7 @@ async fn sync(
     json: bool,
     show_unmanaged: bool,
 ) -> anyhow::Result<i32> {
-    let Some((plan, client)) = make_plan(args, no_delete).await else {
+    let Some((mut plan, client)) = make_plan(args, no_delete).await else {
         return Ok(1);
     };
     if let Some(why) = plan::mass_delete_refusal(&plan, allow_mass) {
@@ -417,20 +417,42 @@ async fn sync(
             f(p)
         }
     };
-    let applied = {
-        let apply = plan::apply(&plan, &client, |line| with(&mut |p| p.line(line)));
-        tokio::pin!(apply);
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                a = &mut apply => break a,
-                _ = tick.tick() => {
-                    let wait = client.rate_wait();
-                    with(&mut |p| p.tick(wait.clone()));
+    // Composite monitors that name monitors this sync creates: create those first, then plan again with
+    // their real ids and apply the rest.
+    let two_step = plan::has_pending_refs(&plan);
+    let mut step_plan = two_step.then(|| plan::without_pending_refs(&plan));
+    let mut applied = plan::Applied::default();
+    loop {
+        let current = step_plan.as_ref().unwrap_or(&plan);
+        let a = {
+            let apply = plan::apply(current, &client, |line| with(&mut |p| p.line(line)));
+            tokio::pin!(apply);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    a = &mut apply => break a,
+                    _ = tick.tick() => {
+                        let wait = client.rate_wait();
+                        with(&mut |p| p.tick(wait.clone()));
+                    }
                 }
             }
+        };
+        applied.created += a.created;
+        applied.updated += a.updated;
+        applied.replaced += a.replaced;
+        applied.deleted += a.deleted;
+        applied.failures.extend(a.failures);
+        applied.lines.extend(a.lines);
+        if !two_step || step_plan.is_none() || !applied.failures.is_empty() {
+            break;
         }
-    };
+        let Some((second, _)) = make_plan(args, no_delete).await else {
+            return Ok(1);
+        };
+        plan = second;
+        step_plan = None;
+    }
     with(&mut |p| p.finish());
     if json {
         println!("{}", serde_json::to_string_pretty(&applied)?);

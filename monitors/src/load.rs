@@ -526,6 +526,7 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
         }
     }
     ctx.set("var", Value::Object(vars));
+    declare_monitor_refs(m, &files, &mut ctx);
 
     // Locals and module calls, in as many passes as their references need: a local may use a module's
     // output and a module's inputs may use locals. A module call waits while its text names a local or a
@@ -649,6 +650,8 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
         }
     }
     ctx.set("local", Value::Object(locals));
+    // Again, now that count and for_each may use locals and module outputs.
+    declare_monitor_refs(m, &files, &mut ctx);
 
     for f in &files {
         for s in f.body.iter() {
@@ -746,6 +749,74 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
         }
     }
     outputs
+}
+
+/// Declares `datadog_monitor.<name>.id` (and the same for the other monitor resources) as a reference that
+/// plan and sync replace with the monitor's real id (composite monitors name their children this way). A
+/// resource with `count` is a list of them and one with `for_each` a map, when those can be evaluated yet.
+fn declare_monitor_refs(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>) {
+    let mut by_type: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for f in files {
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "resource")
+        {
+            let (Some(rtype), Some(rname)) = (label(b, 0), label(b, 1)) else {
+                continue;
+            };
+            if !MONITOR_TYPES.contains(&rtype) {
+                continue;
+            }
+            let base = format!("{}{}.{}", m.prefix, rtype, rname);
+            let one = |suffix: &str| {
+                let mut o = Map::new();
+                o.insert(
+                    "id".to_string(),
+                    Value::from(model::ref_token(&format!("{base}{suffix}"))),
+                );
+                Value::Object(o)
+            };
+            let v = if let Some(c) = attr(b, "count") {
+                match eval(&c.value, ctx)
+                    .ok()
+                    .and_then(|v| crate::funcs::to_num(&v).ok())
+                {
+                    Some(n) if n >= 0.0 && (n as usize) <= MAX_INSTANCES => {
+                        Value::Array((0..n as usize).map(|i| one(&format!("[{i}]"))).collect())
+                    }
+                    _ => continue,
+                }
+            } else if let Some(fe) = attr(b, "for_each") {
+                let keys: Vec<String> = match eval(&fe.value, ctx) {
+                    Ok(Value::Object(o)) => o.keys().cloned().collect(),
+                    Ok(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                    _ => continue,
+                };
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| {
+                            let suffix = format!("[{}]", serde_json::Value::String(k.clone()));
+                            (k, one(&suffix))
+                        })
+                        .collect(),
+                )
+            } else {
+                one("")
+            };
+            by_type
+                .entry(rtype)
+                .or_default()
+                .insert(rname.to_string(), v);
+        }
+    }
+    for (t, v) in by_type {
+        ctx.set(t, Value::Object(v));
+    }
 }
 
 /// Whether a module call's source is a registry or git address (kelpie reads local sources only).

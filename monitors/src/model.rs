@@ -6,6 +6,7 @@ use crate::query::{self, fmt_num, Op};
 use hcl::Value;
 use serde_json::{json, Map as JMap, Value as J};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 pub const METRIC_RESOURCE: &str = "datadog_monitor_metric";
 pub const MONITOR_RESOURCE: &str = "datadog_monitor";
@@ -746,6 +747,43 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
     if !th.is_empty() {
         opts.insert("thresholds".into(), J::Object(th));
     }
+}
+
+/// What `datadog_monitor.<name>.id` evaluates to before the monitor exists: `${<address tag>.id}`, replaced
+/// with the real id by plan and sync.
+pub fn ref_token(address: &str) -> String {
+    format!("${{{}.id}}", address_tag(address))
+}
+
+/// `text` with every [`ref_token`] whose address has an id in `ids` (keyed by address tag) replaced by it;
+/// also says whether a reference is left.
+pub fn resolve_refs(text: &str, ids: &HashMap<String, i64>) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut left = false;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find(".id}") {
+            Some(j) if !after[..j].contains(['{', '}', ' ']) => {
+                let tag = &after[..j];
+                match ids.get(tag) {
+                    Some(id) => out.push_str(&id.to_string()),
+                    None => {
+                        left = true;
+                        out.push_str(&rest[i..i + 2 + j + 4]);
+                    }
+                }
+                rest = &after[j + 4..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, left)
 }
 
 /// The address as a tag value: index keys become dotted parts, characters Datadog does not allow in tags

@@ -169,6 +169,11 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
     for v in mine.values_mut() {
         v.sort_by_key(|m| id_of(m));
     }
+    // Ids of this project's monitors by address, for `datadog_monitor.x.id` in composite queries.
+    let ids: HashMap<String, i64> = mine
+        .iter()
+        .filter_map(|(k, v)| v.first().map(|m| (k.clone(), id_of(m))))
+        .collect();
     let moved_to: HashMap<String, String> = loaded
         .moved
         .iter()
@@ -184,6 +189,17 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
     let mut claimed_tags: HashSet<String> = HashSet::new();
 
     for d in &loaded.monitors {
+        let resolved;
+        let d = match model::resolve_refs(&d.query, &ids) {
+            (q, _) if q != d.query => {
+                resolved = Monitor {
+                    query: q,
+                    ..d.clone()
+                };
+                &resolved
+            }
+            _ => d,
+        };
         let tag = address_tag(&d.address);
         let payload = d.payload(project, &rel_file(dir, &d.pos.file));
         let (remote_m, why) = if let Some(m) = mine
@@ -696,6 +712,47 @@ enum Op<'a> {
 
 /// Why a sync refuses to delete, if it does (SPEC §6.4: more than half of the project's monitors and more
 /// than 3).
+/// Whether a change still names a monitor by reference (`${<address>.id}`): one whose id sync learns only
+/// when it creates that monitor.
+fn has_ref(body: &J) -> bool {
+    body.get("query")
+        .and_then(J::as_str)
+        .is_some_and(|q| model::resolve_refs(q, &HashMap::new()).1)
+}
+
+/// Whether sync must run in two steps (children first, then what references them).
+pub fn has_pending_refs(plan: &Plan) -> bool {
+    plan.create.iter().any(|c| has_ref(&c.body))
+        || plan.update.iter().any(|u| has_ref(&u.body))
+        || plan.replace.iter().any(|r| has_ref(&r.body))
+}
+
+/// The first step of such a sync: the changes that reference no monitor by address, and no deletions.
+pub fn without_pending_refs(plan: &Plan) -> Plan {
+    Plan {
+        create: plan
+            .create
+            .iter()
+            .filter(|c| !has_ref(&c.body))
+            .cloned()
+            .collect(),
+        update: plan
+            .update
+            .iter()
+            .filter(|u| !has_ref(&u.body))
+            .cloned()
+            .collect(),
+        replace: plan
+            .replace
+            .iter()
+            .filter(|r| !has_ref(&r.body))
+            .cloned()
+            .collect(),
+        delete: Vec::new(),
+        ..plan.clone()
+    }
+}
+
 pub fn mass_delete_refusal(plan: &Plan, allow: bool) -> Option<String> {
     let n = plan.delete.len();
     if !allow && n > 3 && n * 2 > plan.managed {
