@@ -127,6 +127,17 @@ fn status_command_prints_sections_and_health() {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
     assert_eq!(doc["hostname"], "e2e-host");
+    // SPEC §7: every field is present, zero, null or "off" when not in use (container collection is off here).
+    let docker = &doc["collectors"]["docker"];
+    assert_eq!(docker["status"], "off", "{doc}");
+    assert_eq!(docker["containers"], 0, "{doc}");
+    assert!(docker.get("error").is_some_and(Value::is_null), "{doc}");
+    assert_eq!(doc["collectors"]["host"]["status"], "ok", "{doc}");
+    assert_eq!(doc["collectors"]["ecs"]["status"], "off", "{doc}");
+    assert_eq!(
+        doc["dogstatsd"]["histogram_samples_approximated"], 0,
+        "{doc}"
+    );
     let health = Command::new(kelpie_bin())
         .args(["status", "--health", "--addr", &addr])
         .status()

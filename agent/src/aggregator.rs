@@ -12,9 +12,11 @@
 //!   context and bucket; more are counted as `set_member_limit` drops), flushed as a gauge.
 //! * Histogram / timer: samples with integer weights `trunc(1 / rate)`, then `.max .min .median .avg .sum
 //!   .count` and `.<N>percentile` exactly as the agent's `Histogram.flush` (sorted samples, weighted rank
-//!   targets `(count - 1) / 2` and `(N * count - 1) / 100`); `.count` is a rate. To bound memory, a
-//!   context that gets more than [`HISTOGRAM_SAMPLE_LIMIT`] samples in a bucket switches to the agent's
-//!   sketch for its median and percentiles (1% relative accuracy); max, min, avg, sum and count stay exact.
+//!   targets `(count - 1) / 2` and `(N * count - 1) / 100`); `.count` is a rate. Every sample is kept
+//!   exactly, sorted into runs of equal values ([`histogram`]), under one memory budget for all contexts
+//!   ([`HistogramMemory`], from `memory_limit`); only a context that needs memory past it takes its median
+//!   and percentiles from the agent's sketch (1% relative accuracy) until its bucket is flushed, counted in
+//!   `dogstatsd.histogram_samples_approximated`; max, min, avg, sum and count always stay exact.
 //! * Distribution: the agent's sketch ([`crate::sketch`]), flushed as a sketch series.
 //! * Gauges and counters with a timestamp (`|T`) are not aggregated: each value is flushed once as its
 //!   own point with that timestamp, as the agent's no-aggregation pipeline does: a gauge as a gauge, a
@@ -27,9 +29,9 @@
 //! goes), and a sample for an existing context allocates nothing.
 //!
 //! Memory bounds: at most `max_contexts` contexts (new ones past that are refused and counted as
-//! `context_limit` drops), at most [`SET_MEMBER_LIMIT`] set members or [`HISTOGRAM_SAMPLE_LIMIT`]
-//! histogram samples (then a 4096-bin sketch) per context, at most [`PASSTHROUGH_LIMIT`] timestamped
-//! points waiting for a flush.
+//! `context_limit` drops), at most [`SET_MEMBER_LIMIT`] set members per context, histogram samples within
+//! [`AggregatorConfig::histogram_memory`] (then a 4096-bin sketch per context), at most
+//! [`PASSTHROUGH_LIMIT`] timestamped points waiting for a flush.
 
 use crate::mapper::{MapResult, MapperProfiles};
 use crate::model::{
@@ -39,6 +41,8 @@ use crate::model::{
 use crate::sketch::Sketch;
 use crate::telemetry::Telemetry;
 use hashbrown::HashSet;
+pub use histogram::HistogramMemory;
+use histogram::{Added, Samples};
 pub use shards::Shards;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -68,8 +72,6 @@ struct ExactKey {
 
 /// Distinct members kept per set context and bucket.
 pub const SET_MEMBER_LIMIT: usize = 10_000;
-/// Raw samples kept per histogram context and bucket before switching to a sketch.
-pub const HISTOGRAM_SAMPLE_LIMIT: usize = 1024;
 /// Timestamped points kept between two flushes.
 pub const PASSTHROUGH_LIMIT: usize = 100_000;
 /// Bucket values of contexts that moved on to a newer bucket before a flush.
@@ -94,6 +96,9 @@ pub struct AggregatorConfig {
     pub max_contexts: usize,
     /// `statsd_metric_blocklist`: metrics (by name, after mapping) dropped and counted (`metric_blocklist`).
     pub blocklist: MetricBlocklist,
+    /// Memory for histogram samples, shared by every shard (derived from `memory_limit`); past it, a
+    /// context's percentiles come from a sketch until its bucket is flushed, counted.
+    pub histogram_memory: HistogramMemory,
 }
 
 /// The Datadog Agent's `statsd_metric_blocklist`: names dropped before aggregation, exactly or, with
@@ -145,6 +150,7 @@ impl Default for AggregatorConfig {
             mapper: None,
             max_contexts: usize::MAX,
             blocklist: MetricBlocklist::default(),
+            histogram_memory: HistogramMemory::default(),
         }
     }
 }
@@ -219,32 +225,32 @@ struct SetState {
 
 #[derive(Debug)]
 struct HistState {
-    /// (value, weight)
-    samples: Vec<(f64, i64)>,
+    /// The bucket's samples, exact (see [`histogram`]).
+    samples: Samples,
     count: i64,
     sum: f64,
     min: f64,
     max: f64,
-    /// Set once more than `HISTOGRAM_SAMPLE_LIMIT` samples arrived in the bucket.
-    sketch: Option<Box<Sketch>>,
     /// Interned `name + suffix` for each output, made at the first flush.
     names: Box<[IStr]>,
 }
 
 impl HistState {
-    fn new() -> Self {
+    fn new(memory: HistogramMemory) -> Self {
         Self {
-            samples: Vec::new(),
+            samples: Samples::new(memory),
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            sketch: None,
             names: Box::new([]),
         }
     }
 
-    fn add(&mut self, v: f64, rate: f64) {
+    /// Adds a sample with weight `trunc(1 / rate)` as the Agent's `Histogram.addSample` (a rate above 1 counts
+    /// as 1, where the Agent's weight of 0 would make `.avg` infinite); false when its percentiles had to be
+    /// approximated (the histogram memory budget is spent).
+    fn add(&mut self, v: f64, rate: f64) -> bool {
         let rate = if rate > 0.0 && rate <= 1.0 { rate } else { 1.0 };
         let inv = 1.0 / rate;
         let w = inv as i64;
@@ -252,77 +258,42 @@ impl HistState {
         self.sum += v * inv;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
-        if let Some(s) = &mut self.sketch {
-            s.insert_n(v, w.min(u32::MAX as i64) as u32);
-            return;
-        }
-        if self.samples.len() >= HISTOGRAM_SAMPLE_LIMIT {
-            let mut s = Box::new(Sketch::new());
-            for &(sv, sw) in &self.samples {
-                s.insert_n(sv, sw.min(u32::MAX as i64) as u32);
-            }
-            s.insert_n(v, w.min(u32::MAX as i64) as u32);
-            self.samples = Vec::new();
-            self.sketch = Some(s);
-            return;
-        }
-        self.samples.push((v, w));
+        self.samples.add(v, w.max(1) as u64) == Added::Exact
     }
 
     fn reset(&mut self) {
-        self.samples.clear();
-        if self.samples.capacity() > 64 {
-            self.samples.shrink_to(64);
-        }
+        self.samples.reset();
         self.count = 0;
         self.sum = 0.0;
         self.min = f64::INFINITY;
         self.max = f64::NEG_INFINITY;
-        self.sketch = None;
     }
 
     fn is_empty(&self) -> bool {
-        self.samples.is_empty() && self.sketch.is_none()
+        self.samples.is_empty()
     }
 
     /// Output values in `spec.suffixes` order, as the agent's `Histogram.flush`.
     fn compute(&mut self, spec: &HistSpec, interval: i64, out: &mut Vec<(f64, SeriesKind)>) {
         out.clear();
-        self.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let weighted = |target: i64| -> f64 {
-            if let Some(s) = &self.sketch {
-                // target is a 0-based weighted rank; the sketch wants a fraction.
-                let q = if self.count > 1 {
-                    target as f64 / (self.count - 1) as f64
-                } else {
-                    0.0
+        let (count, sum, min, max) = (self.count, self.sum, self.min, self.max);
+        self.samples.ranks(count, max, |weighted| {
+            for a in &spec.aggs {
+                let v = match a {
+                    Agg::Max => (max, SeriesKind::Gauge),
+                    Agg::Min => (min, SeriesKind::Gauge),
+                    Agg::Median => (weighted((count - 1) / 2), SeriesKind::Gauge),
+                    Agg::Avg => (sum / count as f64, SeriesKind::Gauge),
+                    Agg::Sum => (sum, SeriesKind::Gauge),
+                    Agg::Count => (count as f64 / interval as f64, SeriesKind::Rate),
                 };
-                return s.quantile(q).unwrap_or(self.max);
+                out.push(v);
             }
-            let mut acc = 0i64;
-            for &(v, w) in &self.samples {
-                acc = acc.saturating_add(w);
-                if acc > target {
-                    return v;
-                }
+            for &p in &spec.pcts {
+                let target = (p.saturating_mul(count) - 1) / 100;
+                out.push((weighted(target), SeriesKind::Gauge));
             }
-            self.max
-        };
-        for a in &spec.aggs {
-            let v = match a {
-                Agg::Max => (self.max, SeriesKind::Gauge),
-                Agg::Min => (self.min, SeriesKind::Gauge),
-                Agg::Median => (weighted((self.count - 1) / 2), SeriesKind::Gauge),
-                Agg::Avg => (self.sum / self.count as f64, SeriesKind::Gauge),
-                Agg::Sum => (self.sum, SeriesKind::Gauge),
-                Agg::Count => (self.count as f64 / interval as f64, SeriesKind::Rate),
-            };
-            out.push(v);
-        }
-        for &p in &spec.pcts {
-            let target = (p.saturating_mul(self.count) - 1) / 100;
-            out.push((weighted(target), SeriesKind::Gauge));
-        }
+        });
     }
 }
 
@@ -337,13 +308,13 @@ enum Value {
 }
 
 impl Value {
-    fn new(kind: MetricKind) -> Self {
+    fn new(kind: MetricKind, memory: &HistogramMemory) -> Self {
         match kind {
             MetricKind::Counter => Value::Counter(0.0),
             MetricKind::Gauge => Value::Gauge(0.0),
             MetricKind::Set => Value::Set(Box::default()),
             MetricKind::Histogram | MetricKind::Timer => {
-                Value::Histogram(Box::new(HistState::new()))
+                Value::Histogram(Box::new(HistState::new(memory.clone())))
             }
             MetricKind::Distribution => Value::Distribution(Box::default()),
         }
@@ -385,7 +356,7 @@ impl Value {
             Value::Gauge(_) => Value::Gauge(0.0),
             Value::Set(_) => Value::Set(Box::default()),
             Value::Histogram(h) => {
-                let mut n = HistState::new();
+                let mut n = HistState::new(h.samples.memory().clone());
                 n.names = h.names.clone();
                 Value::Histogram(Box::new(n))
             }
@@ -648,7 +619,11 @@ fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
     match value {
         Value::Counter(sum) => *sum += v * (1.0 / rate),
         Value::Gauge(g) => *g = v,
-        Value::Histogram(h) => h.add(v, rate),
+        Value::Histogram(h) => {
+            if !h.add(v, rate) {
+                tel.dogstatsd.histogram_samples_approximated.inc();
+            }
+        }
         Value::Distribution(s) => {
             if !s.insert_sampled(v, rate) {
                 tel.drop("sketch_full", 1);
@@ -903,7 +878,7 @@ impl Aggregator {
             alias: (0, 0),
             bucket: 0,
             last_seen: now,
-            value: Value::new(line.kind),
+            value: Value::new(line.kind, &self.cfg.histogram_memory),
             has_value: false,
             name: st.interner.intern(name),
             tags: tags.iter().map(|t| st.interner.intern(t)).collect(),
@@ -960,7 +935,7 @@ impl Aggregator {
         // The type of a bucket's value is set by its first sample; a sample of another type in the same
         // bucket is applied to it as that type, as the agent's `ContextMetrics.AddSample` does.
         if !ctx.has_value && !ctx.value.matches(kind) {
-            ctx.value = Value::new(kind);
+            ctx.value = Value::new(kind, &self.cfg.histogram_memory);
         }
 
         // The parser hands out positive rates (above 1 too: a counter counts `value / rate`, as the Agent's);
@@ -1384,6 +1359,7 @@ fn emit(
     }
 }
 
+pub mod histogram;
 pub mod shards;
 mod table;
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! within a bounded wait and persists what is left when disk storage is configured.
 
 use crate::aggregator::shards::SHARDS_PER_WORKER;
-use crate::aggregator::{Aggregator, AggregatorConfig, MetricBlocklist, Shards};
+use crate::aggregator::{Aggregator, AggregatorConfig, HistogramMemory, MetricBlocklist, Shards};
 use crate::config::Config;
 use crate::dogstatsd::listen::{ListenerConfig, Listeners, Received, Transport};
 use crate::dogstatsd::parse::{for_each_line, Repairs};
@@ -468,6 +468,11 @@ impl SelfMetrics {
                 d.parse_errors.get(),
             ),
             (
+                "kelpie.dogstatsd.histogram_samples_approximated".into(),
+                vec![],
+                d.histogram_samples_approximated.get(),
+            ),
+            (
                 "kelpie.forwarder.transactions".into(),
                 vec!["outcome:success".into()],
                 f.success.get(),
@@ -872,6 +877,9 @@ pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usiz
                 cfg.statsd_metric_blocklist.clone(),
                 cfg.statsd_metric_blocklist_match_prefix,
             ),
+            // Exact histogram samples get a quarter of the aggregation budget (44-52 MiB, about 3M distinct
+            // values of 16 bytes, at the default memory_limit); past it percentiles come from a sketch, counted.
+            histogram_memory: HistogramMemory::new((budget / 4) as usize),
         },
         max_contexts,
     ))

@@ -117,6 +117,7 @@ impl StatusState {
                 "events": d.events.get(),
                 "service_checks": d.service_checks.get(),
                 "parse_errors": d.parse_errors.get(),
+                "histogram_samples_approximated": d.histogram_samples_approximated.get(),
                 "contexts": d.contexts.get(),
                 "context_limit": d.context_limit.get(),
                 "context_limit_reason": if d.context_limit_lowered.get() != 0 { "rss_near_memory_limit" } else { "memory_limit" },
@@ -153,11 +154,25 @@ impl StatusState {
                 "bytes": history.bytes(),
                 "evicted": history.evicted(),
             },
-            "collectors": self.collectors.lock().clone(),
+            "collectors": self.collectors_json(),
             "origin_detection": self.origin_json(),
             "recent_events": recent.events(5),
             "recent_service_checks": recent.checks(5),
         })
+    }
+
+    /// The collectors, with every field of SPEC §7 present whether or not a collector runs: `host`, `docker`
+    /// (with `containers`, 0 when off or unavailable, and `error`) and `ecs`.
+    fn collectors_json(&self) -> Value {
+        let mut all = self.collectors.lock().clone();
+        for name in ["host", "docker", "ecs"] {
+            all.entry(name)
+                .or_insert_with(|| CollectorStatus::new("off"));
+        }
+        if let Some(docker) = all.get_mut("docker") {
+            docker.containers.get_or_insert(0);
+        }
+        serde_json::to_value(all).unwrap_or_default()
     }
 
     /// Origin detection: what is on, and how lookups fared (a container's metrics without its tags show up
@@ -461,6 +476,12 @@ pub fn render(doc: &Value, color: bool) -> String {
         d["queue_max_bytes"].as_i64().unwrap_or(0),
         d["pipelines"].as_i64().unwrap_or(0),
     ));
+    let approximated = num(d, &["histogram_samples_approximated"]);
+    if approximated > 0 {
+        out.push_str(&format!(
+            "  Histogram Samples Approximated: {approximated} (histogram memory budget spent; see docs/dogstatsd.md)\n"
+        ));
+    }
     let o = &doc["origin_detection"];
     if o.is_object() {
         let on = |k: &str| {
@@ -510,7 +531,7 @@ pub fn render(doc: &Value, color: bool) -> String {
                 _ => status.to_string(),
             };
             out.push_str(&format!("  {name}: {status}"));
-            if let Some(n) = c["containers"].as_u64() {
+            if let (Some(n), false) = (c["containers"].as_u64(), c["status"] == "off") {
                 out.push_str(&format!(", {n} containers"));
             }
             if let Some(d) = c["detail"].as_str() {

@@ -71,6 +71,9 @@ pub struct DogstatsdTelemetry {
     pub events: Counter,
     pub service_checks: Counter,
     pub parse_errors: Counter,
+    /// Histogram samples whose context's percentiles had to come from a sketch (the histogram memory budget,
+    /// derived from `memory_limit`, was spent); 0 means every percentile was exact.
+    pub histogram_samples_approximated: Counter,
     /// Live contexts in the aggregator.
     pub contexts: Gauge,
     /// Most contexts held; new ones past it are refused (`dropped.context_limit`).

@@ -402,3 +402,46 @@ fn each_flush_matches_the_datadog_agent() {
         failures.join("\n")
     );
 }
+/// `pkg/metrics/histogram_test.go`'s large case in the issue: the values 1..=1025 in one bucket give median 513
+/// and p95 974 (exact ranks), where kelpie used to switch to a sketch past 1,024 samples (509.12 / 976.39).
+#[test]
+fn histogram_percentiles_stay_exact_past_a_thousand_samples() {
+    let lines: String = (1..=1025).map(|v| format!("lat:{v}|h\n")).collect();
+    let got = flushed_outcome(&lines);
+    assert_eq!(
+        got, "lat.95percentile 974; lat.avg 513; lat.count 1025; lat.max 1025; lat.median 513",
+        "{AGENT_HISTOGRAM}"
+    );
+    // Many more samples, with repeats and weights: still the exact weighted ranks.
+    let mut lines = String::new();
+    let mut expected: Vec<(i64, i64)> = Vec::new();
+    for i in 0..200_000i64 {
+        let v = (i * 7919) % 5003;
+        if i % 10 == 0 {
+            lines += &format!("big:{v}|h|@0.25\n");
+            expected.push((v, 4));
+        } else {
+            lines += &format!("big:{v}|h\n");
+            expected.push((v, 1));
+        }
+    }
+    expected.sort();
+    let count: i64 = expected.iter().map(|e| e.1).sum();
+    let rank = |target: i64| {
+        let mut acc = 0;
+        expected
+            .iter()
+            .find(|e| {
+                acc += e.1;
+                acc > target
+            })
+            .unwrap()
+            .0
+    };
+    let median = rank((count - 1) / 2);
+    let p95 = rank((95 * count - 1) / 100);
+    let got = flushed_outcome(&lines) + ";";
+    assert!(got.contains(&format!("big.median {median};")), "{got}");
+    assert!(got.contains(&format!("big.95percentile {p95};")), "{got}");
+    assert!(got.contains(&format!("big.count {count};")), "{got}");
+}
