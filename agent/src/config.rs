@@ -39,7 +39,8 @@ pub type MapperProfilesValue = Value;
 /// The agent's configuration, fully validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub api_key: Option<String>,
+    /// Never printed: see [`Secret`].
+    pub api_key: Option<crate::secret::Secret>,
     pub site: String,
     /// Intake base URL without trailing slash (`dd_url`, or `https://api.<site>`).
     pub dd_url: String,
@@ -392,7 +393,7 @@ impl Config {
     }
 
     fn from_raw(raw: &Raw, unknown_keys: Vec<String>) -> Result<Config, ConfigError> {
-        let api_key = raw.string("api_key");
+        let api_key = raw.string("api_key").map(crate::secret::Secret::new);
         let site = raw
             .string("site")
             .unwrap_or_else(|| "datadoghq.com".to_string());

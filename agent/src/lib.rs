@@ -17,6 +17,7 @@ pub mod model;
 pub mod pipeline;
 pub mod profiles;
 pub mod recent;
+pub mod secret;
 pub mod sketch;
 pub mod status;
 pub mod telemetry;

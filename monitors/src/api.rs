@@ -69,6 +69,15 @@ pub struct RateWait {
     pub limit: LimitInfo,
 }
 
+/// A key as a header value that `Debug` output shows as `Sensitive` (a key a header cannot carry becomes a
+/// placeholder, which the API refuses with 403).
+fn secret_header(key: &str) -> reqwest::header::HeaderValue {
+    let mut v = reqwest::header::HeaderValue::from_str(key)
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("invalid-key"));
+    v.set_sensitive(true);
+    v
+}
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -284,8 +293,8 @@ impl Client {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
-                .header("DD-API-KEY", &self.api_key)
-                .header("DD-APPLICATION-KEY", &self.app_key)
+                .header("DD-API-KEY", secret_header(&self.api_key))
+                .header("DD-APPLICATION-KEY", secret_header(&self.app_key))
                 .header("Accept", "application/json");
             if !query.is_empty() {
                 req = req.query(query);
