@@ -39,7 +39,7 @@ pub type MapperProfilesValue = Value;
 /// The agent's configuration, fully validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Never printed: see [`Secret`].
+    /// Never printed: see [`crate::secret::Secret`].
     pub api_key: Option<crate::secret::Secret>,
     pub site: String,
     /// Intake base URL without trailing slash (`dd_url`, or `https://api.<site>`).
