@@ -25,9 +25,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the per-host agent in the foreground until SIGTERM/SIGINT, then flush and exit 0.
+    #[command(after_long_help = kelpie_agent::config::env_help())]
     Agent {
         /// YAML config file with the Datadog Agent's key names (default /etc/kelpie/kelpie.yaml; a missing
         /// default file is fine). Every key can be overridden by DD_<KEY> environment variables.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Check the configuration, print it as `kelpie config` does, and exit (0 if valid).
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Print the agent's configuration in force (file, environment, defaults), secrets redacted, with where
+    /// each value came from; exit 1 if it is invalid.
+    Config {
+        /// YAML config file (default /etc/kelpie/kelpie.yaml; a missing default file is fine).
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
@@ -49,19 +60,39 @@ enum Command {
     Version,
 }
 
-fn init_logging() {
+/// Logs to stderr: readable text (coloured on a terminal), or one JSON object per line with `json`. `RUST_LOG`
+/// (a `tracing` filter) wins over `level`.
+fn init_logging(level: &str, json: bool) {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("DD_LOG_LEVEL").ok().map(|l| l.to_lowercase()))
-        .unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Logging for the commands other than `agent`: `DD_LOG_LEVEL` when it is a level, else `info` (the agent,
+/// which reads it as a setting, refuses a bad one).
+fn init_cli_logging() {
+    let level = std::env::var("DD_LOG_LEVEL")
+        .ok()
+        .and_then(|l| {
+            kelpie_agent::config::Config::load_from(
+                Some(std::path::Path::new("/dev/null")),
+                [("DD_LOG_LEVEL".to_string(), l)].into_iter().collect(),
+            )
+            .ok()
+        })
+        .map_or_else(|| "info".to_string(), |c| c.log_level);
+    init_logging(&level, false);
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -72,8 +103,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run_agent(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn run_agent(config: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let cfg = kelpie_agent::config::Config::load(config.as_deref())?;
+    if check {
+        print_config(&cfg);
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(&cfg.log_level, cfg.log_format_json);
     let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -85,6 +121,28 @@ fn run_agent(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         kelpie_agent::pipeline::run(cfg, shutdown, None).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kelpie config`: every setting (YAML key, or the variable for kelpie's own), its value in force and where
+/// it came from.
+fn print_config(cfg: &kelpie_agent::config::Config) {
+    use std::io::Write;
+    let rows = cfg.effective();
+    let w_key = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    let w_val = rows
+        .iter()
+        .map(|(_, v, _)| v.len().min(40))
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{:<w_key$}  {:<w_val$}  source\n", "setting", "value");
+    for (key, value, source) in &rows {
+        out.push_str(&format!("{key:<w_key$}  {value:<w_val$}  {source}\n"));
+    }
+    for w in cfg.unknown_key_warnings() {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
 fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<ExitCode> {
@@ -142,11 +200,23 @@ fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<
 fn main() -> ExitCode {
     let args = kelpie_monitors::cli::preprocess_args(std::env::args_os());
     let cli = Cli::parse_from(args);
-    if !matches!(cli.command, Command::Version) {
-        init_logging();
+    if !matches!(
+        cli.command,
+        Command::Version | Command::Agent { .. } | Command::Config { .. }
+    ) {
+        init_cli_logging();
     }
     let result = match cli.command {
-        Command::Agent { config } => run_agent(config),
+        Command::Agent {
+            config,
+            check_config,
+        } => run_agent(config, check_config),
+        Command::Config { config } => kelpie_agent::config::Config::load(config.as_deref())
+            .map(|cfg| {
+                print_config(&cfg);
+                ExitCode::SUCCESS
+            })
+            .map_err(Into::into),
         Command::Status { json, health, addr } => run_status(json, health, addr),
         Command::Monitors(args) => runtime().and_then(|rt| {
             rt.block_on(kelpie_monitors::cli::run(args))

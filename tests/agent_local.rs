@@ -163,6 +163,7 @@ fn bad_config_values_stop_the_agent_with_one_sentence() {
             "/nonexistent-dir/dsd.socket",
             "`dogstatsd_socket`",
         ),
+        ("DD_LOG_LEVEL", "verbose", "`log_level`"),
     ];
     for (key, value, expect) in cases {
         let out = Command::new(kelpie_bin())
@@ -265,5 +266,115 @@ fn events_and_service_checks_are_shown_in_local_mode() {
     assert!(
         !text.contains('\x1b'),
         "no colour when not a terminal: {text}"
+    );
+}
+
+/// The CLI helps with configuration: a missing file said once, `kelpie config` with sources and the key
+/// redacted, `agent --help` listing the variables, "did you mean", and JSON logs whose first lines say what the
+/// agent listens on, where it sends and which collectors run.
+#[test]
+fn config_help_and_first_log_lines() {
+    let out = Command::new(kelpie_bin())
+        .args(["agent", "--config", "/nonexistent/kelpie.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "kelpie: cannot read config file /nonexistent/kelpie.yaml: No such file or directory (os error 2)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kelpie.yaml");
+    std::fs::write(
+        &file,
+        "dogstatsd_prot: 9000\nhistogram_percentiles: [0.5, 0.99]\n",
+    )
+    .unwrap();
+    let out = Command::new(kelpie_bin())
+        .args(["config", "--config"])
+        .arg(&file)
+        .env("DD_API_KEY", "0123456789abcdef0123")
+        .env("DD_DOGSTATSD_PORT", "9125")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("{key} missing:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("api_key"),
+        "api_key ****************0123 environment variable DD_API_KEY"
+    );
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    assert_eq!(
+        line("dogstatsd_port"),
+        "dogstatsd_port 9125 environment variable DD_DOGSTATSD_PORT"
+    );
+    assert!(
+        line("histogram_percentiles").starts_with("histogram_percentiles [0.5,0.99] ")
+            && line("histogram_percentiles").ends_with("kelpie.yaml"),
+        "{text}"
+    );
+    assert_eq!(line("bind_host"), "bind_host localhost default");
+    assert!(text.contains("did you mean `dogstatsd_port`?"), "{text}");
+
+    let out = Command::new(kelpie_bin())
+        .args(["agent", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DD_API_KEY",
+        "DD_DOGSTATSD_PORT",
+        "[8125]",
+        "DD_LOG_FORMAT_JSON",
+        "KELPIE_STATUS_ADDR",
+    ] {
+        assert!(
+            help.contains(var),
+            "{var} missing from agent --help:\n{help}"
+        );
+    }
+
+    let agent = AgentProc::spawn(&[("DD_LOG_FORMAT_JSON", "true")]);
+    let lines: Vec<Value> = wait_for(Duration::from_secs(10), || {
+        let log = agent.log_text();
+        let lines: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect();
+        lines
+            .iter()
+            .any(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("collectors:"))
+            })
+            .then_some(lines)
+    })
+    .expect("the startup summary within 10 s");
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    let has = |prefix: &str| messages.iter().any(|m| m.starts_with(prefix));
+    assert!(
+        has(&format!("listening: DogStatsD UDP {}", agent.udp)),
+        "{messages:?}"
+    );
+    assert!(has("local mode: no api_key"), "{messages:?}");
+    assert!(
+        messages.contains(
+            &"collectors: docker off (container_collection: false); ecs off; host on (/proc)"
+        ),
+        "{messages:?}"
     );
 }

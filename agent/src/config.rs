@@ -17,10 +17,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/kelpie/kelpie.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // Not a `source`: the reason is in the sentence, so that a chain printer does not repeat it.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path} is not valid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
@@ -94,9 +95,18 @@ pub struct Config {
     pub history_memory: u64,
     pub host_proc: PathBuf,
     pub host_sys: PathBuf,
+    /// A `tracing` level: `trace`, `debug`, `info`, `warn`, `error` or `off` (Datadog's `warning` and
+    /// `critical` are read as `warn` and `error`).
     pub log_level: String,
+    /// `log_format_json`: one JSON object per log line instead of readable text.
+    pub log_format_json: bool,
     /// Keys of the file that kelpie does not know (warned about once at start).
     pub unknown_keys: Vec<String>,
+    /// `DD_*` environment variables that are not settings but are one or two letters from one (likely typos).
+    pub misspelt_env: Vec<(String, &'static str)>,
+    /// Each setting that was given: its value as written and where it came from (`environment variable
+    /// DD_X` or the file's path). Settings absent here have their default.
+    pub given: BTreeMap<&'static str, (String, String)>,
 }
 
 /// Every key the YAML file may hold; any other key in the file is warned about once at start. Environment
@@ -145,7 +155,278 @@ const KNOWN_KEYS: &[&str] = &[
     "forwarder_backoff_base",
     "forwarder_backoff_max",
     "log_level",
+    "log_format_json",
 ];
+
+/// Every setting with its default and meaning, for `kelpie agent --help` and `kelpie config`: the keys of
+/// [`KNOWN_KEYS`] (env `DD_<KEY>`) and kelpie's own environment variables (uppercase names).
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "api_key",
+        "none",
+        "Datadog API key; without it the agent runs in local mode and sends nothing",
+    ),
+    ("site", "datadoghq.com", "intake is https://api.<site>"),
+    (
+        "dd_url",
+        "from site",
+        "intake base URL, overrides site (e.g. http://127.0.0.1:8080)",
+    ),
+    ("hostname", "the host's", "host of every series and event"),
+    (
+        "tags",
+        "none",
+        "host tags added to everything (space- or comma-separated)",
+    ),
+    ("env", "none", "adds env:<value>"),
+    (
+        "dogstatsd_port",
+        "8125",
+        "DogStatsD UDP port; 0 disables UDP",
+    ),
+    ("bind_host", "localhost", "address DogStatsD UDP listens on"),
+    (
+        "dogstatsd_non_local_traffic",
+        "false",
+        "listen on all interfaces (needed in a container)",
+    ),
+    (
+        "dogstatsd_socket",
+        "none",
+        "Unix datagram socket path (e.g. /var/run/datadog/dsd.socket)",
+    ),
+    ("dogstatsd_stream_socket", "none", "Unix stream socket path"),
+    (
+        "dogstatsd_origin_detection",
+        "false",
+        "tag Unix socket traffic with the sender's container tags",
+    ),
+    (
+        "dogstatsd_origin_detection_client",
+        "false",
+        "honour the |c: field clients send",
+    ),
+    (
+        "dogstatsd_tag_cardinality",
+        "low",
+        "container tags added: none, low, orchestrator or high",
+    ),
+    (
+        "container_labels_as_tags",
+        "none",
+        "container labels to tags (JSON object in the environment)",
+    ),
+    (
+        "docker_labels_as_tags",
+        "none",
+        "same as container_labels_as_tags",
+    ),
+    (
+        "container_env_as_tags",
+        "none",
+        "container env vars to tags (JSON object in the environment)",
+    ),
+    (
+        "docker_env_as_tags",
+        "none",
+        "same as container_env_as_tags",
+    ),
+    (
+        "container_exclude",
+        "none",
+        "containers whose metrics are not collected (name:RE image:RE)",
+    ),
+    (
+        "container_include",
+        "none",
+        "exceptions to container_exclude",
+    ),
+    ("container_exclude_metrics", "none", "as container_exclude"),
+    ("container_include_metrics", "none", "as container_include"),
+    (
+        "exclude_pause_container",
+        "true",
+        "skip ECS/Kubernetes pause containers",
+    ),
+    (
+        "statsd_metric_blocklist",
+        "none",
+        "DogStatsD metric names dropped before aggregation",
+    ),
+    (
+        "statsd_metric_blocklist_match_prefix",
+        "false",
+        "the blocklist holds prefixes",
+    ),
+    (
+        "dogstatsd_buffer_size",
+        "8192",
+        "largest datagram read, bytes",
+    ),
+    (
+        "dogstatsd_so_rcvbuf",
+        "0",
+        "socket receive buffer requested, bytes (0: kernel default)",
+    ),
+    (
+        "dogstatsd_queue_bytes",
+        "memory_limit / 8, 4-64 MiB",
+        "queue between socket readers and workers",
+    ),
+    (
+        "dogstatsd_pipeline_count",
+        "0",
+        "parsing/aggregation workers (0: one per core)",
+    ),
+    (
+        "dogstatsd_tags",
+        "none",
+        "tags added to every DogStatsD metric",
+    ),
+    (
+        "dogstatsd_mapper_profiles",
+        "none",
+        "Datadog mapper profiles (JSON in the environment)",
+    ),
+    (
+        "dogstatsd_expiry_seconds",
+        "300",
+        "counters without samples are sent as 0 this long",
+    ),
+    (
+        "histogram_aggregates",
+        "max median avg count",
+        "histogram aggregates sent",
+    ),
+    (
+        "histogram_percentiles",
+        "0.95",
+        "histogram percentiles sent",
+    ),
+    (
+        "ecs_agent_url",
+        "http://localhost:51678",
+        "ECS agent introspection API",
+    ),
+    ("container_collection", "true", "Docker metrics and events"),
+    (
+        "memory_limit",
+        "256MiB",
+        "cap on the agent's memory; near it new contexts are refused and counted",
+    ),
+    (
+        "forwarder_storage_path",
+        "none",
+        "directory for payloads not sent yet, kept across restarts",
+    ),
+    (
+        "forwarder_storage_max_size_in_bytes",
+        "0",
+        "disk cap for that directory",
+    ),
+    ("forwarder_timeout", "20", "intake request timeout, seconds"),
+    ("forwarder_backoff_base", "2", "retry backoff base, seconds"),
+    ("forwarder_backoff_max", "64", "retry backoff cap, seconds"),
+    (
+        "log_level",
+        "info",
+        "trace, debug, info, warn, error, critical or off (RUST_LOG overrides)",
+    ),
+    ("log_format_json", "false", "one JSON object per log line"),
+    (
+        "KELPIE_FLUSH_INTERVAL",
+        "10s",
+        "aggregation bucket and flush interval",
+    ),
+    (
+        "KELPIE_STATUS_ADDR",
+        "127.0.0.1:5002",
+        "status page, status JSON, /debug/pprof/profile",
+    ),
+    (
+        "KELPIE_HISTORY_MEMORY",
+        "32MiB (0 with api_key)",
+        "memory for the local page's last hour",
+    ),
+    (
+        "KELPIE_PROFILES_ADDR",
+        "127.0.0.1:<DD_APM_RECEIVER_PORT>",
+        "profiles intake (off to disable)",
+    ),
+    (
+        "DD_APM_RECEIVER_PORT",
+        "8126",
+        "port of the profiles intake",
+    ),
+    (
+        "DD_APM_NON_LOCAL_TRAFFIC",
+        "false",
+        "profiles intake on all interfaces",
+    ),
+    (
+        "HOST_PROC",
+        "/proc",
+        "the host's /proc (/host/proc in a container)",
+    ),
+    ("HOST_SYS", "/sys", "the host's /sys"),
+    (
+        "DOCKER_HOST",
+        "unix:///var/run/docker.sock",
+        "Docker engine address",
+    ),
+];
+
+/// The environment variable of a setting of [`SETTINGS`].
+pub fn env_name(key: &str) -> String {
+    if key.chars().any(|c| c.is_ascii_uppercase()) {
+        key.to_string()
+    } else {
+        format!("DD_{}", key.to_ascii_uppercase())
+    }
+}
+
+/// The settings as `kelpie agent --help` lists them: environment variable, key, default and meaning.
+pub fn env_help() -> String {
+    let mut out = String::from(
+        "Settings (YAML key in the --config file, or the environment variable, which wins; default in brackets):\n",
+    );
+    for (key, default, meaning) in SETTINGS {
+        let env = env_name(key);
+        let key = if env == *key { "" } else { key };
+        out.push_str(&format!(
+            "  {env:<42} {key:<37} [{default}]\n      {meaning}\n"
+        ));
+    }
+    out.push_str(
+        "\nkelpie config prints the configuration in force, with where each value came from.\n",
+    );
+    out
+}
+
+/// The known key closest to `unknown` (at most two edits away, or the same but for `-`/`_`), for "did you
+/// mean".
+pub fn suggest_key(unknown: &str) -> Option<&'static str> {
+    let norm = unknown.trim().to_ascii_lowercase().replace('-', "_");
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&norm, k), *k))
+        .filter(|(d, _)| *d <= 2.max(norm.len() / 8))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// The `log_level` values accepted (Datadog's, and `tracing`'s `warn`), as the `tracing` level they mean.
+fn log_level(v: &str) -> Option<&'static str> {
+    Some(match v.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "err" | "critical" => "error",
+        "off" => "off",
+        _ => return None,
+    })
+}
 
 /// Keys whose environment variable holds JSON (a mapping or list), as the Datadog Agent reads them.
 const JSON_IN_ENV: &[&str] = &[
@@ -366,10 +647,10 @@ impl Config {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(ConfigError::Read {
                     path: file_path,
-                    source,
+                    error,
                 })
             }
         }
@@ -389,7 +670,104 @@ impl Config {
             }
         }
         let raw = Raw { values, env };
-        Self::from_raw(&raw, unknown_keys)
+        let mut config = Self::from_raw(&raw, unknown_keys)?;
+        config.given = raw
+            .values
+            .iter()
+            .map(|(k, (v, origin))| {
+                // Lists and mappings on one line, as JSON.
+                let text = match v {
+                    Value::Sequence(_) | Value::Mapping(_) => {
+                        serde_json::to_string(v).unwrap_or_else(|_| value_text(v))
+                    }
+                    _ => value_text(v),
+                };
+                (*k, (text, origin.to_string()))
+            })
+            .collect();
+        config.misspelt_env = raw
+            .env
+            .keys()
+            .filter_map(|name| {
+                let key = name.strip_prefix("DD_")?.to_ascii_lowercase();
+                if KNOWN_KEYS.contains(&key.as_str()) {
+                    return None;
+                }
+                suggest_key(&key).map(|k| (name.clone(), k))
+            })
+            .collect();
+        Ok(config)
+    }
+
+    /// One warning per unknown key of the file and per likely misspelt `DD_*` variable, with "did you mean".
+    pub fn unknown_key_warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .unknown_keys
+            .iter()
+            .map(|key| match suggest_key(key) {
+                Some(k) => {
+                    format!("unknown configuration key `{key}` is ignored; did you mean `{k}`?")
+                }
+                None => format!("unknown configuration key `{key}` is ignored"),
+            })
+            .collect();
+        for (name, key) in &self.misspelt_env {
+            out.push(format!(
+                "environment variable {name} is not a kelpie setting and is ignored; did you mean {}?",
+                env_name(key)
+            ));
+        }
+        out
+    }
+
+    /// The configuration in force, one `(setting, value, where it came from)` per entry of [`SETTINGS`],
+    /// secrets redacted (`api_key` shows its last 4 characters only).
+    pub fn effective(&self) -> Vec<(String, String, String)> {
+        let derived: BTreeMap<&str, String> = [
+            ("dd_url", self.dd_url.clone()),
+            ("hostname", self.hostname.clone()),
+            (
+                "KELPIE_FLUSH_INTERVAL",
+                humantime::format_duration(self.flush_interval).to_string(),
+            ),
+            ("KELPIE_STATUS_ADDR", self.status_addr.to_string()),
+            (
+                "KELPIE_PROFILES_ADDR",
+                self.profiles_addr.map_or("off".into(), |a| a.to_string()),
+            ),
+            ("KELPIE_HISTORY_MEMORY", self.history_memory.to_string()),
+            ("HOST_PROC", self.host_proc.display().to_string()),
+            ("HOST_SYS", self.host_sys.display().to_string()),
+            ("log_level", self.log_level.clone()),
+        ]
+        .into_iter()
+        .collect();
+        SETTINGS
+            .iter()
+            .map(|(key, default, _)| {
+                let env = env_name(key);
+                let (value, source) = match self.given.get(key) {
+                    Some((v, origin)) => (v.clone(), origin.clone()),
+                    None if env == *key
+                        && std::env::var_os(&env).is_some()
+                        && derived.contains_key(key) =>
+                    {
+                        (derived[key].clone(), format!("environment variable {env}"))
+                    }
+                    None => match derived.get(key) {
+                        Some(v) if *key == "dd_url" => (v.clone(), "from site".to_string()),
+                        Some(v) if *key == "hostname" => (v.clone(), "detected".to_string()),
+                        _ => (default.to_string(), "default".to_string()),
+                    },
+                };
+                let value = if *key == "api_key" && value != "none" {
+                    redact(&value)
+                } else {
+                    value
+                };
+                (key.to_string(), value, source)
+            })
+            .collect()
     }
 
     fn from_raw(raw: &Raw, unknown_keys: Vec<String>) -> Result<Config, ConfigError> {
@@ -724,8 +1102,21 @@ impl Config {
             history_memory,
             host_proc,
             host_sys,
-            log_level: raw.string("log_level").unwrap_or_else(|| "info".into()),
+            log_level: match raw.string("log_level") {
+                None => "info".into(),
+                Some(l) => log_level(&l)
+                    .ok_or_else(|| {
+                        raw.invalid(
+                            "log_level",
+                            "is not a log level (trace, debug, info, warn, error, critical or off)",
+                        )
+                    })?
+                    .to_string(),
+            },
+            log_format_json: raw.bool("log_format_json", false)?,
             unknown_keys,
+            misspelt_env: Vec::new(),
+            given: BTreeMap::new(),
         })
     }
 
@@ -737,6 +1128,14 @@ impl Config {
             "local"
         }
     }
+}
+
+/// A secret as `***************abcd`: its last four characters only.
+fn redact(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let keep = if chars.len() > 8 { 4 } else { 0 };
+    let shown: String = chars[chars.len() - keep..].iter().collect();
+    format!("{}{shown}", "*".repeat(chars.len() - keep))
 }
 
 /// The host's name: `/host/etc/hostname` when the host's /etc is mounted (in a container), else the kernel's.
@@ -932,8 +1331,10 @@ mod tests {
                 _ => l,
             })
             .collect();
-        let c = load(Some(&uncommented.join("\n")), &[]).unwrap();
+        let mut c = load(Some(&uncommented.join("\n")), &[]).unwrap();
         let d = load(None, &[]).unwrap();
+        // Given or not, the same values.
+        c.given.clear();
         assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
         crate::pipeline::aggregator_config(&c).unwrap();
@@ -980,6 +1381,76 @@ mod tests {
             e.contains("histogram_percentiles") && e.contains("\"95\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn log_level_is_checked_like_every_other_value() {
+        let e = load(None, &[("DD_LOG_LEVEL", "verbose")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value for `log_level` (from environment variable DD_LOG_LEVEL): \"verbose\" is not a log level (trace, debug, info, warn, error, critical or off)"
+        );
+        for (given, level) in [
+            ("WARNING", "warn"),
+            ("critical", "error"),
+            ("debug", "debug"),
+        ] {
+            let c = load(None, &[("DD_LOG_LEVEL", given)]).unwrap();
+            assert_eq!(c.log_level, level);
+        }
+        let c = load(Some("log_format_json: true\n"), &[]).unwrap();
+        assert!(c.log_format_json);
+    }
+
+    #[test]
+    fn unknown_keys_and_misspelt_env_vars_get_did_you_mean() {
+        let c = load(
+            Some("dogstatsd_prot: 9000\nlogs_enabled: true\n"),
+            &[
+                ("DD_DOGSTATSD_NON_LOCAL_TRAFIC", "true"),
+                ("DD_LOGS_ENABLED", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.unknown_key_warnings(),
+            [
+                "unknown configuration key `dogstatsd_prot` is ignored; did you mean `dogstatsd_port`?",
+                "unknown configuration key `logs_enabled` is ignored",
+                "environment variable DD_DOGSTATSD_NON_LOCAL_TRAFIC is not a kelpie setting and is ignored; did you mean DD_DOGSTATSD_NON_LOCAL_TRAFFIC?",
+            ]
+        );
+    }
+
+    #[test]
+    fn effective_config_says_where_each_value_came_from_and_hides_the_key() {
+        let c = load(
+            Some("dogstatsd_port: 9000\n"),
+            &[
+                ("DD_API_KEY", "0123456789abcdef"),
+                ("DD_SITE", "datadoghq.eu"),
+            ],
+        )
+        .unwrap();
+        let eff = c.effective();
+        let get = |k: &str| eff.iter().find(|(key, _, _)| key == k).cloned().unwrap();
+        let (_, v, src) = get("api_key");
+        assert_eq!(v, "************cdef");
+        assert_eq!(src, "environment variable DD_API_KEY");
+        let (_, v, src) = get("dogstatsd_port");
+        assert_eq!(v, "9000");
+        assert!(src.ends_with("kelpie.yaml"), "{src}");
+        assert_eq!(get("dd_url").1, "https://api.datadoghq.eu");
+        assert_eq!(get("bind_host").2, "default");
+        for key in KNOWN_KEYS {
+            assert!(
+                SETTINGS.iter().any(|(k, _, _)| k == key),
+                "{key} missing from SETTINGS"
+            );
+        }
+        assert!(env_help().contains("DD_DOGSTATSD_PORT"));
     }
 
     #[test]

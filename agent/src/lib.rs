@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod recent;
 pub mod secret;
 pub mod sketch;
+pub mod startup;
 pub mod status;
 pub mod telemetry;
 pub mod web;

@@ -899,8 +899,8 @@ pub async fn run(
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    for key in &cfg.unknown_keys {
-        warn!("unknown configuration key `{key}` is ignored");
+    for w in cfg.unknown_key_warnings() {
+        warn!("{w}");
     }
     let telemetry = Arc::new(Telemetry::default());
     // The drops an operator looks for first are always shown, even at zero.
@@ -990,10 +990,7 @@ pub async fn run(
             },
             telemetry.clone(),
         )?),
-        None => {
-            info!("no api_key (DD_API_KEY): running in local mode, nothing is sent; see the status page");
-            None
-        }
+        None => None,
     };
 
     // Status server.
@@ -1079,13 +1076,9 @@ pub async fn run(
         udp: listeners.udp_local_addr(),
         profiles: profiles_addr,
     };
-    info!(
-        hostname = %cfg.hostname,
-        mode = cfg.mode(),
-        status = %bound.status,
-        udp = ?bound.udp,
-        "kelpie agent {VERSION} started"
-    );
+    for line in crate::startup::summary(&cfg, &bound, &state.collectors.lock(), VERSION) {
+        info!("{line}");
+    }
     if let Some(tx) = ready {
         let _ = tx.send(bound);
     }
