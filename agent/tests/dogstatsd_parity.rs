@@ -30,6 +30,7 @@ const AGENT_WORKER: &str = "datadog-agent server_worker_test.go / no_aggregation
 const AGENT_HISTOGRAM: &str = "datadog-agent pkg/metrics/histogram_test.go";
 const SALUKI: &str = "saluki codec/dogstatsd tests";
 const VECTOR: &str = "vector sources/statsd/parser.rs tests";
+const DATADOG_GO: &str = "datadog-go statsd/format_test.go (what the client sends)";
 const ISSUE: &str = "kelpie issue 10 (checked against the Agent)";
 
 /// (input, the Agent's outcome in kelpie's notation, source test)
@@ -56,6 +57,24 @@ const LINES: &[(&[u8], &str, &str)] = &[
     ("♬†øU†øU¥ºuT0♪:666|g|#intitulé:T0µ".as_bytes(), "g ♬†øU†øU¥ºuT0♪ 666 #intitulé:T0µ", AGENT_METRICS),
     // Empty packed entries are skipped (the Agent's parseFloat64List).
     (b"daemon:21::22|h", "h daemon 21:22", AGENT_METRICS),
+    // --- what Datadog's Go client sends (TestAppend*, TestRateAndTag)
+    (b"namespace.gauge:1.000000|g|#global:tag,tag:tag", "g namespace.gauge 1 #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.count:2|c|#global:tag,tag:tag", "c namespace.count 2 #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.histogram:3.000000|h|#global:tag,tag:tag", "h namespace.histogram 3 #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.distribution:4.000000|d|#global:tag,tag:tag", "d namespace.distribution 4 #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.decrement:-1|c|#global:tag,tag:tag", "c namespace.decrement -1 #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.set:five|s|#global:tag,tag:tag", "s namespace.set five #global:tag,tag:tag", DATADOG_GO),
+    (b"namespace.timing:6.000000|ms|#global:tag,tag:tag", "ms namespace.timing 6 #global:tag,tag:tag", DATADOG_GO),
+    (b"metric:1.000000|g|@0.1", "g metric 1 @0.1", DATADOG_GO),
+    (b"metric:1.000000|g|@0.1|#tag1:tag1", "g metric 1 @0.1 #tag1:tag1", DATADOG_GO),
+    // --- Vector's parser tests: the inputs the Agent reads the same way (a gauge's sign is not relative in
+    // DogStatsD: `+10|g` sets 10, where Vector's plain statsd makes it an increment)
+    (b"foo:1|c", "c foo 1", VECTOR),
+    (b"gaugor:333|g", "g gaugor 333", VECTOR),
+    (b"gaugor:-4|g", "g gaugor -4", VECTOR),
+    (b"gaugor:+10|g", "g gaugor 10", VECTOR),
+    (b"uniques:765|s", "s uniques 765", VECTOR),
+    (b"foo:1|c|#tag1,tag2:valueA,tag2:valueB,tag3:value,tag3,tag4:", "c foo 1 #tag1,tag2:valueA,tag2:valueB,tag3:value,tag3,tag4:", VECTOR),
     // --- metrics: errors (TestParseMetricError)
     (b"daemon:666", "parse error", AGENT_METRICS),
     (b"daemon:666|", "parse error", AGENT_METRICS),
@@ -187,7 +206,13 @@ const FLUSHED: &[(&str, &str, &str)] = &[
     ("daemon:666|g|#protocol:http,host:,bench", "daemon h= #bench,protocol:http 666", AGENT_ENRICH),
     ("daemon:666:777.5|g", "daemon 777.5", AGENT_ENRICH),
     ("daemon:666:777.5|c", "daemon 1443.5", AGENT_ENRICH),
-    // Sample rates (item 2): counters count value / rate, even above 1; `@0` is 1.
+    // datadog-go adds `dd.internal.entity_id:` (DD_ENTITY_ID) to everything; the Agent strips it.
+    ("daemon:1|c|#a,dd.internal.entity_id:pod-uid,dd.internal.card:low", "daemon #a 1", AGENT_ENRICH),
+    // Tags are a set: sorted, duplicates once (the Agent's tagset / context key).
+    ("foo:1|c|#tag3,tag1,tag3,tag2:b", "foo #tag1,tag2:b,tag3 1", AGENT_ENRICH),
+    // A gauge keeps its last value; `+10|g` is not relative in DogStatsD.
+    ("g:1|g\ng:+10|g", "g 10", VECTOR),
+        // Sample rates (item 2): counters count value / rate, even above 1; `@0` is 1.
     ("x:10|c|@2", "x 5", ISSUE),
     ("x:10|c|@0.5", "x 20", ISSUE),
     ("bar:2|c|@0", "bar 2", VECTOR),

@@ -472,6 +472,28 @@ fn event_body_defaults_host_adds_tags_truncates() {
     assert_eq!(v["title"].as_str().unwrap(), "é".repeat(100));
 }
 
+/// An empty `host:` tag on an event or service check means no host (as the Datadog Agent sends it), not the
+/// agent's hostname.
+#[test]
+fn an_empty_host_is_sent_as_no_host() {
+    let ev = Event {
+        title: "t".into(),
+        hostname: Some(String::new()),
+        ..Default::default()
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&decompress(&encode_event(&cfg(), &ev).unwrap())).unwrap();
+    assert_eq!(v["host"], "");
+    let check = ServiceCheck {
+        check: "c".into(),
+        hostname: Some(String::new()),
+        ..Default::default()
+    };
+    let p = encode_service_checks(&cfg(), &[check]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&decompress(&p[0])).unwrap();
+    assert_eq!(v[0]["host_name"], "");
+}
+
 #[test]
 fn service_checks_json_array() {
     let checks = vec![
