@@ -53,6 +53,13 @@ enum Command {
         /// Status server address (default: KELPIE_STATUS_ADDR or 127.0.0.1:5002).
         #[arg(long)]
         addr: Option<String>,
+        /// The metric names with the most contexts at the last flush and, for each, the tag keys with the most
+        /// distinct values: to find a high-cardinality sender fast.
+        #[arg(long)]
+        top: bool,
+        /// How many names --top prints.
+        #[arg(long, default_value_t = 20, requires = "top")]
+        limit: usize,
     },
     /// Datadog monitors as code: validate, test, plan, sync and import.
     Monitors(kelpie_monitors::cli::MonitorsArgs),
@@ -145,7 +152,12 @@ fn print_config(cfg: &kelpie_agent::config::Config) {
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
-fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<ExitCode> {
+fn run_status(
+    json: bool,
+    health: bool,
+    addr: Option<String>,
+    top: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     let addr = addr
         .or_else(|| std::env::var("KELPIE_STATUS_ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:5002".into());
@@ -176,6 +188,24 @@ fn run_status(json: bool, health: bool, addr: Option<String>) -> anyhow::Result<
                     Ok(ExitCode::FAILURE)
                 }
             };
+        }
+        if let Some(limit) = top {
+            let view: kelpie_agent::top::TopView = client
+                .get(format!("http://{addr}/api/top"))
+                .send()
+                .await
+                .with_context(|| format!("no kelpie agent answers at {addr} (is it running? set --addr or KELPIE_STATUS_ADDR)"))?
+                .json()
+                .await
+                .context("the agent's /api/top answer is not the expected JSON (an older agent?)")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else if view.flushed_at == 0 {
+                println!("no flush yet: try again after the first flush interval");
+            } else {
+                print!("{}", kelpie_agent::top::render(&view, limit));
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         let doc: serde_json::Value = client
             .get(format!("http://{addr}/status"))
@@ -217,7 +247,13 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
             .map_err(Into::into),
-        Command::Status { json, health, addr } => run_status(json, health, addr),
+        Command::Status {
+            json,
+            health,
+            addr,
+            top,
+            limit,
+        } => run_status(json, health, addr, top.then_some(limit)),
         Command::Monitors(args) => runtime().and_then(|rt| {
             rt.block_on(kelpie_monitors::cli::run(args))
                 .map(|code| ExitCode::from(code.clamp(0, 255) as u8))

@@ -378,3 +378,34 @@ fn config_help_and_first_log_lines() {
         "{messages:?}"
     );
 }
+
+/// `kelpie status --top` names the metric with the most contexts and the tag that makes them.
+#[test]
+fn status_top_finds_the_high_cardinality_metric() {
+    let agent = AgentProc::spawn(&[]);
+    let hot: String = (0..60)
+        .map(|i| format!("e2e.top.hot:1|c|#request_id:{i},service:api\n"))
+        .collect();
+    agent.send(&hot);
+    agent.send("e2e.top.cold:1|c|#service:api\ne2e.top.cold:1|c|#service:web");
+    agent.wait_samples(62, Duration::from_secs(10));
+    let addr = agent.status.to_string();
+    let text = wait_for(Duration::from_secs(10), || {
+        let out = Command::new(kelpie_bin())
+            .args(["status", "--top", "--limit", "3", "--addr", &addr])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("e2e.top.hot").then_some(text)
+    })
+    .expect("e2e.top.hot in kelpie status --top within 10 s");
+    let rows: Vec<&str> = text.lines().skip(3).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let first: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(
+        first,
+        ["60", "e2e.top.hot", "request_id", "(60),", "service", "(1)"],
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "{text}");
+}

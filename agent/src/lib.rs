@@ -22,4 +22,5 @@ pub mod sketch;
 pub mod startup;
 pub mod status;
 pub mod telemetry;
+pub mod top;
 pub mod web;

@@ -560,11 +560,14 @@ struct FlushOut<'h, 'c> {
     sketches: Option<encode::SketchEncoder<'c>>,
     n_series: u64,
     n_sketches: u64,
+    /// Contexts per metric name and tag key, for `kelpie status --top`.
+    top: crate::top::TopBuilder,
 }
 
 impl FlushSink for FlushOut<'_, '_> {
     fn series(&mut self, s: SeriesRef<'_>) {
         self.n_series += 1;
+        self.top.series(&s);
         if let Some(h) = self.history.as_deref_mut() {
             h.record_series(s);
         }
@@ -574,6 +577,7 @@ impl FlushSink for FlushOut<'_, '_> {
     }
     fn sketch(&mut self, s: SketchRef<'_>) {
         self.n_sketches += 1;
+        self.top.sketch(&s);
         if let Some(h) = self.history.as_deref_mut() {
             h.record_sketch(s);
         }
@@ -753,6 +757,7 @@ impl Flusher {
             sketches: forwarding.then(|| encode::SketchEncoder::new(&self.encode)),
             n_series: 0,
             n_sketches: 0,
+            top: Default::default(),
         };
         if let Some(h) = out.history.as_deref_mut() {
             h.begin();
@@ -776,7 +781,9 @@ impl Flusher {
             n_series,
             n_sketches,
             history: _,
+            top,
         } = out;
+        *self.state.top.lock() = top.finish(now);
         drop(history);
         self.telemetry.flush.series_flushed.add(n_series);
         self.telemetry.flush.sketches_flushed.add(n_sketches);
@@ -937,6 +944,7 @@ pub async fn run(
         telemetry: telemetry.clone(),
         history: history.clone(),
         recent: Mutex::new(Default::default()),
+        top: Mutex::new(Default::default()),
         collectors: Mutex::new(Default::default()),
         origin_settings: status::OriginSettings {
             uds: cfg.dogstatsd_origin_detection,

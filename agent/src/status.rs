@@ -67,6 +67,8 @@ pub struct StatusState {
     pub history: Arc<Mutex<History>>,
     /// The last events and service checks (filled by the flusher).
     pub recent: Mutex<Recent>,
+    /// The metric names with the most contexts at the last flush (`/api/top`).
+    pub top: Mutex<crate::top::TopView>,
     pub collectors: Mutex<BTreeMap<&'static str, CollectorStatus>>,
     pub origin_settings: OriginSettings,
     /// The container tag table, once Docker answers.

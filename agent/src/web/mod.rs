@@ -42,6 +42,11 @@ pub fn routes() -> Router<Arc<StatusState>> {
         .route("/api/chart", get(chart))
         .route("/api/events", get(events))
         .route("/api/service_checks", get(service_checks))
+        .route("/api/top", get(top))
+}
+
+async fn top(State(s): State<Arc<StatusState>>) -> Json<crate::top::TopView> {
+    Json(s.top.lock().clone())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
