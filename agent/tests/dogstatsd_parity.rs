@@ -131,6 +131,8 @@ const LINES: &[(&[u8], &str, &str)] = &[
     (b"x:1|g|#tag:\xff\xfe", "g x 1 #tag:\u{fffd}\u{fffd}", ISSUE),
     (b"x\xc3:1|c", "c x\u{fffd} 1", ISSUE),
     (b"_sc|db.up|0|m:caf\xe9", "check db.up 0 m=caf\u{fffd}", ISSUE),
+    // An event's lengths count the bytes sent: cut first, repaired after.
+    (b"_e{5,4}:t\xfftle|text|#a:\xfe", "event t\u{fffd}tle|text #a:\u{fffd}", ISSUE),
     // --- events (TestEvent*)
     (b"_e{10,9}:test title|test text", "event test title|test text", AGENT_EVENTS),
     (b"_e{10,24}:test title|test\\line1\\nline2\\nline3", "event test title|test\\line1\nline2\nline3", AGENT_EVENTS),

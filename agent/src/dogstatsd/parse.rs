@@ -14,7 +14,7 @@
 //! * `|T<unix secs>` on a histogram, timer, distribution or set: the Agent's no-aggregation pipeline takes only
 //!   gauges and counters and drops the rest; so does kelpie, counted as `timestamp_unsupported_type`.
 //! * bytes that are not UTF-8 are replaced with U+FFFD and the line is kept (as the Agent, which keeps the raw
-//!   bytes, and saluki, which replaces them); see [`Repairs`].
+//!   bytes, and saluki, which replaces them); see [`Repairs`]. An event is cut by its byte lengths first.
 //! * events and service checks take their host from a `host:` tag when they have no `h:` field (an empty value
 //!   means no host), and lose `host:`, `dd.internal.entity_id:`, `dd.internal.card:` (its level becomes the
 //!   origin cardinality when there is no `|card:` field) and `dd.internal.jmx_check_name:` tags, as metrics do.
@@ -155,6 +155,17 @@ pub fn for_each_line<'a>(
         }
         // Metric lines take a path of their own: `Parsed` is large (an `Event` is inline), and keeping it
         // out of the hot path's return values avoids copying it around.
+        if line.starts_with(b"_e{") {
+            // Events are cut by byte lengths first and repaired after (see `parse_event`).
+            match parse_event(line) {
+                Ok(e) => {
+                    events += 1;
+                    f(Parsed::Event(e));
+                }
+                Err(err) => refused(err, &String::from_utf8_lossy(line), telemetry, &mut errors),
+            }
+            continue;
+        }
         let text = repairs.text(line);
         if line[0] != b'_' {
             match parse_metric(text, &mut samples) {
@@ -269,7 +280,7 @@ fn parse_underscore(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
 #[inline(never)]
 fn parse_underscore_str<'a>(s: &'a str, samples: &mut u64) -> Result<Parsed<'a>, ParseError> {
     if s.starts_with("_e{") {
-        return parse_event(s).map(Parsed::Event);
+        return parse_event(s.as_bytes()).map(Parsed::Event);
     }
     if s.starts_with("_sc|") {
         return parse_service_check(s).map(Parsed::ServiceCheck);
@@ -558,8 +569,9 @@ fn unescape_newlines(v: &str) -> String {
 
 #[cold]
 #[inline(never)]
-fn parse_event(s: &str) -> Result<Event, ParseError> {
-    let b = s.as_bytes();
+/// An event from the line's raw bytes: its title and text lengths are byte counts of what was sent, so bytes
+/// that are not UTF-8 are replaced (U+FFFD) only once the title, text and fields are cut out.
+fn parse_event(b: &[u8]) -> Result<Event, ParseError> {
     // `_e{` is checked by the caller.
     let close = memchr(b'}', b).ok_or(ParseError::InvalidEventHeader)?;
     let lengths = &b[3..close];
@@ -586,20 +598,17 @@ fn parse_event(s: &str) -> Result<Event, ParseError> {
     if b[title_end] != b'|' || (text_end < b.len() && b[text_end] != b'|') {
         return Err(ParseError::EventLengthMismatch);
     }
-    // Both ends are at ASCII `|` or at the end, so these are char boundaries; `get` keeps it panic-free anyway.
-    let title = s
-        .get(title_start..title_end)
-        .ok_or(ParseError::EventLengthMismatch)?;
-    let text = s
-        .get(text_start..text_end)
-        .ok_or(ParseError::EventLengthMismatch)?;
+    let title = String::from_utf8_lossy(&b[title_start..title_end]);
+    let text = String::from_utf8_lossy(&b[text_start..text_end]);
     let mut event = Event {
-        title: unescape_newlines(title),
-        text: unescape_newlines(text),
+        title: unescape_newlines(&title),
+        text: unescape_newlines(&text),
         ..Event::default()
     };
     if text_end < b.len() {
-        for_each_field(b, text_end + 1, |start, end| {
+        let rest = String::from_utf8_lossy(&b[text_end + 1..]);
+        let s: &str = &rest;
+        for_each_field(s.as_bytes(), 0, |start, end| {
             let field = &s[start..end];
             if let Some(v) = field.strip_prefix('#') {
                 event.tags = split_tags(v);
