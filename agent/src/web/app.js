@@ -137,8 +137,9 @@ function renderList() {
     `<span class="name">${esc(m.metric)}</span><span class="n">${m.contexts} ctx</span></li>`).join("");
   if (list.innerHTML !== html) list.innerHTML = html;
 }
-function selectMetric(name) {
-  if (state.metric !== name) { state.by = ""; state.stat = ""; }
+// Opens `name`'s chart; `keepGroup` keeps the grouping (switching between a histogram's aggregates).
+function selectMetric(name, keepGroup) {
+  if (state.metric !== name && !keepGroup) { state.by = ""; state.stat = ""; }
   state.metric = name;
   location.hash = "metric=" + encodeURIComponent(name) + (state.by ? "&by=" + encodeURIComponent(state.by) : "");
   renderList();
@@ -153,6 +154,16 @@ function fillGroupBy() {
     `<option value="${esc(k.key)}">${esc(k.key)} (${k.values})</option>`).join("");
   if (sel.innerHTML !== html) sel.innerHTML = html;
   sel.value = state.by;
+  // A histogram is flushed as several names (<base>.max .median .avg .count .95percentile): offer its siblings.
+  const hm = /^(.*)\.(max|min|median|avg|sum|count|\d+percentile)$/.exec(state.metric || "");
+  const siblings = hm ? state.metrics.filter((x) => x.metric.startsWith(hm[1] + ".") &&
+    /^(max|min|median|avg|sum|count|\d+percentile)$/.test(x.metric.slice(hm[1].length + 1))) : [];
+  $("agg-label").hidden = siblings.length < 2;
+  if (siblings.length >= 2) {
+    const html = siblings.map((x) => `<option value="${esc(x.metric)}">${esc(x.metric.slice(hm[1].length + 1))}</option>`).join("");
+    if ($("agg").innerHTML !== html) $("agg").innerHTML = html;
+    $("agg").value = state.metric;
+  }
   const isDist = m && m.kind === "distribution";
   $("stat-label").hidden = !isDist;
   if (isDist && !$("stat").options.length) {
@@ -325,6 +336,7 @@ $("metric-list").addEventListener("click", (e) => {
 });
 $("group-by").addEventListener("change", (e) => { state.by = e.target.value; selectMetric(state.metric); });
 $("stat").addEventListener("change", (e) => { state.stat = e.target.value; refreshChart(); });
+$("agg").addEventListener("change", (e) => selectMetric(e.target.value, true));
 $("chart").addEventListener("mousemove", (e) => { state.hover = e.offsetX; draw(); });
 $("chart").addEventListener("mouseleave", () => { state.hover = null; $("tooltip").hidden = true; draw(); });
 window.addEventListener("resize", draw);
@@ -333,6 +345,7 @@ if (fromHash.get("metric")) { state.metric = fromHash.get("metric"); state.by = 
 
 function every(ms, f) { f(); setInterval(f, ms); }
 every(2000, refreshStatus);
+setTimeout(refreshStatus, 700); // rates need two readings: the first ones come sooner
 every(10000, () => refreshMetrics().then(refreshContainers));
 every(5000, refreshFeeds);
 every(10000, refreshChart);
