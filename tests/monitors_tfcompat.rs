@@ -155,6 +155,51 @@ fn strings_convert_to_bools_and_numbers_as_in_terraform() {
 }
 
 #[test]
+fn query_grammar_and_other_monitor_types() {
+    let l = load("monitor_types");
+    assert_eq!(l.monitors.len(), 11);
+    // The query's threshold becomes thresholds.critical where Datadog copies it.
+    assert_eq!(
+        get(&l, "datadog_monitor.load_change").options["thresholds"]["critical"],
+        json!(2.0)
+    );
+    assert_eq!(
+        get(&l, "datadog_monitor.disk_forecast").options["threshold_windows"],
+        json!({"trigger_window": "last_30m", "recovery_window": "last_30m"})
+    );
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            r#"
+resource "datadog_monitor" "l" {
+  name    = "L"
+  type    = "log alert"
+  query   = "logs(\"status:error\").index(\"*\").rollup(\"count\").last(\"5m\") > 100"
+  message = "m"
+  monitor_thresholds {
+    critical = 90
+  }
+}
+resource "datadog_monitor" "c" {
+  name    = "C"
+  type    = "composite"
+  query   = "123 && "
+  message = "m"
+}
+"#,
+        )],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "main.tf:7:3: datadog_monitor.l: critical threshold (90) does not match the threshold in the query (100)",
+            "main.tf:14:3: datadog_monitor.c: invalid query: the composite query ends with an operator",
+        ]
+    );
+}
+
+#[test]
 fn json_var_files_in_terraform_order() {
     // terraform.tfvars.json, then *.auto.tfvars.json, then -var-file, then -var.
     let l = load("var_files");
@@ -383,6 +428,7 @@ fn every_corpus_directory_plans_clean_after_sync() {
         ("conversions", vec!["-var", "flag=true"]),
         ("var_files", vec![]),
         ("composite", vec![]),
+        ("monitor_types", vec![]),
     ] {
         let d = corpus(dir);
         let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];

@@ -744,6 +744,30 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
             }
         }
     }
+    if !metric_like && !mon.query.is_empty() {
+        match query::check_typed(&mon.mtype, &mon.query) {
+            Err(e) => c.err(query_pos.as_ref(), format!("invalid query: {e}")),
+            Ok(Some((op, thr))) => {
+                let at = th_pos.clone().or(query_pos.clone());
+                if let Some(crit) = th.get("critical").and_then(J::as_f64) {
+                    if crit != thr {
+                        c.err(
+                            at.as_ref(),
+                            format!(
+                                "critical threshold ({}) does not match the threshold in the query ({})",
+                                fmt_num(crit),
+                                fmt_num(thr)
+                            ),
+                        );
+                    }
+                }
+                if let Some(w) = th.get("warning").and_then(J::as_f64) {
+                    check_order(c, at.as_ref(), op, w, thr);
+                }
+            }
+            Ok(None) => {}
+        }
+    }
     if !th.is_empty() {
         opts.insert("thresholds".into(), J::Object(th));
     }

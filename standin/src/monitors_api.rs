@@ -673,9 +673,25 @@ fn check_metric_query(q: &str) -> Option<(String, f64)> {
     {
         return None;
     }
-    let close = open + q[open..].find(')')?;
-    let window = &q[open + 1..close];
-    let w = window.strip_prefix("last_")?;
+    // The head's parentheses may nest: change(max(last_5m),last_5m).
+    let mut depth = 0;
+    let close = open
+        + q[open..].find(|c| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            depth == 0
+        })?;
+    let args = &q[open + 1..close];
+    let window = match args.split_once('(') {
+        Some((_, inner)) => inner.split(')').next()?,
+        None => args,
+    };
+    let w = window
+        .strip_prefix("last_")
+        .or_else(|| window.strip_prefix("next_"))?;
     let unit_len = w.chars().next_back()?.len_utf8();
     let (n, unit) = w.split_at(w.len() - unit_len);
     n.parse::<u32>().ok().filter(|n| *n > 0)?;
