@@ -596,3 +596,37 @@ pub fn render(doc: &Value, color: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_when_asked_and_problems_stand_out() {
+        let doc = json!({
+            "version": "1", "hostname": "h", "mode": "forwarding", "dd_url": "http://127.0.0.1:9",
+            "healthy": false,
+            "forwarder": {"last_error": "connection refused"},
+            "collectors": {"docker": {"status": "error", "error": "permission denied on /var/run/docker.sock"}},
+            "recent_events": [], "recent_service_checks": [
+                {"timestamp": 0, "check": "db", "status_text": "critical", "message": ""}],
+        });
+        let plain = render(&doc, false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(plain.contains("Intake: http://127.0.0.1:9"), "{plain}");
+        assert!(
+            plain.contains("1970-01-01T00:00:00Z db critical"),
+            "{plain}"
+        );
+        let coloured = render(&doc, true);
+        assert!(
+            coloured.contains("Healthy: \x1b[1;31mfalse\x1b[0m"),
+            "{coloured}"
+        );
+        assert!(
+            coloured.contains("docker: \x1b[1;31merror\x1b[0m"),
+            "{coloured}"
+        );
+        assert_eq!(render_text(&doc), plain);
+    }
+}
