@@ -147,7 +147,17 @@ fn example_plan_sync_and_second_sync_is_a_no_op() {
     let (code, out, _) = kelpie(&api, &["sync", "--dir", d, "--project", "shop"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(writes(&api), 0, "{:?}", api.request_log());
-    assert_eq!(api.request_log().len(), 1, "one list request");
+    // One list of the project's monitors (by its tag) and two searches that count the rest of the account.
+    let log = api.request_log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log[0].query.contains("monitor_tags=kelpie-project%3Ashop"),
+        "{log:?}"
+    );
+    assert!(
+        log[1..].iter().all(|e| e.path == "/api/v1/monitor/search"),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -788,28 +798,43 @@ fn plan_pages_the_list() {
     }
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "main.tf", ONE);
+    let d = tmp.path().to_str().unwrap();
+    let lists = |api: &MonitorsApiHandle| -> Vec<_> {
+        api.request_log()
+            .into_iter()
+            .filter(|e| e.path == "/api/v1/monitor")
+            .collect()
+    };
+    // --show-unmanaged lists the whole account, 1,000 per page.
     let (code, out, _) = kelpie(
         &api,
-        &[
-            "plan",
-            "--dir",
-            tmp.path().to_str().unwrap(),
-            "--project",
-            "p",
-        ],
+        &["plan", "--dir", d, "--project", "p", "--show-unmanaged"],
     );
     assert_eq!(code, 2);
     assert!(
         out.contains("Left alone: 1500 monitor(s) not managed by kelpie"),
         "{out}"
     );
-    let lists: Vec<_> = api
-        .request_log()
-        .into_iter()
-        .filter(|e| e.path == "/api/v1/monitor")
-        .collect();
-    assert_eq!(lists.len(), 2, "{lists:?}");
-    assert!(lists[0].query.contains("page_size=1000"));
+    assert!(out.contains("    unmanaged        1001  hand 0\n"), "{out}");
+    let l = lists(&api);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(l[0].query.contains("page_size=1000"));
+    // Without it: the project's monitors, one search by name for the monitor to create, and two counts.
+    api.clear_log();
+    let (code, out2, _) = kelpie(&api, &["plan", "--dir", d, "--project", "p"]);
+    assert_eq!(code, 2);
+    assert!(
+        out2.contains("Left alone: 1500 monitor(s) not managed by kelpie and 0 of other kelpie projects (--show-unmanaged lists them)."),
+        "{out2}"
+    );
+    let l = lists(&api);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(
+        l[0].query.contains("monitor_tags=kelpie-project%3Ap"),
+        "{l:?}"
+    );
+    assert!(l[1].query.contains("name="), "{l:?}");
+    assert_eq!(api.request_log().len(), 4);
 }
 
 #[test]

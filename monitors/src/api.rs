@@ -403,6 +403,27 @@ impl Client {
         Ok(out)
     }
 
+    /// How many monitors `GET /api/v1/monitor/search?query=…` finds (one request: `metadata.total_count`).
+    pub async fn search_count(&self, query: &str) -> Result<usize, ApiError> {
+        let q = vec![
+            ("query", query.to_string()),
+            ("page", "0".to_string()),
+            ("per_page", "1".to_string()),
+        ];
+        let (_, body) = self
+            .send("search", Method::GET, "/api/v1/monitor/search", &q, None)
+            .await?;
+        body.pointer("/metadata/total_count")
+            .and_then(J::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| ApiError::Http {
+                method: "GET".into(),
+                path: "/api/v1/monitor/search".into(),
+                status: 200,
+                message: "no metadata.total_count in the answer".into(),
+            })
+    }
+
     pub async fn get(&self, id: i64) -> Result<J, ApiError> {
         Ok(self
             .send(

@@ -69,8 +69,14 @@ pub struct Plan {
     pub unchanged: usize,
     /// Monitors of this project in the account before the change.
     pub managed: usize,
+    /// The monitors left alone; complete only when `listed_all` (else only those looked at).
     pub unmanaged: Vec<Other>,
     pub other_projects: Vec<Other>,
+    /// How many monitors of the account are not managed by kelpie, and of other kelpie projects.
+    pub unmanaged_count: usize,
+    pub other_projects_count: usize,
+    /// Whether the whole account was listed (else only this project's monitors and the candidates for adoption).
+    pub listed_all: bool,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -143,6 +149,7 @@ fn update_body(payload: &J, remote: &J) -> J {
 pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_delete: bool) -> Plan {
     let mut plan = Plan {
         project: project.to_string(),
+        listed_all: true,
         ..Plan::default()
     };
     let mut mine: HashMap<String, Vec<&J>> = HashMap::new();
@@ -325,6 +332,8 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
             project: None,
         })
         .collect();
+    plan.unmanaged_count = plan.unmanaged.len();
+    plan.other_projects_count = plan.other_projects.len();
     let desired_force: HashMap<String, bool> = loaded
         .monitors
         .iter()
@@ -512,13 +521,13 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
             plan.unchanged, plan.project
         ));
     }
-    let (u, o) = (plan.unmanaged.len(), plan.other_projects.len());
+    let (u, o) = (plan.unmanaged_count, plan.other_projects_count);
     if u + o > 0 {
         s.push_str(&format!(
             "Left alone: {u} monitor(s) not managed by kelpie and {o} of other kelpie projects{}.\n",
             if show_unmanaged { "" } else { " (--show-unmanaged lists them)" }
         ));
-        if show_unmanaged {
+        if show_unmanaged && plan.listed_all {
             for m in &plan.unmanaged {
                 s.push_str(&format!("    unmanaged  {:>10}  {}\n", m.id, m.name));
             }
@@ -671,12 +680,12 @@ pub fn render_markdown(plan: &Plan, show_unmanaged: bool) -> String {
             "\n<details><summary>Full plan</summary>\n\n```diff\n{text}\n```\n\n</details>\n"
         ));
     }
-    let (u, o) = (plan.unmanaged.len(), plan.other_projects.len());
+    let (u, o) = (plan.unmanaged_count, plan.other_projects_count);
     if u + o > 0 {
         s.push_str(&format!(
             "\nLeft alone: {u} monitor(s) not managed by kelpie and {o} of other kelpie projects.\n"
         ));
-        if show_unmanaged {
+        if show_unmanaged && plan.listed_all {
             for m in plan.unmanaged.iter().take(MD_MAX_ROWS) {
                 s.push_str(&format!("- unmanaged {}: {}\n", m.id, md_cell(&m.name)));
             }

@@ -462,6 +462,7 @@ fn route(
             },
         },
         ("GET", "/can_delete") => can_delete(inner, q),
+        ("GET", "/search") => search(inner, q),
         (_, r) => {
             let Some(id) = r.strip_prefix('/').and_then(|s| s.parse::<i64>().ok()) else {
                 return err(StatusCode::NOT_FOUND, "Not found");
@@ -575,6 +576,81 @@ fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
     (
         StatusCode::OK,
         J::Array(items.into_iter().cloned().collect()),
+    )
+}
+
+/// `GET /api/v1/monitor/search`: `query` terms `tag:"k:v"` (or `tag:k:v`) must all match, other words match
+/// the name (case-insensitive); the answer holds `monitors` (summaries), `metadata` (`page`, `page_count`,
+/// `per_page`, `total_count`) and `counts`, as Datadog's.
+fn search(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+    let query = q.get("query").cloned().unwrap_or_default();
+    let mut tags = Vec::new();
+    let mut words = Vec::new();
+    for term in query.split_whitespace() {
+        match term.strip_prefix("tag:") {
+            Some(t) => tags.push(t.trim_matches('"').to_string()),
+            None => words.push(term.trim_matches('"').to_lowercase()),
+        }
+    }
+    let per_page = match q.get("per_page").map(|s| s.parse::<usize>()) {
+        None => 30,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "The value provided for parameter 'per_page' is invalid",
+            )
+        }
+    };
+    let page = match q.get("page").map(|s| s.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "The value provided for parameter 'page' is invalid",
+            )
+        }
+    };
+    let found: Vec<&J> = inner
+        .monitors
+        .values()
+        .filter(|m| {
+            let mt = tags_of(m);
+            tags.iter().all(|t| mt.iter().any(|x| x == t))
+        })
+        .filter(|m| {
+            let name = m
+                .get("name")
+                .and_then(J::as_str)
+                .unwrap_or("")
+                .to_lowercase();
+            words.iter().all(|w| name.contains(w.as_str()))
+        })
+        .collect();
+    let total = found.len();
+    let monitors: Vec<J> = found
+        .iter()
+        .skip(page.saturating_mul(per_page))
+        .take(per_page)
+        .map(|m| {
+            json!({
+                "id": m.get("id"),
+                "name": m.get("name"),
+                "tags": m.get("tags"),
+                "type": m.get("type"),
+                "query": m.get("query"),
+                "status": m.get("overall_state"),
+            })
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        json!({
+            "counts": {"status": [], "muted": [], "tag": [], "type": []},
+            "metadata": {"page": page, "page_count": total.div_ceil(per_page), "per_page": per_page, "total_count": total},
+            "monitors": monitors,
+        }),
     )
 }
 
