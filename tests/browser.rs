@@ -15,16 +15,35 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A chromedriver process on a free port, killed on drop.
+/// A chromedriver process on a free port, and the profile directory of the browser it starts. On drop (also
+/// when an assertion failed before the session was closed) both are ended: chromedriver, and the browser
+/// processes whose command line names this run's own profile directory.
 struct Driver {
     child: Child,
     port: u16,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let marker = format!("--user-data-dir={}", self.profile.path().display());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let ours = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == marker.as_bytes());
+            if ours {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
     }
 }
 
@@ -66,7 +85,11 @@ async fn start_driver(path: &PathBuf) -> Driver {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromedriver");
-    let driver = Driver { child, port };
+    let driver = Driver {
+        child,
+        port,
+        profile: tempfile::tempdir().expect("browser profile directory"),
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -95,7 +118,8 @@ async fn connect(driver: &Driver, browser: &PathBuf) -> Client {
         json!({
             "binary": browser,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1100", "--hide-scrollbars"],
+                     "--window-size=1400,1100", "--hide-scrollbars",
+                     format!("--user-data-dir={}", driver.profile.path().display())],
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
