@@ -162,28 +162,56 @@ fn histogram_weights_configured_aggregates_and_timers() {
     assert_eq!(find(&b, "t.99percentile").points, vec![(0, 30.0)]);
 }
 
+/// 20,000 samples: exact percentiles within the histogram memory budget; past a tiny budget, the percentiles
+/// come from the sketch (within 1%), the other aggregates stay exact, and the approximation is counted.
 #[test]
-fn large_histograms_switch_to_a_sketch_for_percentiles() {
-    let (mut a, _) = agg();
-    let n = 20_000;
-    for i in 1..=n {
-        a.insert(
-            &line("big", &i.to_string(), MetricKind::Histogram, 1.0, ""),
-            &[],
-            1,
+fn large_histograms_stay_exact_within_the_memory_budget() {
+    let run = |memory: HistogramMemory| {
+        let (mut a, tel) = agg_with(AggregatorConfig {
+            histogram_memory: memory.clone(),
+            ..AggregatorConfig::default()
+        });
+        let n = 20_000;
+        for i in 1..=n {
+            a.insert(
+                &line("big", &i.to_string(), MetricKind::Histogram, 1.0, ""),
+                &[],
+                1,
+            );
+        }
+        let b = a.flush(10, false);
+        assert_eq!(find(&b, "big.max").points, vec![(0, n as f64)]);
+        assert_eq!(
+            find(&b, "big.avg").points,
+            vec![(0, (n as f64 + 1.0) / 2.0)]
         );
-    }
-    let b = a.flush(10, false);
-    assert_eq!(find(&b, "big.max").points, vec![(0, n as f64)]);
-    assert_eq!(
-        find(&b, "big.avg").points,
-        vec![(0, (n as f64 + 1.0) / 2.0)]
-    );
-    assert_eq!(find(&b, "big.count").points, vec![(0, n as f64 / 10.0)]);
-    let median = find(&b, "big.median").points[0].1;
+        assert_eq!(find(&b, "big.count").points, vec![(0, n as f64 / 10.0)]);
+        // The flushed bucket gave its memory back, but for the little capacity kept for the next one.
+        assert!(memory.used() <= 1024, "{}", memory.used());
+        let median = find(&b, "big.median").points[0].1;
+        let p95 = find(&b, "big.95percentile").points[0].1;
+        (
+            median,
+            p95,
+            tel.dogstatsd.histogram_samples_approximated.get(),
+        )
+    };
+    // The Agent's ranks: (20000 - 1) / 2 = 9999 -> 10000; (95 * 20000 - 1) / 100 = 18999 -> 19000.
+    assert_eq!(run(HistogramMemory::default()), (10_000.0, 19_000.0, 0));
+    let (median, p95, approximated) = run(HistogramMemory::new(16 << 10));
     assert!((median - 10_000.0).abs() / 10_000.0 < 0.01, "{median}");
-    let p95 = find(&b, "big.95percentile").points[0].1;
     assert!((p95 - 19_000.0).abs() / 19_000.0 < 0.01, "{p95}");
+    assert!(approximated > 15_000, "{approximated}");
+    // A context that goes away gives everything back.
+    let memory = HistogramMemory::default();
+    let (mut a, _) = agg_with(AggregatorConfig {
+        histogram_memory: memory.clone(),
+        ..AggregatorConfig::default()
+    });
+    a.insert(&line("h", "1:2:3", MetricKind::Timer, 1.0, ""), &[], 1);
+    assert!(memory.used() > 0);
+    drop(a);
+    assert_eq!(memory.used(), 0);
 }
 
 #[test]
