@@ -200,6 +200,41 @@ resource "datadog_monitor" "c" {
 }
 
 #[test]
+fn newer_provider_arguments_and_monitor_json() {
+    let l = load("provider_args");
+    let rum = get(&l, "datadog_monitor.rum_errors");
+    assert_eq!(
+        rum.options["variables"],
+        json!([
+            {"name": "query1", "data_source": "rum", "indexes": ["*"], "compute": {"aggregation": "count"},
+             "search": {"query": "@type:error @application.name:shop"},
+             "group_by": [{"facet": "@view.name", "limit": 10, "sort": {"aggregation": "count", "order": "desc"}}]},
+            {"name": "query2", "data_source": "rum", "indexes": ["*"], "compute": {"aggregation": "count"},
+             "search": {"query": "@type:view @application.name:shop"}}
+        ])
+    );
+    assert_eq!(rum.extra["draft_status"], json!("published"));
+    let batch = get(&l, "datadog_monitor.daily_batch");
+    assert_eq!(
+        batch.options["scheduling_options"],
+        json!({"evaluation_window": {"day_starts": "04:00"},
+               "custom_schedule": {"recurrences": [{"rrule": "FREQ=DAILY;INTERVAL=1",
+                   "start": "2024-01-01T06:00:00", "timezone": "Europe/Paris"}]}})
+    );
+    assert_eq!(
+        batch.extra["assets"],
+        json!([
+            {"name": "dashboard", "url": "https://app.datadoghq.com/dashboard/abc-def", "category": "dashboard"},
+            {"name": "runbook", "url": "https://wiki.example.com/runbooks/batch", "category": "runbook"}
+        ])
+    );
+    let j = get(&l, "datadog_monitor_json.from_json");
+    assert_eq!(j.name, "Queue depth (JSON)");
+    assert_eq!(j.tags, vec!["team:orders"]);
+    assert_eq!(j.options["renotify_interval"], json!(30));
+}
+
+#[test]
 fn json_var_files_in_terraform_order() {
     // terraform.tfvars.json, then *.auto.tfvars.json, then -var-file, then -var.
     let l = load("var_files");
@@ -429,6 +464,7 @@ fn every_corpus_directory_plans_clean_after_sync() {
         ("var_files", vec![]),
         ("composite", vec![]),
         ("monitor_types", vec![]),
+        ("provider_args", vec![]),
     ] {
         let d = corpus(dir);
         let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];

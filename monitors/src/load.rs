@@ -1031,6 +1031,7 @@ fn load_resource(
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
         let mut args = model::Args::default();
+        let mut list_blocks: BTreeMap<String, (Pos, Vec<Value>)> = BTreeMap::new();
         let mut ok = true;
         for s in b.body.iter() {
             match s {
@@ -1064,6 +1065,14 @@ fn load_resource(
                     match blocks {
                         Some(blocks) => {
                             for (k, o) in blocks {
+                                if model::LIST_BLOCKS.contains(&k.as_str()) {
+                                    list_blocks
+                                        .entry(k)
+                                        .or_insert_with(|| (pos.clone(), Vec::new()))
+                                        .1
+                                        .push(Value::Object(o));
+                                    continue;
+                                }
                                 args.insert(
                                     &k,
                                     Value::Object(o),
@@ -1078,6 +1087,9 @@ fn load_resource(
                     }
                 }
             }
+        }
+        for (k, (p, items)) in list_blocks {
+            args.insert(&k, Value::Array(items), p, true, &address, &mut out.errors);
         }
         if !ok {
             continue;
@@ -1122,16 +1134,28 @@ fn block_object(
             }
         }
     }
-    if let Some(nested) = inner.body.iter().find_map(Structure::as_block) {
-        out.errors.push(Diag::new(
-            Some(src.span_pos(nested.span())),
-            Some(address),
-            format!(
-                "unsupported block `{}` inside `{key}`",
-                nested.ident.as_str()
-            ),
-        ));
-        ok = false;
+    // Nested blocks (scheduling_options { evaluation_window { … } }, variables { event_query { … } }) are
+    // lists of objects under their name; the model shapes them as the API wants.
+    for nested in inner.body.iter().filter_map(Structure::as_block) {
+        let nkey = nested.ident.as_str();
+        let made = if nkey == "dynamic" {
+            dynamic_blocks(m, src, nested, scope, address, out)
+        } else {
+            block_object(m, src, nested, nkey, scope, address, out)
+                .map(|o| vec![(nkey.to_string(), o)])
+        };
+        match made {
+            Some(blocks) => {
+                for (k, o) in blocks {
+                    if let Value::Array(a) =
+                        obj.entry(k).or_insert_with(|| Value::Array(Vec::new()))
+                    {
+                        a.push(Value::Object(o));
+                    }
+                }
+            }
+            None => ok = false,
+        }
     }
     ok.then_some(obj)
 }

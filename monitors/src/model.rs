@@ -10,7 +10,10 @@ use std::collections::HashMap;
 
 pub const METRIC_RESOURCE: &str = "datadog_monitor_metric";
 pub const MONITOR_RESOURCE: &str = "datadog_monitor";
-pub const MONITOR_TYPES: &[&str] = &[METRIC_RESOURCE, MONITOR_RESOURCE];
+pub const JSON_RESOURCE: &str = "datadog_monitor_json";
+pub const MONITOR_TYPES: &[&str] = &[METRIC_RESOURCE, MONITOR_RESOURCE, JSON_RESOURCE];
+/// Blocks that may repeat; their values are a list.
+pub const LIST_BLOCKS: &[&str] = &["assets"];
 
 pub const TAG_MANAGED: &str = "managed-by:kelpie";
 pub const TAG_PROJECT: &str = "kelpie-project:";
@@ -57,6 +60,8 @@ pub enum Kind {
     Str,
     StrList,
     StrMap,
+    /// A block passed on as JSON, shaped as the API wants it (scheduling_options, variables).
+    Json,
 }
 
 /// Arguments that map one to one onto `options.<key>` in both resource forms.
@@ -85,6 +90,8 @@ pub const OPTION_ARGS: &[(&str, Kind)] = &[
     ("notification_preset_name", Kind::Str),
     ("enable_samples", Kind::Bool),
     ("group_retention_duration", Kind::Str),
+    ("scheduling_options", Kind::Json),
+    ("variables", Kind::Json),
 ];
 
 const MONITOR_ARGS: &[&str] = &[
@@ -99,6 +106,8 @@ const MONITOR_ARGS: &[&str] = &[
     "thresholds",
     "validate",
     "force_delete",
+    "draft_status",
+    "assets",
 ];
 const METRIC_ARGS: &[&str] = &[
     "name",
@@ -139,6 +148,8 @@ pub struct Monitor {
     pub restricted_roles: Option<Vec<String>>,
     /// The options the file sets (only these are compared).
     pub options: JMap<String, J>,
+    /// Other top-level fields the files set (`draft_status`, `assets`), compared like options.
+    pub extra: JMap<String, J>,
     #[serde(skip)]
     pub validate_remote: bool,
     #[serde(skip)]
@@ -356,6 +367,7 @@ impl<'a> Conv<'a> {
                 Kind::Int => self.int(key).map(J::from),
                 Kind::Str => self.string(key).map(J::from),
                 Kind::StrList => self.str_list(key).map(J::from),
+                Kind::Json => self.object(key).map(|(o, _)| shape_block(key, o)),
                 Kind::StrMap => self.object(key).map(|(o, _)| {
                     J::Object(
                         o.iter()
@@ -432,9 +444,13 @@ pub fn from_args(
         priority: None,
         restricted_roles: None,
         options: JMap::new(),
+        extra: JMap::new(),
         validate_remote: true,
         force_delete: false,
     };
+    if resource == JSON_RESOURCE {
+        return from_json_resource(&mut c, mon);
+    }
     mon.name = c.required("name");
     if mon.name.trim().is_empty() && c.present("name").is_some() {
         c.err(
@@ -465,6 +481,19 @@ pub fn from_args(
                 format!("the tag \"{t}\" is reserved: kelpie sets it itself"),
             );
         }
+    }
+    if let Some(d) = c.string("draft_status") {
+        if d != "draft" && d != "published" {
+            let at = c.present("draft_status").map(|(_, p)| p.clone());
+            c.err(
+                at.as_ref(),
+                format!("`draft_status` is \"draft\" or \"published\", got \"{d}\""),
+            );
+        }
+        mon.extra.insert("draft_status".into(), J::from(d));
+    }
+    if let Some((v, _)) = c.present("assets") {
+        mon.extra.insert("assets".into(), to_json(v));
     }
     let mut opts = JMap::new();
     c.options(&mut opts);
@@ -744,7 +773,7 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JMap<String, J>)
             }
         }
     }
-    if !metric_like && !mon.query.is_empty() {
+    if !metric_like && !mon.query.trim().is_empty() {
         match query::check_typed(&mon.mtype, &mon.query) {
             Err(e) => c.err(query_pos.as_ref(), format!("invalid query: {e}")),
             Ok(Some((op, thr))) => {
@@ -878,7 +907,164 @@ impl Monitor {
             o.insert("restricted_roles".into(), J::from(r.clone()));
         }
         o.insert("options".into(), J::Object(self.options.clone()));
+        for (k, v) in &self.extra {
+            o.insert(k.clone(), v.clone());
+        }
         J::Object(o)
+    }
+}
+
+/// An evaluated HCL value as JSON (whole numbers stay integers).
+fn to_json(v: &Value) -> J {
+    match v {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => J::from(i),
+            None => n.as_f64().map(|f| json!(f)).unwrap_or(J::Null),
+        },
+        Value::String(s) => J::from(s.as_str()),
+        Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
+        Value::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+/// The one object of a block that may appear once (nested blocks arrive as lists of one).
+fn single(v: Option<&Value>) -> Option<&hcl::Map<String, Value>> {
+    match v? {
+        Value::Array(a) => a.first().and_then(Value::as_object),
+        Value::Object(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// An object whose nested blocks named in `singles` become objects; other fields as they are.
+fn shaped(m: &hcl::Map<String, Value>, singles: &[&str]) -> JMap<String, J> {
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match single(Some(v)) {
+            Some(o) if singles.contains(&k.as_str()) => (k.clone(), J::Object(shaped(o, singles))),
+            _ => match v {
+                Value::Array(a) if a.iter().all(Value::is_object) && !a.is_empty() => (
+                    k.clone(),
+                    J::Array(
+                        a.iter()
+                            .filter_map(Value::as_object)
+                            .map(|o| J::Object(shaped(o, singles)))
+                            .collect(),
+                    ),
+                ),
+                other => (k.clone(), to_json(other)),
+            },
+        })
+        .collect()
+}
+
+/// The provider's block layout of `scheduling_options` and `variables` turned into the API's JSON.
+fn shape_block(key: &str, o: &hcl::Map<String, Value>) -> J {
+    match key {
+        "variables" => {
+            // variables { event_query { … } cloud_cost_query { … } } → one list of queries, in which
+            // compute, search and sort are objects and group_by a list.
+            let mut list = Vec::new();
+            for kind in ["event_query", "cloud_cost_query", "data_quality_query"] {
+                if let Some(Value::Array(a)) = o.get(kind) {
+                    for q in a.iter().filter_map(Value::as_object) {
+                        list.push(J::Object(shaped(q, &["compute", "search", "sort"])));
+                    }
+                }
+            }
+            J::Array(list)
+        }
+        _ => {
+            // scheduling_options { evaluation_window { … } custom_schedule { recurrence { … } } }
+            let mut out = shaped(o, &["evaluation_window"]);
+            if let Some(cs) = single(o.get("custom_schedule")) {
+                let recs = match cs.get("recurrence") {
+                    Some(Value::Array(a)) => a.iter().map(to_json).collect(),
+                    _ => Vec::new(),
+                };
+                out.insert("custom_schedule".into(), json!({ "recurrences": recs }));
+            }
+            J::Object(out)
+        }
+    }
+}
+
+/// A `datadog_monitor_json` resource: `monitor` is the monitor's JSON as the API takes it.
+fn from_json_resource(c: &mut Conv<'_>, mut mon: Monitor) -> Result<Monitor, Vec<Diag>> {
+    c.unsupported(
+        JSON_RESOURCE,
+        &["monitor", "url", "validate", "force_delete"],
+    );
+    mon.validate_remote = c.boolean("validate").unwrap_or(true);
+    mon.force_delete = c.boolean("force_delete").unwrap_or(false);
+    let text = c.required("monitor");
+    let at = c.present("monitor").map(|(_, p)| p.clone());
+    match serde_json::from_str::<J>(&text) {
+        Ok(J::Object(o)) => {
+            let s = |k: &str| o.get(k).and_then(J::as_str).unwrap_or("").to_string();
+            let strs = |k: &str| {
+                o.get(k).and_then(J::as_array).map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+            };
+            mon.name = s("name");
+            mon.mtype = s("type");
+            mon.query = s("query");
+            mon.message = s("message");
+            mon.tags = strs("tags").unwrap_or_default();
+            mon.restricted_roles = strs("restricted_roles");
+            mon.priority = o.get("priority").and_then(|p| match p {
+                J::String(s) => s.trim().parse().ok(),
+                other => other.as_i64(),
+            });
+            mon.options = o
+                .get("options")
+                .and_then(J::as_object)
+                .cloned()
+                .unwrap_or_default();
+            for k in ["draft_status", "assets"] {
+                if let Some(v) = o.get(k) {
+                    mon.extra.insert(k.into(), v.clone());
+                }
+            }
+            for k in ["name", "type", "query"] {
+                if s(k).trim().is_empty() {
+                    c.err(
+                        at.as_ref(),
+                        format!("the monitor JSON needs a non-empty \"{k}\""),
+                    );
+                }
+            }
+            if !mon.mtype.is_empty() && !DATADOG_TYPES.contains(&mon.mtype.as_str()) {
+                c.err(
+                    at.as_ref(),
+                    format!("unknown monitor type \"{}\"", mon.mtype),
+                );
+            } else if !mon.query.is_empty() {
+                let check = if matches!(mon.mtype.as_str(), "metric alert" | "query alert") {
+                    query::parse(&mon.query).map(|_| ())
+                } else {
+                    query::check_typed(&mon.mtype, &mon.query).map(|_| ())
+                };
+                if let Err(e) = check {
+                    c.err(at.as_ref(), format!("invalid query: {e}"));
+                }
+            }
+        }
+        Ok(_) => c.err(
+            at.as_ref(),
+            "`monitor` must be a JSON object (use jsonencode({ … }))",
+        ),
+        Err(e) => c.err(at.as_ref(), format!("`monitor` is not valid JSON: {e}")),
+    }
+    if c.errors.is_empty() {
+        Ok(mon)
+    } else {
+        Err(std::mem::take(&mut c.errors))
     }
 }
 
@@ -1014,6 +1200,20 @@ pub fn diff(desired: &Monitor, payload: &J, remote: &J) -> Vec<Change> {
         desired.restricted_roles.is_some(),
     );
     let mut out = Vec::new();
+    for k in desired.extra.keys() {
+        let get = |b: &J| match (k.as_str(), b.get(k)) {
+            ("draft_status", None | Some(J::Null)) => J::from("published"),
+            (_, v) => canon(v.unwrap_or(&J::Null)),
+        };
+        let (before, after) = (get(remote), get(payload));
+        if before != after {
+            out.push(Change {
+                field: k.clone(),
+                before,
+                after,
+            });
+        }
+    }
     for (k, after) in want {
         let before = have.get(&k).cloned().unwrap_or(J::Null);
         let same_query = k == "query"

@@ -391,7 +391,8 @@ pub fn check_typed(mtype: &str, q: &str) -> Result<Option<(Op, f64)>, String> {
     if let Some((_, sources)) = SEARCH_SOURCES.iter().find(|(t, _)| *t == mtype) {
         balanced(q)?;
         let src = q.split('(').next().unwrap_or("").trim();
-        if !sources.contains(&src) {
+        // formula("query1 / query2") uses the queries of the `variables` block.
+        if !sources.contains(&src) && src != "formula" {
             return Err(format!(
                 "a {mtype} query starts with {}(\"<search>\"), not `{src}`",
                 sources[0]

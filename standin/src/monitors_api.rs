@@ -1004,7 +1004,8 @@ fn server_fields(m: &mut J, id: i64, created: Option<J>) {
         .and_then(J::as_str)
         .is_some_and(|q| q.contains(" by "));
     o.insert("multi".into(), J::Bool(multi));
-    o.insert("draft_status".into(), J::from("published"));
+    // Datadog keeps a draft a draft; "published" is only the default.
+    o.entry("draft_status").or_insert(J::from("published"));
 }
 
 #[cfg(test)]
