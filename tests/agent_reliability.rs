@@ -190,3 +190,70 @@ async fn a_flood_of_new_contexts_is_refused_counted_and_survived() {
         1001
     );
 }
+
+/// Issue 13 item 7: the API key shows nowhere a person or another process can read (logs at debug level,
+/// status JSON and text, the page, `--help`), a world-readable config file holding it is warned about by
+/// name, and the CPU profiler endpoint can be turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_never_shows_and_pprof_can_be_turned_off() {
+    use std::os::unix::fs::PermissionsExt;
+    const KEY: &str = "kelpie-secret-key-0123456789abcdef";
+    let intake = Intake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kelpie.yaml");
+    std::fs::write(&cfg, format!("api_key: {KEY}\n")).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let url = intake.url();
+    let agent = AgentProc::spawn_with_config(
+        &[
+            ("DD_DD_URL", url.as_str()),
+            ("KELPIE_PPROF", "false"),
+            ("RUST_LOG", "debug"),
+        ],
+        Some(&cfg),
+    );
+    agent.send("e2e.secret:1|c");
+    let ok = wait_until(&intake, 20, |i| counted(&i.series(), "e2e.secret") >= 1.0).await;
+    assert!(ok, "nothing forwarded");
+    // The intake got the key: it is in use.
+    assert!(intake
+        .requests()
+        .iter()
+        .any(|r| r.header("dd-api-key") == Some(KEY)));
+    let status = http_get(agent.status, "/status").unwrap().1;
+    let page = http_get(agent.status, "/").unwrap().1;
+    let text = std::process::Command::new(kelpie_bin())
+        .args(["status", "--addr", &agent.status.to_string()])
+        .output()
+        .unwrap();
+    let help = std::process::Command::new(kelpie_bin())
+        .args(["agent", "--help"])
+        .env("DD_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let (code, body) = http_get(agent.status, "/debug/pprof/profile?seconds=1").unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("KELPIE_PPROF"), "{body}");
+    let log = agent.log_text();
+    for (what, out) in [
+        ("status JSON", status),
+        ("page", page),
+        (
+            "kelpie status",
+            String::from_utf8_lossy(&text.stdout).into_owned(),
+        ),
+        ("--help", String::from_utf8_lossy(&help.stdout).into_owned()),
+        ("log", log.clone()),
+    ] {
+        assert!(!out.contains(KEY), "the API key is in the {what}:\n{out}");
+        assert!(
+            !out.contains("0123456789abcdef"),
+            "part of the key in the {what}"
+        );
+    }
+    let warning = format!(
+        "the configuration file {} holds the API key and every user of this host can read it",
+        cfg.display()
+    );
+    assert!(log.contains(&warning), "{log}");
+}

@@ -107,6 +107,10 @@ pub struct Config {
     /// Each setting that was given: its value as written and where it came from (`environment variable
     /// DD_X` or the file's path). Settings absent here have their default.
     pub given: BTreeMap<&'static str, (String, String)>,
+    /// `KELPIE_PPROF` (true): whether the status server serves `/debug/pprof/profile`.
+    pub pprof: bool,
+    /// Other problems worth a warning at start (a world-readable file holding the API key).
+    pub warnings: Vec<String>,
 }
 
 /// Every key the YAML file may hold; any other key in the file is warned about once at start. Environment
@@ -352,6 +356,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "KELPIE_PROFILES_ADDR",
         "127.0.0.1:<DD_APM_RECEIVER_PORT>",
         "profiles intake (off to disable)",
+    ),
+    (
+        "KELPIE_PPROF",
+        "true",
+        "serve /debug/pprof/profile on the status server",
     ),
     (
         "DD_APM_RECEIVER_PORT",
@@ -600,6 +609,20 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
+/// A warning when `path` (which holds the API key) can be read by every user of the host.
+fn world_readable_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "the configuration file {} holds the API key and every user of this host can read it (mode {:o}): \
+             `chmod 600` it (640 with the agent's group), or pass the key as DD_API_KEY",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 impl Config {
     /// Loads the configuration from `path` (or the default path, which may be missing) and the process
     /// environment.
@@ -669,6 +692,9 @@ impl Config {
                 values.insert(key, (value, Origin::Env(name)));
             }
         }
+        let file_key = values
+            .get("api_key")
+            .is_some_and(|(_, o)| matches!(o, Origin::File(_)));
         let raw = Raw { values, env };
         let mut config = Self::from_raw(&raw, unknown_keys)?;
         config.given = raw
@@ -682,6 +708,8 @@ impl Config {
                     }
                     _ => value_text(v),
                 };
+                // The key is kept redacted even here: `Config`'s Debug shows this map.
+                let text = if *k == "api_key" { redact(&text) } else { text };
                 (*k, (text, origin.to_string()))
             })
             .collect();
@@ -696,6 +724,9 @@ impl Config {
                 suggest_key(&key).map(|k| (name.clone(), k))
             })
             .collect();
+        if file_key && config.api_key.is_some() {
+            config.warnings.extend(world_readable_warning(&file_path));
+        }
         Ok(config)
     }
 
@@ -736,6 +767,7 @@ impl Config {
                 self.profiles_addr.map_or("off".into(), |a| a.to_string()),
             ),
             ("KELPIE_HISTORY_MEMORY", self.history_memory.to_string()),
+            ("KELPIE_PPROF", self.pprof.to_string()),
             ("HOST_PROC", self.host_proc.display().to_string()),
             ("HOST_SYS", self.host_sys.display().to_string()),
             ("log_level", self.log_level.clone()),
@@ -1045,6 +1077,18 @@ impl Config {
                 )
             })?),
         };
+        let pprof = match kelpie("KELPIE_PPROF").map(|s| s.to_ascii_lowercase()) {
+            None => true,
+            Some(s) if matches!(s.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(s) if matches!(s.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(s) => {
+                return Err(env_invalid(
+                    "KELPIE_PPROF",
+                    &s,
+                    "is not a boolean (true or false)",
+                ))
+            }
+        };
         // The history is what local mode shows; with a key it is off unless asked for, so its memory goes to
         // contexts instead.
         let history_memory = match kelpie("KELPIE_HISTORY_MEMORY") {
@@ -1117,6 +1161,8 @@ impl Config {
             unknown_keys,
             misspelt_env: Vec::new(),
             given: BTreeMap::new(),
+            pprof,
+            warnings: Vec::new(),
         })
     }
 
@@ -1478,5 +1524,38 @@ mod tests {
         assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("20"), Some(Duration::from_secs(20)));
         assert_eq!(parse_duration("soon"), None);
+    }
+}
+
+#[cfg(test)]
+mod key_file_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn load_with_mode(yaml: &str, mode: u32) -> (Config, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kelpie.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let cfg = Config::load_from(Some(&path), BTreeMap::new()).unwrap();
+        (cfg, path, dir)
+    }
+
+    #[test]
+    fn a_world_readable_file_holding_the_key_is_warned_about_by_name() {
+        let (cfg, path, _d) = load_with_mode("api_key: 0123456789abcdef0123\n", 0o644);
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        assert!(cfg.warnings[0].contains(&path.display().to_string()));
+        assert!(cfg.warnings[0].contains("mode 644"), "{}", cfg.warnings[0]);
+        assert!(!cfg.warnings[0].contains("0123456789abcdef"));
+        // Readable by its owner (and group) only: fine.
+        let (cfg, _, _d) = load_with_mode("api_key: 0123456789abcdef0123\n", 0o640);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        // World-readable without a key: fine too.
+        let (cfg, _, _d) = load_with_mode("site: datadoghq.eu\n", 0o644);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        // The key in Debug output: never.
+        let (cfg, _, _d) = load_with_mode("api_key: 0123456789abcdef0123\n", 0o600);
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
     }
 }

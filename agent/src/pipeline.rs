@@ -906,7 +906,7 @@ pub async fn run(
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    for w in cfg.unknown_key_warnings() {
+    for w in cfg.unknown_key_warnings().iter().chain(&cfg.warnings) {
         warn!("{w}");
     }
     let telemetry = Arc::new(Telemetry::default());
@@ -931,6 +931,7 @@ pub async fn run(
     let origin_slot: Arc<RwLock<Option<OriginResolver>>> = Arc::new(RwLock::new(None));
     let state = Arc::new(StatusState {
         version: VERSION,
+        pprof: cfg.pprof,
         hostname: cfg.hostname.clone(),
         mode: cfg.mode(),
         site: cfg.site.clone(),

@@ -56,6 +56,8 @@ pub struct OriginSettings {
 /// What the status server reads. Shared with the pipeline.
 pub struct StatusState {
     pub version: &'static str,
+    /// Serve `/debug/pprof/profile` (`KELPIE_PPROF`).
+    pub pprof: bool,
     pub hostname: String,
     pub mode: &'static str,
     pub site: String,
@@ -273,7 +275,14 @@ struct ProfileQuery {
 }
 
 /// A pprof CPU profile of the agent (gzip-compressed protobuf, like Go's `/debug/pprof/profile`).
-async fn profile(Query(q): Query<ProfileQuery>) -> Response {
+async fn profile(State(s): State<Arc<StatusState>>, Query(q): Query<ProfileQuery>) -> Response {
+    if !s.pprof {
+        return (
+            StatusCode::NOT_FOUND,
+            "the CPU profiler is turned off (KELPIE_PPROF=false)\n",
+        )
+            .into_response();
+    }
     let seconds = q.seconds.unwrap_or(30).clamp(1, 300);
     let guard = match pprof::ProfilerGuardBuilder::default()
         .frequency(99)
