@@ -192,7 +192,7 @@ async fn a_flood_of_new_contexts_is_refused_counted_and_survived() {
 }
 
 /// Issue 13 item 7: the API key shows nowhere a person or another process can read (logs at debug level,
-/// status JSON and text, the page, `--help`), a world-readable config file holding it is warned about by
+/// status JSON and text, the page, `--help`, `kelpie config`), a world-readable config file holding it is warned about by
 /// name, and the CPU profiler endpoint can be turned off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_never_shows_and_pprof_can_be_turned_off() {
@@ -231,6 +231,22 @@ async fn the_api_key_never_shows_and_pprof_can_be_turned_off() {
         .env("DD_API_KEY", KEY)
         .output()
         .unwrap();
+    let shown_config = |env_key: bool| {
+        let mut c = std::process::Command::new(kelpie_bin());
+        c.arg("config").arg("--config").arg(&cfg);
+        if env_key {
+            c.env("DD_API_KEY", KEY);
+        }
+        let out = c.output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let config_file = shown_config(false);
+    let config_env = shown_config(true);
+    assert!(config_file.contains("api_key"), "{config_file}");
     let (code, body) = http_get(agent.status, "/debug/pprof/profile?seconds=1").unwrap();
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("KELPIE_PPROF"), "{body}");
@@ -243,6 +259,8 @@ async fn the_api_key_never_shows_and_pprof_can_be_turned_off() {
             String::from_utf8_lossy(&text.stdout).into_owned(),
         ),
         ("--help", String::from_utf8_lossy(&help.stdout).into_owned()),
+        ("kelpie config (file)", config_file),
+        ("kelpie config (DD_API_KEY)", config_env),
         ("log", log.clone()),
     ] {
         assert!(!out.contains(KEY), "the API key is in the {what}:\n{out}");
