@@ -479,3 +479,34 @@ fn every_corpus_directory_plans_clean_after_sync() {
         );
     }
 }
+
+#[test]
+fn strings_nested_in_interpolations_keep_their_escapes() {
+    // A service-check scope built as the filter-tag modules of public libraries build it: a quoted string
+    // inside an interpolation inside a string inside an interpolation.
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("main.tf"),
+        r#"
+variable "including" { default = "env:prod,team:core" }
+variable "excluding" { default = "host:a" }
+locals {
+  sep = ","
+  service_check = ".over(\"${replace(var.including, "${local.sep}", "\"${local.sep}\"")}\")${var.excluding == "" ? "" : ".exclude(\"${replace(var.excluding, "${local.sep}", "\"${local.sep}\"")}\")"}"
+}
+resource "datadog_monitor" "http" {
+  name    = "HTTP"
+  type    = "service check"
+  query   = "\"http.can_connect\"${local.service_check}.by(\"host\").last(2).count_by_status()"
+  message = "m"
+}
+"#,
+    )
+    .unwrap();
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(
+        l.monitors[0].query,
+        r#""http.can_connect".over("env:prod","team:core").exclude("host:a").by("host").last(2).count_by_status()"#
+    );
+}

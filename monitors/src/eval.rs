@@ -66,6 +66,50 @@ pub fn base_scope() -> Scope<'static> {
 
 type R = Result<Value, String>;
 
+/// The function name a lifted string template is called by (see [`lift_templates`]).
+const TEMPLATE_FN: &str = "__kelpie_template";
+
+thread_local! {
+    static TEMPLATES: std::cell::RefCell<Vec<Template>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Replaces every quoted string template in `expr` (innermost first) with a call `__kelpie_template(<n>)`
+/// and returns the templates, converted structurally. hcl-rs would otherwise print each template back to
+/// text and parse it again, and hcl-edit's printer loses the escapes of a string nested two levels deep
+/// in interpolations (`"a${f("b${g("\"c\"")}\"")}"`), which public monitor modules do.
+pub fn lift_templates(expr: &mut hcl::edit::expr::Expression) -> Vec<Template> {
+    use hcl::edit::visit_mut::{visit_expr_mut, VisitMut};
+    struct Lift(Vec<Template>);
+    impl VisitMut for Lift {
+        fn visit_expr_mut(&mut self, node: &mut hcl::edit::expr::Expression) {
+            visit_expr_mut(self, node);
+            if let hcl::edit::expr::Expression::StringTemplate(t) = node {
+                let tpl: hcl::edit::template::Template = t.clone().into();
+                let n = self.0.len();
+                self.0.push(tpl.into());
+                let call = hcl::edit::expr::FuncCall::new(
+                    hcl::edit::Ident::new(TEMPLATE_FN),
+                    hcl::edit::expr::FuncArgs::from(vec![hcl::edit::expr::Expression::from(
+                        n as u64,
+                    )]),
+                );
+                *node = hcl::edit::expr::Expression::from(call);
+            }
+        }
+    }
+    let mut lift = Lift(Vec::new());
+    lift.visit_expr_mut(expr);
+    lift.0
+}
+
+/// Runs `f` with the templates [`lift_templates`] took out of the expression it evaluates.
+pub fn with_templates<T>(templates: Vec<Template>, f: impl FnOnce() -> T) -> T {
+    let previous = TEMPLATES.with(|t| std::mem::replace(&mut *t.borrow_mut(), templates));
+    let out = f();
+    TEMPLATES.with(|t| *t.borrow_mut() = previous);
+    out
+}
+
 /// Evaluates `expr`; the error is one sentence naming what failed.
 pub fn eval(expr: &Expression, s: &Scope<'_>) -> R {
     if s.depth > MAX_DEPTH {
@@ -434,6 +478,17 @@ fn call(f: &hcl::expr::FuncCall, s: &Scope<'_>) -> R {
         ));
     }
     match name {
+        TEMPLATE_FN => {
+            let n = match f.args.first() {
+                Some(Expression::Number(n)) => n.as_u64().unwrap_or(u64::MAX) as usize,
+                _ => usize::MAX,
+            };
+            let tpl = TEMPLATES.with(|t| t.borrow().get(n).cloned());
+            return match tpl {
+                Some(tpl) => template_value(&tpl, s),
+                None => Err("internal error: a string template was lost".into()),
+            };
+        }
         "try" => {
             let mut last = String::from("try() needs at least one argument");
             for a in &f.args {

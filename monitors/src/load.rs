@@ -341,8 +341,10 @@ impl Module {
 
 /// Evaluates an hcl-edit expression; the error is one sentence.
 pub(crate) fn eval(expr: &hcl::edit::expr::Expression, scope: &Scope<'_>) -> Result<Value, String> {
-    let e: hcl::Expression = expr.clone().into();
-    crate::eval::eval(&e, scope)
+    let mut expr = expr.clone();
+    let templates = crate::eval::lift_templates(&mut expr);
+    let e: hcl::Expression = expr.into();
+    crate::eval::with_templates(templates, || crate::eval::eval(&e, scope))
 }
 
 struct ParsedFile {
@@ -531,7 +533,7 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
     // Locals and module calls, in as many passes as their references need: a local may use a module's
     // output and a module's inputs may use locals. A module call waits while its text names a local or a
     // module that is not known yet; one that never can be is loaded last, with those inputs failed.
-    let mut pending: Vec<(&str, hcl::Expression, Pos, String)> = Vec::new();
+    let mut pending: Vec<(&str, &hcl::edit::expr::Expression, Pos, String)> = Vec::new();
     let mut calls: Vec<(&ParsedFile, &Block, String)> = Vec::new();
     let mut modules = Map::new();
     for f in &files {
@@ -541,7 +543,7 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
                     for a in b.body.iter().filter_map(Structure::as_attribute) {
                         pending.push((
                             a.key.as_str(),
-                            a.value.clone().into(),
+                            &a.value,
                             f.src.span_pos(a.span()),
                             f.src.slice(a.value.span()).unwrap_or("").to_string(),
                         ));
@@ -590,7 +592,7 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
                 continue;
             }
             progressed = true;
-            match crate::eval::eval(&expr, &ctx) {
+            match eval(expr, &ctx) {
                 Ok(v) => drop(locals.insert(name.to_string(), v)),
                 Err(msg) => failed.push((
                     name,
