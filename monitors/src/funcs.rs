@@ -1510,7 +1510,13 @@ fn glob_match(pat: &[char], name: &[char]) -> bool {
 fn fileset(a: &[Value], _: &Scope<'_>) -> R {
     want(a, 2, "fileset")?;
     let base = str_arg(a, 0, "fileset")?;
-    let pat: Vec<char> = str_arg(a, 1, "fileset")?.chars().collect();
+    // Terraform globs path/pattern joined and cleaned, so "./x/*.yaml" matches "x/a.yaml".
+    let raw = str_arg(a, 1, "fileset")?;
+    let mut clean = raw.as_str();
+    while let Some(rest) = clean.strip_prefix("./") {
+        clean = rest.trim_start_matches('/');
+    }
+    let pat: Vec<char> = clean.chars().collect();
     let root = resolve(&base);
     let mut found = Vec::new();
     let mut stack = vec![(root.clone(), String::new())];
@@ -1800,6 +1806,23 @@ mod tests {
         assert!(g("**/*.yaml", "d/e/a.yaml"));
         assert!(g("{a,b}.[jy]son", "b.json"));
         assert!(g("m?.tf", "m1.tf"));
+    }
+
+    #[test]
+    fn fileset_reads_against_the_root_and_cleans_the_pattern() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("m/deep")).unwrap();
+        for f in ["m/a.yaml", "m/b.json", "m/deep/c.yaml"] {
+            std::fs::write(t.path().join(f), "x: 1\n").unwrap();
+        }
+        let before = set_root(t.path());
+        let got = (
+            ev(r#"fileset(".", "./m/*.yaml")"#),
+            ev(r#"fileset("m", "**/*.yaml")"#),
+        );
+        set_root(&before);
+        assert_eq!(got.0, Ok(j(r#"["m/a.yaml"]"#)));
+        assert_eq!(got.1, Ok(j(r#"["a.yaml","deep/c.yaml"]"#)));
     }
 
     #[test]
