@@ -969,3 +969,76 @@ fn plan_shows_ownership_tags_and_footer_and_prints_markdown() {
     );
     assert_eq!(writes(&api), 2);
 }
+
+#[test]
+fn a_budget_shared_with_another_client_still_converges() {
+    // Someone else spends part of every window (3 requests per second against 20 per 2 s): kelpie's count of
+    // what remains is then sometimes too high, the API answers 429, and kelpie waits for the reset and retries.
+    let api = MonitorsApi::start();
+    api.set_rate_limit(20, Duration::from_secs(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(40));
+    let other_get = |addr: std::net::SocketAddr| {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /api/v1/monitor/1 HTTP/1.1\r\nHost: x\r\nDD-API-KEY: k\r\nDD-APPLICATION-KEY: a\r\nConnection: close\r\n\r\n");
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+    };
+    // The window kelpie starts in is already spent: its first request is answered 429. Windows are aligned to
+    // multiples of 2 s since the epoch; start just after a boundary so that kelpie starts in the same window.
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 2000;
+        if (20..300).contains(&now) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..25 {
+        other_get(api.addr);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let (addr, stop) = (api.addr, stop.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                other_get(addr);
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(333));
+            }
+            sent
+        })
+    };
+    let (code, out, err) = kelpie(&api, &["sync", "--dir", d, "--project", "p"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let others = other.join().unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(others > 0);
+    assert!(out.contains("Sync: 40 created"), "{out}");
+    assert_eq!(api.monitors().len(), 40);
+    assert!(duplicates(&api).is_empty());
+    let log = api.request_log();
+    let mine: Vec<_> = log
+        .iter()
+        .filter(|e| e.path != "/api/v1/monitor/1")
+        .collect();
+    let limited = mine.iter().filter(|e| e.status == 429).count();
+    eprintln!(
+        "{limited} of {} kelpie requests answered 429; the other client sent {others}",
+        mine.len()
+    );
+    // Far from one 429 per request in flight per window.
+    assert!(limited >= 1, "the spent window was noticed");
+    assert!(
+        limited * 4 <= mine.len(),
+        "{limited} of {} answered 429",
+        mine.len()
+    );
+    assert_eq!(kelpie(&api, &["plan", "--dir", d, "--project", "p"]).0, 0);
+}

@@ -90,6 +90,8 @@ pub struct Ticket {
     class: &'static str,
     name: Option<String>,
     probe: bool,
+    /// For a probe: the known budgets it was counted against (it may belong to any of them).
+    charged: Vec<String>,
     sent: Instant,
 }
 
@@ -137,12 +139,21 @@ impl Limiter {
                     return (Decision::WaitUntil(end, name.clone()), None);
                 }
                 *probing = true;
+                let mut charged = Vec::new();
+                for (n, b) in self.budgets.iter_mut() {
+                    if let Some(a) = b.avail.filter(|a| *a > 0) {
+                        b.avail = Some(a - 1);
+                        b.in_flight += 1;
+                        charged.push(n.clone());
+                    }
+                }
                 (
                     Decision::Go,
                     Some(Ticket {
                         class,
                         name: None,
                         probe: true,
+                        charged,
                         sent: now,
                     }),
                 )
@@ -153,6 +164,7 @@ impl Limiter {
                     class,
                     name: None,
                     probe: false,
+                    charged: Vec::new(),
                     sent: now,
                 }),
             ),
@@ -184,6 +196,7 @@ impl Limiter {
                         class,
                         name: Some(name),
                         probe: false,
+                        charged: Vec::new(),
                         sent: now,
                     }),
                 )
@@ -197,8 +210,10 @@ impl Limiter {
                 *probing = false;
             }
         }
-        if let Some(b) = t.name.as_ref().and_then(|n| self.budgets.get_mut(n)) {
-            b.in_flight = (b.in_flight - 1).max(0);
+        for n in t.name.iter().chain(t.charged.iter()) {
+            if let Some(b) = self.budgets.get_mut(n) {
+                b.in_flight = (b.in_flight - 1).max(0);
+            }
         }
     }
 
@@ -401,6 +416,26 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_of_an_unknown_endpoint_counts_against_the_known_budgets() {
+        let t0 = Instant::now();
+        let mut l = Limiter::default();
+        let p = go(&mut l, "list", t0);
+        l.answered(p, &hdr(2, 5.0), false, t0);
+        // Two left: the probe of "create" takes one of them (it may share the bucket), "list" the other.
+        let c = go(&mut l, "create", t0);
+        go(&mut l, "list", t0);
+        assert!(matches!(
+            l.try_acquire("list", t0).0,
+            Decision::WaitUntil(..)
+        ));
+        l.answered(c, &hdr(0, 5.0), false, t0);
+        assert!(matches!(
+            l.try_acquire("create", t0).0,
+            Decision::WaitUntil(..)
+        ));
+    }
+
+    #[test]
     fn a_429_stops_the_name_until_its_reset_and_no_headers_means_no_limit() {
         let t0 = Instant::now();
         let mut l = Limiter::default();
@@ -441,15 +476,7 @@ mod tests {
         let stale = go(&mut l, "create", t1);
         let mut h = hdr(0, 0.0);
         h.period = Some(10.0);
-        let Ticket {
-            class, name, probe, ..
-        } = stale;
-        let stale = Ticket {
-            class,
-            name,
-            probe,
-            sent: t0,
-        };
+        let stale = Ticket { sent: t0, ..stale };
         l.answered(stale, &h, false, t0 + Duration::from_millis(1));
         go(&mut l, "create", t1);
     }
