@@ -510,3 +510,63 @@ resource "datadog_monitor" "http" {
         r#""http.can_connect".over("env:prod","team:core").exclude("host:a").by("host").last(2).count_by_status()"#
     );
 }
+
+#[test]
+fn variables_convert_to_their_declared_type() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("main.tf"),
+        r#"
+variable "critical" {
+  type    = number
+  default = "90"
+}
+variable "settings" {
+  type = object({
+    enabled  = optional(bool, true)
+    window   = optional(string, "last_5m")
+    warning  = optional(number)
+    tags     = optional(list(string), [])
+    renotify = number
+  })
+  default = { renotify = "60", tags = ["a:1"] }
+}
+resource "datadog_monitor" "m" {
+  count   = var.settings.enabled ? 1 : 0
+  name    = "M"
+  type    = "metric alert"
+  query   = "avg(${var.settings.window}):avg:system.cpu.user{*} > ${var.critical}"
+  message = "m"
+  tags    = var.settings.tags
+  renotify_interval = var.settings.renotify + 0
+
+  monitor_thresholds {
+    critical = var.critical
+    warning  = var.settings.warning
+  }
+}
+"#,
+    )
+    .unwrap();
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let m = &l.monitors[0];
+    assert_eq!(m.query, "avg(last_5m):avg:system.cpu.user{*} > 90");
+    assert_eq!(m.tags, vec!["a:1"]);
+    assert_eq!(m.options["renotify_interval"], json!(60));
+    assert_eq!(m.options["thresholds"], json!({"critical": 90.0}));
+    let bad = LoadOptions {
+        vars: vec!["critical=ninety".into()],
+        ..Default::default()
+    };
+    let errs: Vec<String> = load_dir(t.path(), &bad)
+        .errors
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("variable \"critical\": the value given (ninety) is invalid"),
+        "{errs:?}"
+    );
+}

@@ -482,6 +482,27 @@ fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
                     }
                 }
             }
+            // Terraform converts the value to the declared type: "5" to 5 for number, missing optional()
+            // attributes of an object filled in with their default or null.
+            let value = match (value, attr(b, "type")) {
+                (Some(v), Some(t)) => {
+                    let t: hcl::Expression = t.value.clone().into();
+                    match convert_type(v, &t) {
+                        Ok(v) => Some(v),
+                        Err(msg) => {
+                            out.errors.push(Diag::new(
+                                Some(pos.clone()),
+                                None,
+                                format!(
+                                    "variable \"{name}\": the value does not match its type: {msg}"
+                                ),
+                            ));
+                            None
+                        }
+                    }
+                }
+                (v, _) => v,
+            };
             match value {
                 Some(v) => {
                     vars.insert(name.to_string(), v);
@@ -876,6 +897,123 @@ fn typed_raw(text: &str, ty: &str) -> Result<Value, String> {
     }
     let expr = hcl::edit::parser::parse_expr(text).map_err(|e| e.message().to_string())?;
     eval(&expr, &base_scope())
+}
+
+/// Converts `v` to the Terraform type constraint `ty` as Terraform does for variables.
+fn convert_type(v: Value, ty: &hcl::Expression) -> Result<Value, String> {
+    use hcl::Expression as E;
+    if v.is_null() {
+        return Ok(v);
+    }
+    let call = |name: &str| match ty {
+        E::FuncCall(f) if f.name.name.as_str() == name => Some(&f.args),
+        _ => None,
+    };
+    match ty {
+        E::Variable(t) => match t.as_str() {
+            "string" => match v {
+                Value::String(_) => Ok(v),
+                Value::Number(_) | Value::Bool(_) => crate::funcs::to_str(&v).map(Value::from),
+                other => Err(format!(
+                    "expected a string, got {}",
+                    crate::funcs::type_name(&other)
+                )),
+            },
+            "number" => crate::funcs::to_num(&v).map(crate::funcs::num),
+            "bool" => crate::eval::to_bool(&v).map(Value::Bool),
+            _ => Ok(v),
+        },
+        _ => {
+            if let Some(args) = call("optional") {
+                return match args.first() {
+                    Some(t) => convert_type(v, t),
+                    None => Ok(v),
+                };
+            }
+            if let Some(args) = call("list").or_else(|| call("set")) {
+                let Value::Array(items) = v else {
+                    return Err(format!(
+                        "expected a list, got {}",
+                        crate::funcs::type_name(&v)
+                    ));
+                };
+                let t = args
+                    .first()
+                    .cloned()
+                    .unwrap_or(E::Variable(hcl::Variable::unchecked("any")));
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|x| convert_type(x, &t))
+                    .collect::<Result<_, _>>()?;
+                return Ok(Value::Array(items));
+            }
+            if let Some(args) = call("map") {
+                let Value::Object(o) = v else {
+                    return Err(format!(
+                        "expected a map, got {}",
+                        crate::funcs::type_name(&v)
+                    ));
+                };
+                let t = args
+                    .first()
+                    .cloned()
+                    .unwrap_or(E::Variable(hcl::Variable::unchecked("any")));
+                let mut out = Map::new();
+                for (k, x) in o {
+                    out.insert(k, convert_type(x, &t)?);
+                }
+                return Ok(Value::Object(out));
+            }
+            if let Some(args) = call("object") {
+                let Value::Object(mut o) = v else {
+                    return Err(format!(
+                        "expected an object, got {}",
+                        crate::funcs::type_name(&v)
+                    ));
+                };
+                let Some(E::Object(attrs)) = args.first() else {
+                    return Ok(Value::Object(o));
+                };
+                let mut out = Map::new();
+                for (k, t) in attrs {
+                    let key = match k {
+                        hcl::ObjectKey::Identifier(i) => i.to_string(),
+                        hcl::ObjectKey::Expression(E::String(s)) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let optional =
+                        matches!(t, E::FuncCall(f) if f.name.name.as_str() == "optional");
+                    match o.swap_remove(&key) {
+                        Some(x) if !x.is_null() => {
+                            out.insert(key, convert_type(x, t)?);
+                        }
+                        _ if optional => {
+                            let default = match t {
+                                E::FuncCall(f) => match f.args.get(1) {
+                                    Some(d) => crate::eval::eval(d, &base_scope())?,
+                                    None => Value::Null,
+                                },
+                                _ => Value::Null,
+                            };
+                            let inner = match t {
+                                E::FuncCall(f) => f.args.first().cloned(),
+                                _ => None,
+                            };
+                            let default = match inner {
+                                Some(it) if !default.is_null() => convert_type(default, &it)?,
+                                _ => default,
+                            };
+                            out.insert(key, default);
+                        }
+                        Some(x) => drop(out.insert(key, x)),
+                        None => return Err(format!("attribute \"{key}\" is required")),
+                    }
+                }
+                return Ok(Value::Object(out));
+            }
+            Ok(v)
+        }
+    }
 }
 
 /// The instances of a block with `count`/`for_each`: (address suffix, each, count) per instance.
