@@ -41,13 +41,23 @@ pub fn wait_text(w: &RateWait, now: SystemTime) -> String {
     )
 }
 
+/// The same, short enough for the bar's line on an 80-column terminal: "rate limit: waiting until 20:01:40 UTC (7 s)".
+pub fn short_wait_text(w: &RateWait, now: SystemTime) -> String {
+    let secs = w
+        .until
+        .duration_since(now)
+        .unwrap_or_default()
+        .as_secs_f64();
+    format!("rate limit: waiting until {} ({secs:.0} s)", clock(w.until))
+}
+
 impl Progress {
     /// A bar when `terminal`, else plain lines.
     pub fn new(total: usize, terminal: bool) -> Progress {
         let bar = terminal.then(|| {
             let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
             b.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {elapsed} {wide_msg}")
+                ProgressStyle::with_template("{bar:20.cyan/blue} {pos}/{len} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.enable_steady_tick(Duration::from_millis(200));
@@ -81,7 +91,7 @@ impl Progress {
     pub fn tick(&mut self, wait: Option<RateWait>) {
         let now = SystemTime::now();
         match (&self.bar, wait) {
-            (Some(b), Some(w)) => b.set_message(wait_text(&w, now)),
+            (Some(b), Some(w)) => b.set_message(short_wait_text(&w, now)),
             (Some(b), None) => b.set_message(""),
             (None, Some(w)) => {
                 // One line per wait (a new window's wait ends at least a second after the last one).
@@ -127,6 +137,10 @@ mod tests {
         assert_eq!(
             wait_text(&w, t - Duration::from_secs(7)),
             "waiting for the rate limit until 01:01:01 UTC (in 7 s; monitors: 100 requests per 10 s)"
+        );
+        assert_eq!(
+            short_wait_text(&w, t - Duration::from_secs(7)),
+            "rate limit: waiting until 01:01:01 UTC (7 s)"
         );
     }
 }

@@ -101,6 +101,25 @@ impl Default for MonitorsState {
     }
 }
 
+impl MonitorsState {
+    /// See [`MonitorsApiHandle::set_rate_limit`].
+    pub fn set_rate_limit(&self, limit: u64, period: Duration) {
+        self.inner.lock().buckets.clear();
+        self.add_rate_limit("monitors", &[], limit, period);
+    }
+    /// See [`MonitorsApiHandle::add_rate_limit`].
+    pub fn add_rate_limit(&self, name: &str, methods: &[&str], limit: u64, period: Duration) {
+        self.inner.lock().buckets.push(Bucket {
+            name: name.to_string(),
+            methods: methods.iter().map(|m| m.to_uppercase()).collect(),
+            limit,
+            period: period.as_secs().max(1),
+            window: 0,
+            count: 0,
+        });
+    }
+}
+
 pub struct MonitorsApi;
 
 /// A running stand-in; stops when dropped.
@@ -194,20 +213,12 @@ impl MonitorsApiHandle {
     /// Enables a rate limit of `limit` requests per `period` (whole seconds, at least 1) for all monitor
     /// endpoints, in one bucket named `monitors` (replacing any buckets set before).
     pub fn set_rate_limit(&self, limit: u64, period: Duration) {
-        self.state.inner.lock().buckets.clear();
-        self.add_rate_limit("monitors", &[], limit, period);
+        self.state.set_rate_limit(limit, period);
     }
     /// Adds a named bucket for requests with one of `methods` (empty: all); a request counts against the first
     /// bucket that covers it, as Datadog gives each group of endpoints its own `X-RateLimit-Name`.
     pub fn add_rate_limit(&self, name: &str, methods: &[&str], limit: u64, period: Duration) {
-        self.state.inner.lock().buckets.push(Bucket {
-            name: name.to_string(),
-            methods: methods.iter().map(|m| m.to_uppercase()).collect(),
-            limit,
-            period: period.as_secs().max(1),
-            window: 0,
-            count: 0,
-        });
+        self.state.add_rate_limit(name, methods, limit, period);
     }
     pub fn request_log(&self) -> Vec<LogEntry> {
         self.state.inner.lock().log.clone()

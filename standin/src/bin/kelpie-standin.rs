@@ -16,6 +16,21 @@ struct Args {
     /// Only accept this API key (any non-empty key otherwise).
     #[arg(long, env = "STANDIN_API_KEY")]
     api_key: Option<String>,
+    /// Rate-limit the Monitors API: LIMIT requests per SECONDS-long window, aligned to the clock, as Datadog
+    /// does (e.g. `5/10`).
+    #[arg(long, value_name = "LIMIT/SECONDS", value_parser = parse_rate)]
+    monitors_rate_limit: Option<(u64, u64)>,
+}
+
+fn parse_rate(s: &str) -> Result<(u64, u64), String> {
+    let err = || format!("expected LIMIT/SECONDS such as 5/10, got {s:?}");
+    let (l, p) = s.split_once('/').ok_or_else(err)?;
+    let l = l.trim().parse::<u64>().map_err(|_| err())?;
+    let p = p.trim().parse::<u64>().map_err(|_| err())?;
+    if l == 0 || p == 0 {
+        return Err(err());
+    }
+    Ok((l, p))
 }
 
 #[tokio::main]
@@ -27,7 +42,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     // The same server also plays Datadog's Monitors API (`/api/v1/monitor...`).
-    let extra_routes = Some(kelpie_standin::monitors_api::routes(Default::default()));
+    let monitors = std::sync::Arc::new(kelpie_standin::monitors_api::MonitorsState::default());
+    if let Some((limit, secs)) = args.monitors_rate_limit {
+        monitors.set_rate_limit(limit, std::time::Duration::from_secs(secs));
+    }
+    let extra_routes = Some(kelpie_standin::monitors_api::routes(monitors));
     let intake = Intake::start_with(IntakeConfig {
         listen: args.listen,
         api_key: args.api_key,
