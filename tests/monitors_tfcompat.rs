@@ -570,3 +570,45 @@ resource "datadog_monitor" "m" {
         "{errs:?}"
     );
 }
+
+#[test]
+fn registry_modules_are_read_where_terraform_init_put_them() {
+    let t = tempfile::tempdir().unwrap();
+    let w = |p: &str, text: &str| {
+        let p = t.path().join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w(
+        "main.tf",
+        r#"
+module "this" {
+  source  = "example/label/null"
+  version = "0.25.0"
+  env     = "prod"
+}
+module "gone" {
+  source = "example/other/null"
+}
+resource "datadog_monitor" "m" {
+  count   = module.this.enabled ? 1 : 0
+  name    = "CPU ${module.this.id}"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:system.cpu.user{env:${module.this.env}} > 90"
+  message = "m"
+}
+"#,
+    );
+    w(
+        ".terraform/modules/modules.json",
+        r#"{"Modules":[{"Key":"","Source":"","Dir":"."},{"Key":"this","Source":"registry.terraform.io/example/label/null","Version":"0.25.0","Dir":".terraform/modules/this"}]}"#,
+    );
+    w(
+        ".terraform/modules/this/main.tf",
+        "variable \"env\" {}\noutput \"enabled\" { value = true }\noutput \"id\" { value = \"label-${var.env}\" }\noutput \"env\" { value = var.env }\n",
+    );
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(l.monitors[0].name, "CPU label-prod");
+    assert_eq!(l.ignored_modules, vec!["module.gone"]);
+}

@@ -25,6 +25,11 @@ pub fn set_root(dir: &Path) -> PathBuf {
     ROOT.with(|r| std::mem::replace(&mut *r.borrow_mut(), dir.to_path_buf()))
 }
 
+/// The directory relative paths are read against (the root module's).
+pub fn root() -> PathBuf {
+    ROOT.with(|r| r.borrow().clone())
+}
+
 fn resolve(p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {

@@ -842,6 +842,36 @@ fn declare_monitor_refs(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>) {
     }
 }
 
+/// Where `terraform init` installed the module called at `address` (`module.a["k"].module.b` is key
+/// `a.b` in `.terraform/modules/modules.json`), relative to the root directory.
+fn installed_module(address: &str) -> Option<String> {
+    let mut key = String::new();
+    let mut depth = 0;
+    for c in address.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => key.push(c),
+            _ => {}
+        }
+    }
+    let key: Vec<&str> = key
+        .split('.')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, p)| p)
+        .collect();
+    let key = key.join(".");
+    let path = crate::funcs::root().join(".terraform/modules/modules.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let j: serde_json::Value = serde_json::from_str(&text).ok()?;
+    j.get("Modules")?
+        .as_array()?
+        .iter()
+        .find(|m| m.get("Key").and_then(|k| k.as_str()) == Some(key.as_str()))
+        .and_then(|m| m.get("Dir")?.as_str().map(str::to_string))
+}
+
 /// Whether a module call's source is a registry or git address (kelpie reads local sources only).
 fn is_external_call(b: &Block) -> bool {
     let Some(a) = attr(b, "source") else {
@@ -1425,8 +1455,11 @@ fn load_module_call(
             return None;
         }
     };
-    if !is_local_source(&source) {
-        // A registry or git module is ordinary infrastructure: kelpie reads local modules only.
+    // A registry or git module is read where `terraform init` put it, if it did; else it is ignored.
+    let installed = (!is_local_source(&source))
+        .then(|| installed_module(&base))
+        .flatten();
+    if !is_local_source(&source) && installed.is_none() {
         out.ignored_modules.push(base);
         return Some((name.to_string(), Value::from(EXTERNAL_MODULE), Vec::new()));
     }
@@ -1438,10 +1471,15 @@ fn load_module_call(
         ));
         return None;
     }
-    let dir = lexical_join(&m.dir, &source);
-    let rel = lexical_join(Path::new(&m.rel), &source)
-        .to_string_lossy()
-        .replace('\\', "/");
+    let (dir, rel) = match &installed {
+        Some(d) => (lexical_join(&crate::funcs::root(), d), d.clone()),
+        None => (
+            lexical_join(&m.dir, &source),
+            lexical_join(Path::new(&m.rel), &source)
+                .to_string_lossy()
+                .replace('\\', "/"),
+        ),
+    };
     if !dir.is_dir() {
         out.errors.push(Diag::new(
             Some(pos),
