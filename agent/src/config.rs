@@ -1558,4 +1558,29 @@ mod key_file_tests {
         let (cfg, _, _d) = load_with_mode("api_key: 0123456789abcdef0123\n", 0o600);
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
     }
+
+    /// From the config_load fuzz target's first finding (agent/fuzz/README.md): a key given by the
+    /// environment next to odd YAML. The finding itself was the target's (a 15-character key that happened
+    /// to be part of a field name); the key of such a load, and a real-looking one, stay out of Debug.
+    #[test]
+    fn a_key_from_the_environment_stays_out_of_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kelpie.yaml");
+        std::fs::write(&path, "api_keysd_mprefix: 0\"\n").unwrap();
+        for key in ["apper_profiles:", "0123456789abcdef0123456789abcdef"] {
+            let env: BTreeMap<String, String> = [
+                ("DD_API_KEY".to_string(), key.to_string()),
+                (
+                    "DD_ISHTOGRAM_PERCENTILES".to_string(),
+                    "0.5 0.99".to_string(),
+                ),
+            ]
+            .into();
+            let cfg = Config::load_from(Some(&path), env).unwrap();
+            assert_eq!(cfg.api_key.as_ref().map(|k| k.expose()), Some(key));
+            let shown = format!("{cfg:?}").replace("dogstatsd_mapper_profiles:", "");
+            assert!(!shown.contains(key), "{shown}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        }
+    }
 }
