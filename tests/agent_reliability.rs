@@ -275,3 +275,66 @@ async fn the_api_key_never_shows_and_pprof_can_be_turned_off() {
     );
     assert!(log.contains(&warning), "{log}");
 }
+
+/// A TLS handshake that fails (an `https` URL answered by a server that does not speak TLS) is an outage like
+/// the others: logged with the URL and the reason, retried with backoff, written ahead to storage; a restart
+/// pointed at the working intake delivers every sample exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tls_handshake_is_retried_and_nothing_is_lost() {
+    let intake = Intake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let https = format!("https://{}", intake.addr());
+    let store = [
+        ("DD_FORWARDER_STORAGE_PATH", storage.as_str()),
+        ("DD_FORWARDER_STORAGE_MAX_SIZE_IN_BYTES", "50000000"),
+    ];
+    let mut envs = vec![
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_DD_URL", https.as_str()),
+        ("DD_FORWARDER_BACKOFF_BASE", "0.2"),
+        ("DD_FORWARDER_BACKOFF_MAX", "2"),
+    ];
+    envs.extend_from_slice(&store);
+    let mut first = AgentProc::spawn(&envs);
+    first.send(&"e2e.tls.count:1|c\n".repeat(30));
+    first.wait_samples(30, Duration::from_secs(10));
+    let doc = wait_for(Duration::from_secs(20), || {
+        let d = first.status_json();
+        (d["forwarder"]["delivering"] == false
+            && d["forwarder"]["queued_bytes"].as_i64() == Some(0)
+            && d["forwarder"]["queued_on_disk_bytes"].as_i64().unwrap_or(0) > 0
+            && d["dogstatsd"]["metric_samples"].as_u64() == Some(30)
+            && d["aggregator"]["flushes"].as_u64().unwrap_or(0) >= 2)
+            .then_some(d)
+    });
+    assert!(doc.is_some(), "{}", first.status_json());
+    let log = first.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("cannot deliver to the intake {https}")))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.to_lowercase().contains("error sending request"),
+        "{line}"
+    );
+    // No request got through the handshake.
+    assert!(intake.requests().is_empty());
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let url = intake.url();
+    let mut envs = vec![("DD_API_KEY", "e2e-key"), ("DD_DD_URL", url.as_str())];
+    envs.extend_from_slice(&store);
+    let _second = AgentProc::spawn(&envs);
+    let ok = wait_until(&intake, 30, |i| {
+        counted(&i.series(), "e2e.tls.count") >= 30.0
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of 30",
+        counted(&intake.series(), "e2e.tls.count")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&intake.series(), "e2e.tls.count"), 30.0);
+}
