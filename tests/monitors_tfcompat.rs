@@ -235,6 +235,19 @@ fn newer_provider_arguments_and_monitor_json() {
 }
 
 #[test]
+fn lifecycle_ignore_changes_and_silenced() {
+    let l = load("lifecycle");
+    assert!(get(&l, "datadog_monitor.muted_by_hand")
+        .options
+        .get("silenced")
+        .is_none());
+    assert_eq!(
+        get(&l, "datadog_monitor.silenced_map").options["silenced"],
+        json!({})
+    );
+}
+
+#[test]
 fn json_var_files_in_terraform_order() {
     // terraform.tfvars.json, then *.auto.tfvars.json, then -var-file, then -var.
     let l = load("var_files");
@@ -465,6 +478,7 @@ fn every_corpus_directory_plans_clean_after_sync() {
         ("composite", vec![]),
         ("monitor_types", vec![]),
         ("provider_args", vec![]),
+        ("lifecycle", vec![]),
     ] {
         let d = corpus(dir);
         let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];

@@ -1197,6 +1197,22 @@ fn load_resource(
         ));
         return;
     }
+    // lifecycle { ignore_changes = [silenced, tags] }: those arguments are left to whoever changes them.
+    let ignored: Vec<String> = b
+        .body
+        .iter()
+        .filter_map(Structure::as_block)
+        .filter(|l| l.ident.as_str() == "lifecycle")
+        .filter_map(|l| attr(l, "ignore_changes"))
+        .filter_map(|a| src.slice(a.value.span()))
+        .flat_map(|t| {
+            t.trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .map(|x| x.trim().trim_matches('"').to_string())
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for (suffix, each, count) in insts {
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
@@ -1207,7 +1223,7 @@ fn load_resource(
             match s {
                 Structure::Attribute(a) => {
                     let key = a.key.as_str();
-                    if META_ARGS.contains(&key) {
+                    if META_ARGS.contains(&key) || ignored.iter().any(|i| i == key) {
                         continue;
                     }
                     let pos = src.span_pos(a.span());

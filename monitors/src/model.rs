@@ -92,6 +92,8 @@ pub const OPTION_ARGS: &[(&str, Kind)] = &[
     ("group_retention_duration", Kind::Str),
     ("scheduling_options", Kind::Json),
     ("variables", Kind::Json),
+    // Older providers: a map of scope to mute-until timestamp.
+    ("silenced", Kind::Json),
 ];
 
 const MONITOR_ARGS: &[&str] = &[
