@@ -160,7 +160,8 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
     let time_aggr = q[..open].trim().to_string();
     if !QUERY_TIME_AGGRS.contains(&time_aggr.as_str()) {
         return Err(format!(
-            "unknown time aggregator `{time_aggr}` (expected one of {})",
+            "unknown time aggregator `{}` (expected one of {})",
+            short(&time_aggr),
             QUERY_TIME_AGGRS.join(", ")
         ));
     }
@@ -243,12 +244,16 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
         .ok()
         .filter(|f: &f64| f.is_finite())
         .ok_or_else(|| {
-            format!("the threshold `{thr_text}` at the end of the query is not a number")
+            format!(
+                "the threshold `{}` at the end of the query is not a number",
+                short(thr_text)
+            )
         })?;
     let expr = rest[..ci].trim().to_string();
     if !expr.contains('{') || !expr.contains(':') {
         return Err(format!(
-            "`{expr}` is not a metric expression like `avg:my.metric{{*}}`"
+            "`{}` is not a metric expression like `avg:my.metric{{*}}`",
+            short(&expr)
         ));
     }
     check_functions(&expr)?;
@@ -533,6 +538,16 @@ fn check_composite(q: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Part of a query for a message: one line, at most 60 characters (a heredoc query is not echoed whole).
+fn short(s: &str) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 60 {
+        format!("{}…", one.chars().take(57).collect::<String>())
+    } else {
+        one
+    }
+}
+
 /// `s` split at the commas outside brackets and quotes.
 fn split_top(s: &str) -> Vec<&str> {
     let (mut depth, mut quote, mut start) = (0i32, None, 0);
@@ -748,6 +763,14 @@ mod tests {
         assert!(err("composite", "a && b").contains("unexpected `a`"));
         assert!(err("service check", r#""x".over("*").last(2)"#).contains("count_by_status"));
         assert!(err("slo alert", r#"burn_rate("x").over("30d") > 1"#).contains("long_window"));
+    }
+
+    #[test]
+    fn long_queries_are_not_echoed_whole() {
+        let long = format!("avg(last_5m):{} > 1", "x".repeat(500));
+        let e = parse(&long).unwrap_err();
+        assert!(e.len() < 120, "{e}");
+        assert!(e.contains("…"), "{e}");
     }
 
     #[test]
