@@ -397,7 +397,7 @@ fn bad_files_get_exact_messages_all_at_once() {
   type    = "metric alert"
   query   = "avg(last_5m):avg:a{*} > 5"
   message = "m"
-  silenced = { "*" = 0 }
+  colour  = "red"
 }
 
 resource "datadog_monitor" "mismatch" {
@@ -427,7 +427,7 @@ resource "datadog_monitor_metric" "dup" {
     assert_eq!(code, 1, "{out}");
     let want = [
         format!("error: {}:3:11: syntax error: invalid expression", p("a.tf")),
-        format!("error: {}:6:3: datadog_monitor.unknown_arg: unsupported argument `silenced` for datadog_monitor", p("b.tf")),
+        format!("error: {}:6:3: datadog_monitor.unknown_arg: unsupported argument `colour` for datadog_monitor", p("b.tf")),
         format!("error: {}:14:3: datadog_monitor.mismatch: critical threshold (40) does not match the threshold in the query (50)", p("b.tf")),
         format!("error: {}:14:3: datadog_monitor.mismatch: warning threshold (60) must be below the critical threshold (50) for `>`", p("b.tf")),
         format!("error: {}:24:3: datadog_monitor_metric.dup: `time_window` is \"last_7m\"; expected one of", p("b.tf")),
