@@ -340,3 +340,110 @@ async fn a_failing_tls_handshake_is_retried_and_nothing_is_lost() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(counted(&intake.series(), "e2e.tls.count"), 30.0);
 }
+
+/// A self-signed certificate (made with `openssl`) as DER: (certificate, PKCS#8 key). None without openssl.
+fn self_signed(dir: &std::path::Path) -> Option<(Vec<u8>, Vec<u8>)> {
+    let key = dir.join("key.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext"])
+        .arg("subjectAltName=IP:127.0.0.1")
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .args(["-outform", "DER", "-out"])
+        .arg(dir.join("cert.der"))
+        .output()
+        .ok()?
+        .status
+        .success();
+    let ok = ok
+        && std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(dir.join("key.der"))
+            .status()
+            .ok()?
+            .success();
+    ok.then(|| {
+        (
+            std::fs::read(dir.join("cert.der")).unwrap(),
+            std::fs::read(dir.join("key.der")).unwrap(),
+        )
+    })
+}
+
+/// Issue 13 item 7: TLS certificates are always verified. An intake on 127.0.0.1 with a self-signed certificate
+/// gets handshakes that the agent aborts, never a request: the failure is logged as a certificate problem and
+/// the data is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_intake_certificate_is_refused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        assert!(
+            std::env::var("KELPIE_REQUIRE_TOOLS").is_err(),
+            "openssl is required (KELPIE_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipped: no openssl to make a certificate");
+        return;
+    };
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.into()],
+            tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (attempts, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, c) = (attempts.clone(), completed.clone());
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            a.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, c) = (acceptor.clone(), c.clone());
+            tokio::spawn(async move {
+                if acceptor.accept(tcp).await.is_ok() {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let agent = AgentProc::spawn(&[
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_DD_URL", url.as_str()),
+        ("DD_FORWARDER_BACKOFF_BASE", "0.2"),
+        ("DD_FORWARDER_BACKOFF_MAX", "1"),
+    ]);
+    agent.send("e2e.tls.selfsigned:1|c");
+    let line = wait_for(Duration::from_secs(20), || {
+        agent
+            .log_text()
+            .lines()
+            .find(|l| l.contains(&format!("cannot deliver to the intake {url}")))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no failure logged: {}", agent.log_text()));
+    assert!(line.contains("invalid peer certificate: UnknownIssuer"), "{line}");
+    assert!(attempts.load(Ordering::SeqCst) >= 1);
+    assert_eq!(completed.load(Ordering::SeqCst), 0, "a handshake completed");
+    let doc = agent.status_json();
+    assert_eq!(doc["forwarder"]["delivering"], false, "{doc}");
+    assert_eq!(doc["forwarder"]["transactions"]["success"], 0, "{doc}");
+    server.abort();
+}
