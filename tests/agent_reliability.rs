@@ -439,7 +439,10 @@ async fn a_self_signed_intake_certificate_is_refused() {
             .map(str::to_string)
     })
     .unwrap_or_else(|| panic!("no failure logged: {}", agent.log_text()));
-    assert!(line.contains("invalid peer certificate: UnknownIssuer"), "{line}");
+    assert!(
+        line.contains("invalid peer certificate: UnknownIssuer"),
+        "{line}"
+    );
     assert!(attempts.load(Ordering::SeqCst) >= 1);
     assert_eq!(completed.load(Ordering::SeqCst), 0, "a handshake completed");
     let doc = agent.status_json();
