@@ -648,3 +648,31 @@ async fn a_failing_intake_gets_spaced_probes_not_a_storm() {
     fwd.shutdown(Duration::from_secs(1)).await;
     assert_eq!(received_names(&intake), expected_names("storm", 50));
 }
+
+/// After an outage, the backlog drains oldest first, but every other request is the newest payload never
+/// tried: a flush made during the drain does not wait behind the whole backlog.
+#[tokio::test]
+async fn a_draining_backlog_does_not_starve_the_current_flush() {
+    let intake = Intake::start().await;
+    intake.set_failure(Failure::Down, Times::Always);
+    let tel = Arc::new(Telemetry::default());
+    let fwd = Forwarder::start(config(&intake), tel.clone()).unwrap();
+    fwd.submit(payloads("backlog", 30));
+    eventually("retries while down", Duration::from_secs(5), || {
+        tel.forwarder.retried.get() >= 2
+    })
+    .await;
+    fwd.submit(vec![payload("current.000")]);
+    intake.clear_failure();
+    assert!(
+        intake
+            .wait_for(|r| r.series.len() >= 31, Duration::from_secs(10))
+            .await
+    );
+    let order: Vec<String> = intake.series().into_iter().map(|s| s.name).collect();
+    let at = order.iter().position(|n| n == "current.000").unwrap();
+    // Oldest first alone would send it last (30th or so, 4 at a time).
+    assert!(at < 4, "the current payload went out {at}th: {order:?}");
+    fwd.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(tel.forwarder.dropped.total(), 0);
+}
