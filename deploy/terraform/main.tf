@@ -60,7 +60,7 @@ resource "aws_ecs_task_definition" "kelpie_agent" {
         retries     = 3
         startPeriod = 30
       }
-      stopTimeout = 30
+      stopTimeout = 15 # the agent exits within 10 s of SIGTERM (docs/reliability.md)
       logConfiguration = {
         logDriver = "awslogs"
         options = {
