@@ -4,9 +4,15 @@
 # agent counted (loss), the agent's CPU per metric and its peak RSS. Bounded by --seconds.
 #
 #   benches/load.sh [loadgen args...]        e.g. benches/load.sh --rate 300000 --contexts 100000 --seconds 10
+#   benches/load.sh --kind mix --rate 2000000 --contexts 100000            the realistic mix (c/g/h/d/s)
+#   benches/load.sh --kind c --once --contexts 40000 --burst 40            a deploy's burst of new contexts
 #
+# The agent runs with its DEFAULT settings (receive buffer, memory limit, workers, no core pinning) unless one
+# of these says otherwise (label such runs as tuned):
+# RCVBUF=N sets dogstatsd_so_rcvbuf; MEMORY_LIMIT=…; PIPELINES=N sets dogstatsd_pipeline_count;
+# AGENT_CPU=0 / LOADGEN_CPU=1 pin the two processes to cores (taskset).
 # Environment: INTAKE=1 forwards to a local kelpie-standin (encode + compress + send included in the CPU);
-# AGENT_CPU=0 / LOADGEN_CPU=1 pin the two processes to different cores (taskset); IDLE_SECONDS=N measures the
+# IDLE_SECONDS=N measures the
 # idle RSS first; CONTAINER_FIELD=1 starts a container (kelpie-test/tool, testimages/build.sh), turns on
 # container collection and client origin detection, and has every line name that container (`|c:ci-<id>`);
 # UDS=1 sends over the agent's Unix datagram socket instead, from a container (kelpie-test/tool image, host pid
@@ -56,10 +62,16 @@ if [ "${INTAKE:-0}" = 1 ]; then
   pids+=($!)
   env_extra+=(DD_API_KEY=bench DD_DD_URL="http://127.0.0.1:$iport")
 fi
+[ -n "${RCVBUF:-}" ] && env_extra+=(DD_DOGSTATSD_SO_RCVBUF="$RCVBUF")
+[ -n "${MEMORY_LIMIT:-}" ] && env_extra+=(DD_MEMORY_LIMIT="$MEMORY_LIMIT")
+[ -n "${PIPELINES:-}" ] && env_extra+=(DD_DOGSTATSD_PIPELINE_COUNT="$PIPELINES")
+agent_pin=()
+[ -n "${AGENT_CPU:-}" ] && agent_pin=(taskset -c "$AGENT_CPU")
+loadgen_pin=()
+[ -n "${LOADGEN_CPU:-}" ] && loadgen_pin=(taskset -c "$LOADGEN_CPU")
 env -i PATH="$PATH" HOME="$HOME" DD_HOSTNAME=bench DD_CONTAINER_COLLECTION=false DOCKER_HOST="${DOCKER_HOST:-}" \
-  DD_DOGSTATSD_PORT="$port" KELPIE_STATUS_ADDR="127.0.0.1:$status" KELPIE_PROFILES_ADDR=off \
-  DD_DOGSTATSD_SO_RCVBUF="${RCVBUF:-4194304}" DD_MEMORY_LIMIT="${MEMORY_LIMIT:-1GiB}" RUST_LOG=warn \
-  "${env_extra[@]}" taskset -c "${AGENT_CPU:-0}" "$bin/kelpie" agent --config /dev/null &
+  DD_DOGSTATSD_PORT="$port" KELPIE_STATUS_ADDR="127.0.0.1:$status" KELPIE_PROFILES_ADDR=off RUST_LOG=warn \
+  "${env_extra[@]}" "${agent_pin[@]}" "$bin/kelpie" agent --config /dev/null &
 agent=$!
 pids+=($agent)
 for _ in $(seq 1 100); do
@@ -71,9 +83,9 @@ if [ -n "${IDLE_SECONDS:-}" ]; then
   echo "idle RSS after ${IDLE_SECONDS}s: $(grep VmRSS /proc/$agent/status | awk '{print $2}') KiB (peak $(grep VmHWM /proc/$agent/status | awk '{print $2}') KiB)"
 fi
 if [ "${UDS:-0}" = 1 ]; then
-  docker run --rm --label kelpie-test=1 --network host --pid host --cpuset-cpus "${LOADGEN_CPU:-1}" \
+  docker run --rm --label kelpie-test=1 --network host --pid host ${LOADGEN_CPU:+--cpuset-cpus "$LOADGEN_CPU"} \
     -v "$sock_dir:/sock" -v "$(realpath "$loadgen"):/loadgen:ro" --entrypoint /loadgen kelpie-test/tool:latest \
     --target unix:///sock/dsd.socket --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
 else
-  taskset -c "${LOADGEN_CPU:-1}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
+  "${loadgen_pin[@]}" "$loadgen" --target "127.0.0.1:$port" --status "127.0.0.1:$status" --pid "$agent" "${loadgen_extra[@]}" "$@"
 fi

@@ -869,7 +869,7 @@ pub fn aggregator_config(cfg: &Config) -> anyhow::Result<(AggregatorConfig, usiz
     };
     let budget = cfg
         .memory_limit
-        .saturating_sub(BASE_MEMORY + cfg.history_memory);
+        .saturating_sub(BASE_MEMORY + cfg.history_memory + cfg.dogstatsd_queue_bytes);
     let max_contexts = (budget / BYTES_PER_CONTEXT).max(1000) as usize;
     Ok((
         AggregatorConfig {

@@ -36,9 +36,19 @@ struct Args {
     /// How long to send.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Metric type: c, g, h, d, ms, s.
+    /// Metric type: c, g, h, d, ms, s, or `mix` (by context: 70% c, 10% g, 10% h, 5% d, 5% s).
     #[arg(long, default_value = "c")]
     kind: String,
+    /// Send every context exactly once, then stop (new contexts: a deploy's burst), instead of cycling for
+    /// `--seconds`.
+    #[arg(long)]
+    once: bool,
+    /// Send datagrams in bursts of this many, back to back, then wait `--burst-interval-ms` (0: no bursts).
+    #[arg(long, default_value_t = 0)]
+    burst: u64,
+    /// Pause between bursts.
+    #[arg(long, default_value_t = 100)]
+    burst_interval_ms: u64,
     /// The agent's pid: report its CPU time and peak RSS over the run.
     #[arg(long)]
     pid: Option<u32>,
@@ -72,20 +82,35 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-fn status_samples(addr: &str) -> Option<u64> {
+/// The agent's DogStatsD counters this run compares: what it counted, and what it dropped.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    samples: u64,
+    packets: u64,
+    kernel: u64,
+    queue_full: u64,
+    queue_bytes: u64,
+    rcvbuf_granted: u64,
+}
+
+fn status_counts(addr: &str) -> Option<Counts> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut body = String::new();
     std::io::Read::read_to_string(&mut stream, &mut body).ok()?;
-    let key = "\"metric_samples\":";
-    let at = body.find(key)? + key.len();
-    body[at..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let json: serde_json::Value = serde_json::from_str(body.split_once("\r\n\r\n")?.1).ok()?;
+    let d = &json["dogstatsd"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let p = &d["packets"];
+    Some(Counts {
+        samples: n(&d["metric_samples"]),
+        packets: n(&p["udp"]) + n(&p["uds_dgram"]) + n(&p["uds_stream"]),
+        kernel: n(&d["dropped"]["kernel"]),
+        queue_full: n(&d["dropped"]["queue_full"]),
+        queue_bytes: n(&d["queue_bytes"]),
+        rcvbuf_granted: n(&d["udp_rcvbuf_granted"]),
+    })
 }
 
 /// Where the datagrams go.
@@ -123,10 +148,21 @@ impl Sink {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sock = Sink::open(&args.target)?;
-    let kind = match args.kind.as_str() {
-        "c" | "g" | "h" | "d" | "ms" | "s" => args.kind.clone(),
-        other => bail!("--kind {other:?} is not one of c g h d ms s"),
+    let kind_of = |i: u64| -> &str {
+        match args.kind.as_str() {
+            "mix" => match i % 20 {
+                0..=13 => "c",
+                14 | 15 => "g",
+                16 | 17 => "h",
+                18 => "d",
+                _ => "s",
+            },
+            k => k,
+        }
     };
+    if !matches!(args.kind.as_str(), "c" | "g" | "h" | "d" | "ms" | "s" | "mix") {
+        bail!("--kind {:?} is not one of c g h d ms s mix", args.kind);
+    }
     // Pre-render every context's line prefix once; values vary cheaply.
     let lines: Vec<String> = (0..args.contexts.max(1))
         .map(|i| {
@@ -146,11 +182,14 @@ fn main() -> anyhow::Result<()> {
                 .as_deref()
                 .map(|c| format!("|c:{c}"))
                 .unwrap_or_default();
-            format!("loadgen.metric.{}:1|{kind}|#{tags}{field}\n", i % 100)
+            let kind = kind_of(i);
+            // Sets get a member that varies with the context; the other types a small number.
+            let value = if kind == "s" { format!("u{}", i % 7) } else { format!("{}", 1 + i % 3) };
+            format!("loadgen.metric.{}.{kind}:{value}|{kind}|#{tags}{field}\n", i % 100)
         })
         .collect();
     let before_cpu = args.pid.and_then(proc_cpu_seconds);
-    let before_samples = args.status.as_deref().and_then(status_samples);
+    let before = args.status.as_deref().and_then(status_counts);
 
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
@@ -159,12 +198,14 @@ fn main() -> anyhow::Result<()> {
     let mut send_errors: u64 = 0;
     let mut buf = Vec::with_capacity(args.packet_size);
     let mut next = 0usize;
-    while Instant::now() < end {
+    let mut wrapped = false;
+    while if args.once { !wrapped } else { Instant::now() < end } {
         buf.clear();
         let mut in_packet = 0u64;
-        while buf.len() + lines[next].len() <= args.packet_size {
+        while buf.len() + lines[next].len() <= args.packet_size && !wrapped {
             buf.extend_from_slice(lines[next].as_bytes());
             next = (next + 1) % lines.len();
+            wrapped = args.once && next == 0;
             in_packet += 1;
         }
         if in_packet == 0 {
@@ -180,7 +221,9 @@ fn main() -> anyhow::Result<()> {
             }
             Err(_) => send_errors += 1,
         }
-        if args.rate > 0 {
+        if args.burst > 0 && datagrams % args.burst == 0 {
+            std::thread::sleep(Duration::from_millis(args.burst_interval_ms));
+        } else if args.rate > 0 && args.burst == 0 {
             let due = Duration::from_secs_f64(sent as f64 / args.rate as f64);
             let elapsed = start.elapsed();
             if due > elapsed {
@@ -193,17 +236,42 @@ fn main() -> anyhow::Result<()> {
         "sent {sent} metrics in {datagrams} datagrams over {wall:.2} s ({:.0} metrics/s), {send_errors} send errors",
         sent as f64 / wall
     );
-    // Let the agent drain its socket buffers before reading its counters.
-    std::thread::sleep(Duration::from_secs(2));
-    if let (Some(b), Some(a)) = (
-        before_samples,
-        args.status.as_deref().and_then(status_samples),
-    ) {
-        let received = a.saturating_sub(b);
+    // One more datagram carries the UDP socket's drop counter (the kernel reports it with the next datagram);
+    // then let the agent drain its queue before reading its counters.
+    if sock.send(b"loadgen.done:1|c").is_ok() {
+        sent += 1;
+        datagrams += 1;
+    }
+    let status = args.status.as_deref();
+    let mut after = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        after = status.and_then(status_counts);
+        match (before, after) {
+            (Some(b), Some(a))
+                if a.queue_bytes == 0
+                    && a.packets + a.kernel + a.queue_full
+                        >= b.packets + b.kernel + b.queue_full + datagrams =>
+            {
+                break
+            }
+            _ => {}
+        }
+    }
+    if let (Some(b), Some(a)) = (before, after) {
+        let received = a.samples.saturating_sub(b.samples);
         let lost = sent.saturating_sub(received);
         println!(
             "agent received {received} metric samples: lost {lost} ({:.3}%)",
             100.0 * lost as f64 / sent.max(1) as f64
+        );
+        println!(
+            "datagrams: sent {datagrams}, received {}, dropped by the kernel {}, dropped as queue_full {} \
+             (receive buffer granted {} bytes)",
+            a.packets - b.packets,
+            a.kernel - b.kernel,
+            a.queue_full - b.queue_full,
+            a.rcvbuf_granted
         );
         if let (Some(pid), Some(cpu0)) = (args.pid, before_cpu) {
             if let Some(cpu1) = proc_cpu_seconds(pid) {
