@@ -270,7 +270,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "dogstatsd_so_rcvbuf",
         "0",
-        "socket receive buffer requested, bytes (0: kernel default)",
+        "UDP receive buffer requested, bytes (0: ask 4 MiB, up to net.core.rmem_max unless CAP_NET_ADMIN)",
     ),
     (
         "dogstatsd_queue_bytes",

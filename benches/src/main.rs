@@ -160,7 +160,10 @@ fn main() -> anyhow::Result<()> {
             k => k,
         }
     };
-    if !matches!(args.kind.as_str(), "c" | "g" | "h" | "d" | "ms" | "s" | "mix") {
+    if !matches!(
+        args.kind.as_str(),
+        "c" | "g" | "h" | "d" | "ms" | "s" | "mix"
+    ) {
         bail!("--kind {:?} is not one of c g h d ms s mix", args.kind);
     }
     // Pre-render every context's line prefix once; values vary cheaply.
@@ -184,8 +187,15 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_default();
             let kind = kind_of(i);
             // Sets get a member that varies with the context; the other types a small number.
-            let value = if kind == "s" { format!("u{}", i % 7) } else { format!("{}", 1 + i % 3) };
-            format!("loadgen.metric.{}.{kind}:{value}|{kind}|#{tags}{field}\n", i % 100)
+            let value = if kind == "s" {
+                format!("u{}", i % 7)
+            } else {
+                format!("{}", 1 + i % 3)
+            };
+            format!(
+                "loadgen.metric.{}.{kind}:{value}|{kind}|#{tags}{field}\n",
+                i % 100
+            )
         })
         .collect();
     let before_cpu = args.pid.and_then(proc_cpu_seconds);
@@ -199,7 +209,11 @@ fn main() -> anyhow::Result<()> {
     let mut buf = Vec::with_capacity(args.packet_size);
     let mut next = 0usize;
     let mut wrapped = false;
-    while if args.once { !wrapped } else { Instant::now() < end } {
+    while if args.once {
+        !wrapped
+    } else {
+        Instant::now() < end
+    } {
         buf.clear();
         let mut in_packet = 0u64;
         while buf.len() + lines[next].len() <= args.packet_size && !wrapped {
@@ -221,7 +235,7 @@ fn main() -> anyhow::Result<()> {
             }
             Err(_) => send_errors += 1,
         }
-        if args.burst > 0 && datagrams % args.burst == 0 {
+        if args.burst > 0 && datagrams.is_multiple_of(args.burst) {
             std::thread::sleep(Duration::from_millis(args.burst_interval_ms));
         } else if args.rate > 0 && args.burst == 0 {
             let due = Duration::from_secs_f64(sent as f64 / args.rate as f64);
