@@ -1,4 +1,4 @@
-//! Shared by tests/e2e_host.rs and tests/e2e_hosts.rs: the real images (scripts/build-image.sh) run on this
+//! Shared by tests/e2e_one_host.rs and tests/e2e_many_hosts.rs: the real images (scripts/build-image.sh) run on this
 //! machine's Docker engine, with every container, network and volume removed on drop (also when a test fails).
 //!
 //! Skipped with a printed reason when there is no Docker engine; a failure instead under

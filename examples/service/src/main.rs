@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     // Stops the background thread (posting the profile in progress) and flushes.
     guard.shutdown();
     // One plain line on stdout saying what was recorded, for whoever checks the totals at the intake
-    // (tests/e2e_host.rs compares it with the sum of `example.requests` Datadog received).
+    // (tests/e2e_one_host.rs compares it with the sum of `example.requests` Datadog received).
     println!(
         "example-service: example.requests={handled} dropped_queue_full={} send_errors={}",
         stats.dropped_queue_full, stats.send_errors
