@@ -1,7 +1,7 @@
 //! End-to-end tests of `kelpie monitors` (the real binary) against the Monitors API stand-in.
 
 use kelpie_standin::monitors_api::{MonitorsApi, MonitorsApiHandle};
-use serde_json::{json, Value as J};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -42,14 +42,14 @@ fn writes(api: &MonitorsApiHandle) -> usize {
     api.request_log().iter().filter(|e| e.is_write()).count()
 }
 
-fn by_address(api: &MonitorsApiHandle, addr: &str) -> Option<J> {
+fn by_address(api: &MonitorsApiHandle, addr: &str) -> Option<Value> {
     let tag = format!("kelpie-address:{addr}");
     api.monitors().into_iter().find(|m| {
         m["tags"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t == &J::from(tag.as_str()))
+            .any(|t| t == &Value::from(tag.as_str()))
     })
 }
 
@@ -124,7 +124,7 @@ fn example_plan_sync_and_second_sync_is_a_no_op() {
     );
     let tags = m["tags"].as_array().unwrap();
     for t in ["managed-by:kelpie", "kelpie-project:shop", "team:shop"] {
-        assert!(tags.contains(&J::from(t)), "{tags:?}");
+        assert!(tags.contains(&Value::from(t)), "{tags:?}");
     }
     let lat = by_address(&api, "module.worker.datadog_monitor.latency").expect("module monitor");
     assert_eq!(
@@ -134,7 +134,7 @@ fn example_plan_sync_and_second_sync_is_a_no_op() {
     assert!(lat["tags"]
         .as_array()
         .unwrap()
-        .contains(&J::from("queue:jobs")));
+        .contains(&Value::from("queue:jobs")));
 
     // After the API's normalizations nothing differs: plan is clean and a second sync writes nothing.
     let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "shop"]);
@@ -171,9 +171,10 @@ fn drift_in_the_ui_shows_in_plan_and_sync_puts_it_back() {
     );
     let mut m = by_address(&api, "module.api.datadog_monitor.latency").unwrap();
     let id = m["id"].as_i64().unwrap();
-    m["name"] = J::from("Api: latency (edited in the UI)");
-    m["query"] =
-        J::from("avg(last_10m):avg:app.request.duration.95percentile{service:api,env:prod} > 900");
+    m["name"] = Value::from("Api: latency (edited in the UI)");
+    m["query"] = Value::from(
+        "avg(last_10m):avg:app.request.duration.95percentile{service:api,env:prod} > 900",
+    );
     m["options"]["thresholds"] = json!({"critical": 900.0, "warning": 500.0});
     m["options"]["renotify_interval"] = json!(30); // not managed by the file: left alone
     api.insert_raw(m);
@@ -209,11 +210,11 @@ fn drift_in_the_ui_shows_in_plan_and_sync_puts_it_back() {
 
     // JSON plan for CI bots.
     let mut m = api.get(id).unwrap();
-    m["message"] = J::from("edited");
+    m["message"] = Value::from("edited");
     api.insert_raw(m);
     let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "shop", "--json"]);
     assert_eq!(code, 2);
-    let plan: J = serde_json::from_str(&out).expect("json plan");
+    let plan: Value = serde_json::from_str(&out).expect("json plan");
     assert_eq!(plan["update"][0]["id"], json!(id));
     assert_eq!(plan["update"][0]["changes"][0]["field"], "message");
     assert_eq!(plan["unchanged"], 10);
@@ -709,7 +710,7 @@ fn import_writes_hcl_and_the_next_sync_adopts() {
         assert!(
             tags.as_array()
                 .unwrap()
-                .contains(&J::from("kelpie-project:infra")),
+                .contains(&Value::from("kelpie-project:infra")),
             "{tags}"
         );
     }
@@ -724,7 +725,7 @@ fn import_writes_hcl_and_the_next_sync_adopts() {
     assert!(!api.get(c).unwrap()["tags"]
         .as_array()
         .unwrap()
-        .contains(&J::from("managed-by:kelpie")));
+        .contains(&Value::from("managed-by:kelpie")));
     let (code, out, _) = kelpie(&api, &["plan", "--dir", d, "--project", "infra"]);
     assert_eq!(code, 0, "{out}");
 }

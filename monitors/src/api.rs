@@ -7,7 +7,7 @@
 
 use crate::ratelimit::{Decision, Headers, LimitInfo, Limiter, Ticket};
 use reqwest::{Method, StatusCode};
-use serde_json::Value as J;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,9 +116,9 @@ pub fn base_url_from_env() -> String {
     }
 }
 
-fn error_text(body: &J) -> String {
+fn error_text(body: &Value) -> String {
     match body.get("errors") {
-        Some(J::Array(a)) => a
+        Some(Value::Array(a)) => a
             .iter()
             .map(|e| {
                 e.as_str()
@@ -238,8 +238,8 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&J>,
-    ) -> Result<(StatusCode, J), ApiError> {
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ApiError> {
         self.send_checked(class, method, path, query, body, true)
             .await
     }
@@ -251,9 +251,9 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&J>,
+        body: Option<&Value>,
         idempotent: bool,
-    ) -> Result<(StatusCode, J), ApiError> {
+    ) -> Result<(StatusCode, Value), ApiError> {
         let (status, json) = self
             .send_any(class, method.clone(), path, query, body, idempotent)
             .await?;
@@ -277,9 +277,9 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&J>,
+        body: Option<&Value>,
         idempotent: bool,
-    ) -> Result<(StatusCode, J), ApiError> {
+    ) -> Result<(StatusCode, Value), ApiError> {
         let url = format!("{}{}", self.base, path);
         let mut attempts = 0u32;
         let mut limited_count = 0u32;
@@ -323,8 +323,8 @@ impl Client {
                 Ok((status, headers, bytes)) => {
                     let limited = status == StatusCode::TOO_MANY_REQUESTS;
                     self.learn(ticket, Some((&headers, limited)));
-                    let json: J = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                        J::String(String::from_utf8_lossy(&bytes).chars().take(200).collect())
+                    let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&bytes).chars().take(200).collect())
                     });
                     if limited {
                         limited_count += 1;
@@ -364,7 +364,7 @@ impl Client {
         &self,
         monitor_tags: Option<&str>,
         name: Option<&str>,
-    ) -> Result<Vec<J>, ApiError> {
+    ) -> Result<Vec<Value>, ApiError> {
         let mut out = Vec::new();
         for page in 0..MAX_PAGES {
             let mut q = vec![
@@ -381,7 +381,7 @@ impl Client {
                 .send("list", Method::GET, "/api/v1/monitor", &q, None)
                 .await?;
             let items = match body {
-                J::Array(a) => a,
+                Value::Array(a) => a,
                 other => {
                     return Err(ApiError::Http {
                         method: "GET".into(),
@@ -414,7 +414,7 @@ impl Client {
             .send("search", Method::GET, "/api/v1/monitor/search", &q, None)
             .await?;
         body.pointer("/metadata/total_count")
-            .and_then(J::as_u64)
+            .and_then(Value::as_u64)
             .map(|n| n as usize)
             .ok_or_else(|| ApiError::Http {
                 method: "GET".into(),
@@ -424,7 +424,7 @@ impl Client {
             })
     }
 
-    pub async fn get(&self, id: i64) -> Result<J, ApiError> {
+    pub async fn get(&self, id: i64) -> Result<Value, ApiError> {
         Ok(self
             .send(
                 "get",
@@ -437,7 +437,7 @@ impl Client {
             .1)
     }
 
-    pub async fn create(&self, body: &J) -> Result<J, ApiError> {
+    pub async fn create(&self, body: &Value) -> Result<Value, ApiError> {
         Ok(self
             .send("create", Method::POST, "/api/v1/monitor", &[], Some(body))
             .await?
@@ -447,7 +447,7 @@ impl Client {
     /// Creates a monitor that carries the tags `search_tags` (comma-separated, as `monitor_tags`) and that no
     /// other monitor carries. When the answer is lost (a 5xx or a network error: Datadog may have applied it),
     /// the monitor is looked for by those tags before the create is sent again, so it is never duplicated.
-    pub async fn create_tagged(&self, body: &J, search_tags: &str) -> Result<J, ApiError> {
+    pub async fn create_tagged(&self, body: &Value, search_tags: &str) -> Result<Value, ApiError> {
         let mut attempts = 0u32;
         loop {
             let err = match self
@@ -483,7 +483,7 @@ impl Client {
                 .list(Some(search_tags), None)
                 .await?
                 .into_iter()
-                .min_by_key(|m| m.get("id").and_then(J::as_i64).unwrap_or(i64::MAX))
+                .min_by_key(|m| m.get("id").and_then(Value::as_i64).unwrap_or(i64::MAX))
             {
                 self.stats
                     .found_after_lost_answer
@@ -493,7 +493,7 @@ impl Client {
         }
     }
 
-    pub async fn update(&self, id: i64, body: &J) -> Result<J, ApiError> {
+    pub async fn update(&self, id: i64, body: &Value) -> Result<Value, ApiError> {
         Ok(self
             .send(
                 "update",
@@ -524,7 +524,7 @@ impl Client {
     }
 
     /// `POST /api/v1/monitor/validate`: Ok when the API accepts the monitor, else its error text.
-    pub async fn validate(&self, body: &J) -> Result<Result<(), String>, ApiError> {
+    pub async fn validate(&self, body: &Value) -> Result<Result<(), String>, ApiError> {
         match self
             .send(
                 "validate",
@@ -577,10 +577,10 @@ impl Client {
                     message: error_text(&body),
                 });
             }
-            if let Some(a) = body.pointer("/data/ok").and_then(J::as_array) {
-                ok.extend(a.iter().filter_map(J::as_i64));
+            if let Some(a) = body.pointer("/data/ok").and_then(Value::as_array) {
+                ok.extend(a.iter().filter_map(Value::as_i64));
             }
-            if let Some(o) = body.get("errors").and_then(J::as_object) {
+            if let Some(o) = body.get("errors").and_then(Value::as_object) {
                 for (k, v) in o {
                     if let Ok(id) = k.parse::<i64>() {
                         errors.insert(id, error_text(&serde_json::json!({"errors": v})));

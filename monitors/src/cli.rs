@@ -662,7 +662,7 @@ fn test(args: &MonitorsArgs) -> anyhow::Result<i32> {
     let Some(loaded) = load(args) else {
         return Ok(1);
     };
-    let results = crate::mtest::run(Path::new(&args.dir), &loaded.monitors);
+    let results = crate::monitor_test::run(Path::new(&args.dir), &loaded.monitors);
     let color = color_stdout();
     let (mut pass, mut fail) = (0, 0);
     for r in &results {

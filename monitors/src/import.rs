@@ -5,7 +5,7 @@ use crate::model::{
     option_default, Kind, FOOTER_MARK, OPTION_ARGS, TAG_ADDRESS, TAG_MANAGED, TAG_PROJECT,
 };
 use crate::query::fmt_num;
-use serde_json::Value as J;
+use serde_json::Value;
 use std::collections::HashSet;
 
 /// An HCL string literal: escapes quotes, backslashes, control characters and template markers.
@@ -61,44 +61,44 @@ fn strip_footer(msg: &str) -> String {
     }
 }
 
-fn value_hcl(v: &J) -> Option<String> {
+fn value_hcl(v: &Value) -> Option<String> {
     Some(match v {
-        J::Bool(b) => b.to_string(),
-        J::Number(n) => n.as_f64().map(fmt_num)?,
-        J::String(s) => hcl_string(s),
-        J::Array(a) => format!(
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.as_f64().map(fmt_num)?,
+        Value::String(s) => hcl_string(s),
+        Value::Array(a) => format!(
             "[{}]",
             a.iter()
                 .filter_map(value_hcl)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        J::Object(o) => format!(
+        Value::Object(o) => format!(
             "{{ {} }}",
             o.iter()
                 .filter_map(|(k, v)| Some(format!("{k} = {}", value_hcl(v)?)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        J::Null => return None,
+        Value::Null => return None,
     })
 }
 
 /// Renders monitors as `datadog_monitor` resources with import blocks.
-pub fn render(monitors: &[J]) -> String {
+pub fn render(monitors: &[Value]) -> String {
     let mut out = String::from("# Written by `kelpie monitors import`. Review, commit, then run `kelpie monitors plan`:\n# the import blocks make the next sync adopt these monitors instead of creating copies.\n");
     let mut used: HashSet<String> = HashSet::new();
     for m in monitors {
-        let Some(id) = m.get("id").and_then(J::as_i64) else {
+        let Some(id) = m.get("id").and_then(Value::as_i64) else {
             continue;
         };
-        let name = m.get("name").and_then(J::as_str).unwrap_or("");
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
         let mut rname = slug(name);
         if !used.insert(rname.clone()) {
             rname = format!("{rname}_{id}");
             used.insert(rname.clone());
         }
-        let w = |k: &str| m.get(k).and_then(J::as_str).unwrap_or("").to_string();
+        let w = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         out.push_str(&format!("\nresource \"datadog_monitor\" \"{rname}\" {{\n"));
         out.push_str(&format!("  name    = {}\n", hcl_string(name.trim())));
         out.push_str(&format!("  type    = {}\n", hcl_string(&w("type"))));
@@ -109,8 +109,13 @@ pub fn render(monitors: &[J]) -> String {
         ));
         let tags: Vec<String> = m
             .get("tags")
-            .and_then(J::as_array)
-            .map(|a| a.iter().filter_map(J::as_str).map(str::to_string).collect())
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let tags: Vec<String> = tags
             .into_iter()
@@ -122,11 +127,11 @@ pub fn render(monitors: &[J]) -> String {
         if !tags.is_empty() {
             out.push_str(&format!("  tags    = [{}]\n", tags.join(", ")));
         }
-        if let Some(p) = m.get("priority").and_then(J::as_i64) {
+        if let Some(p) = m.get("priority").and_then(Value::as_i64) {
             out.push_str(&format!("  priority = {p}\n"));
         }
-        let opts = m.get("options").cloned().unwrap_or(J::Null);
-        if let Some(th) = opts.get("thresholds").and_then(J::as_object) {
+        let opts = m.get("options").cloned().unwrap_or(Value::Null);
+        if let Some(th) = opts.get("thresholds").and_then(Value::as_object) {
             let lines: Vec<String> = th
                 .iter()
                 .filter_map(|(k, v)| Some(format!("    {k} = {}\n", fmt_num(v.as_f64()?))))

@@ -11,7 +11,7 @@ pub mod funcs;
 pub mod import;
 pub mod load;
 pub mod model;
-pub mod mtest;
+pub mod monitor_test;
 pub mod plan;
 pub mod progress;
 pub mod query;

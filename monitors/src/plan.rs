@@ -8,14 +8,14 @@ use crate::model::{self, address_tag, Change, Monitor, TAG_ADDRESS, TAG_MANAGED,
 use crate::query;
 use futures::StreamExt;
 use serde::Serialize;
-use serde_json::Value as J;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Create {
     pub address: String,
-    pub body: J,
+    pub body: Value,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -32,7 +32,7 @@ pub struct Update {
     pub id: i64,
     pub why: Why,
     pub changes: Vec<Change>,
-    pub body: J,
+    pub body: Value,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -40,7 +40,7 @@ pub struct Replace {
     pub address: String,
     pub id: i64,
     pub from_type: String,
-    pub body: J,
+    pub body: Value,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -102,13 +102,13 @@ impl Plan {
     }
 }
 
-fn id_of(m: &J) -> i64 {
-    m.get("id").and_then(J::as_i64).unwrap_or(-1)
+fn id_of(m: &Value) -> i64 {
+    m.get("id").and_then(Value::as_i64).unwrap_or(-1)
 }
 
-fn name_of(m: &J) -> String {
+fn name_of(m: &Value) -> String {
     m.get("name")
-        .and_then(J::as_str)
+        .and_then(Value::as_str)
         .unwrap_or("")
         .trim()
         .to_string()
@@ -130,10 +130,10 @@ pub fn rel_file(dir: &Path, file: &str) -> String {
 
 /// The body of an update: the desired fields, with options merged over the remote ones so that options the
 /// files do not manage (set in the UI) are kept.
-fn update_body(payload: &J, remote: &J) -> J {
+fn update_body(payload: &Value, remote: &Value) -> Value {
     let mut body = payload.clone();
-    if let (Some(ro), Some(J::Object(bo))) = (
-        remote.get("options").and_then(J::as_object),
+    if let (Some(ro), Some(Value::Object(bo))) = (
+        remote.get("options").and_then(Value::as_object),
         body.get_mut("options"),
     ) {
         for (k, v) in ro {
@@ -146,14 +146,20 @@ fn update_body(payload: &J, remote: &J) -> J {
 }
 
 /// Computes the plan from the loaded files and the account's monitors.
-pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_delete: bool) -> Plan {
+pub fn compute(
+    loaded: &Loaded,
+    remote: &[Value],
+    project: &str,
+    dir: &Path,
+    no_delete: bool,
+) -> Plan {
     let mut plan = Plan {
         project: project.to_string(),
         listed_all: true,
         ..Plan::default()
     };
-    let mut mine: HashMap<String, Vec<&J>> = HashMap::new();
-    let mut unmanaged: Vec<&J> = Vec::new();
+    let mut mine: HashMap<String, Vec<&Value>> = HashMap::new();
+    let mut unmanaged: Vec<&Value> = Vec::new();
     for m in remote {
         let tags = model::remote_tags(m);
         if !tags.iter().any(|t| t == TAG_MANAGED) {
@@ -191,7 +197,7 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
         .iter()
         .map(|i| (address_tag(&i.to), i.id))
         .collect();
-    let by_id: HashMap<i64, &J> = remote.iter().map(|m| (id_of(m), m)).collect();
+    let by_id: HashMap<i64, &Value> = remote.iter().map(|m| (id_of(m), m)).collect();
     let mut adopted: HashSet<i64> = HashSet::new();
     let mut claimed_tags: HashSet<String> = HashSet::new();
 
@@ -260,15 +266,15 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
             }
         } else {
             let want_q = query::normalize(&d.query);
-            let cands: Vec<&&J> = unmanaged
+            let cands: Vec<&&Value> = unmanaged
                 .iter()
                 .filter(|m| !adopted.contains(&id_of(m)))
                 .filter(|m| name_of(m) == d.name.trim())
                 .filter(|m| {
-                    query::normalize(m.get("query").and_then(J::as_str).unwrap_or("")) == want_q
+                    query::normalize(m.get("query").and_then(Value::as_str).unwrap_or("")) == want_q
                 })
                 .filter(|m| {
-                    canon_type(m.get("type").and_then(J::as_str).unwrap_or(""))
+                    canon_type(m.get("type").and_then(Value::as_str).unwrap_or(""))
                         == canon_type(&d.mtype)
                 })
                 .collect();
@@ -298,7 +304,7 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
                 body: payload,
             }),
             Some(m) => {
-                let rtype = m.get("type").and_then(J::as_str).unwrap_or("");
+                let rtype = m.get("type").and_then(Value::as_str).unwrap_or("");
                 if canon_type(rtype) != canon_type(&d.mtype) {
                     plan.replace.push(Replace {
                         address: d.address.clone(),
@@ -340,7 +346,7 @@ pub fn compute(loaded: &Loaded, remote: &[J], project: &str, dir: &Path, no_dele
         .map(|d: &Monitor| (address_tag(&d.address), d.force_delete))
         .collect();
     if !no_delete {
-        let mut left: Vec<(&String, &J)> = mine
+        let mut left: Vec<(&String, &Value)> = mine
             .iter()
             .flat_map(|(k, v)| v.iter().map(move |m| (k, *m)))
             .collect();
@@ -378,36 +384,36 @@ impl Paint {
     }
 }
 
-fn show(v: &J) -> String {
+fn show(v: &Value) -> String {
     match v {
-        J::Number(n) => n
+        Value::Number(n) => n
             .as_f64()
             .map(query::fmt_num)
             .unwrap_or_else(|| n.to_string()),
-        J::Null => "(unset)".into(),
-        J::Object(o) => {
+        Value::Null => "(unset)".into(),
+        Value::Object(o) => {
             let parts: Vec<String> = o
                 .iter()
                 .map(|(k, v)| format!("{k} = {}", show(v)))
                 .collect();
             format!("{{ {} }}", parts.join(", "))
         }
-        J::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
     }
 }
 
-fn is_own_tag(t: &J) -> bool {
+fn is_own_tag(t: &Value) -> bool {
     t.as_str().is_some_and(|t| {
         t == TAG_MANAGED || t.starts_with(TAG_PROJECT) || t.starts_with(TAG_ADDRESS)
     })
 }
 
 /// kelpie's ownership tags and the message footer in a create or update body.
-pub fn ownership(body: &J) -> (Vec<String>, Option<String>) {
+pub fn ownership(body: &Value) -> (Vec<String>, Option<String>) {
     let mut tags: Vec<String> = body
         .get("tags")
-        .and_then(J::as_array)
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter(|t| is_own_tag(t))
@@ -419,7 +425,7 @@ pub fn ownership(body: &J) -> (Vec<String>, Option<String>) {
     tags.sort_by_key(|t| (t != TAG_MANAGED, t.starts_with(TAG_ADDRESS)));
     let footer = body
         .get("message")
-        .and_then(J::as_str)
+        .and_then(Value::as_str)
         .and_then(|m| m.find(model::FOOTER_MARK).map(|i| m[i..].to_string()));
     (tags, footer)
 }
@@ -441,8 +447,8 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
             if let Some(v) = c.body.get(k) {
                 // kelpie's own tags are shown on their own line below.
                 let v = match (k, v) {
-                    ("tags", J::Array(a)) => {
-                        J::Array(a.iter().filter(|t| !is_own_tag(t)).cloned().collect())
+                    ("tags", Value::Array(a)) => {
+                        Value::Array(a.iter().filter(|t| !is_own_tag(t)).cloned().collect())
                     }
                     _ => v.clone(),
                 };
@@ -466,7 +472,7 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
             s.push_str(&format!(
                 "      {:<10} {}\n",
                 "footer",
-                p.c(GREEN, &J::from(f).to_string())
+                p.c(GREEN, &Value::from(f).to_string())
             ));
         }
     }
@@ -498,7 +504,7 @@ pub fn render(plan: &Plan, color: bool, show_unmanaged: bool) -> String {
             p.c(BOLD, &r.address),
             r.id,
             r.from_type,
-            show(r.body.get("type").unwrap_or(&J::Null))
+            show(r.body.get("type").unwrap_or(&Value::Null))
         ));
     }
     for d in &plan.delete {
@@ -573,7 +579,7 @@ pub fn render_markdown(plan: &Plan, show_unmanaged: bool) -> String {
         s.push_str("| | monitor | id | change |\n|---|---|---|---|\n");
         let mut rows: Vec<String> = Vec::new();
         for c in &plan.create {
-            let name = c.body.get("name").and_then(J::as_str).unwrap_or("");
+            let name = c.body.get("name").and_then(Value::as_str).unwrap_or("");
             rows.push(format!(
                 "| + create | `{}` | | name \"{}\" |",
                 md_cell(&c.address),
@@ -600,7 +606,7 @@ pub fn render_markdown(plan: &Plan, show_unmanaged: bool) -> String {
                 md_cell(&r.address),
                 r.id,
                 md_cell(&r.from_type),
-                md_cell(r.body.get("type").and_then(J::as_str).unwrap_or(""))
+                md_cell(r.body.get("type").and_then(Value::as_str).unwrap_or(""))
             ));
         }
         for d in &plan.delete {
@@ -723,9 +729,9 @@ enum Op<'a> {
 /// than 3).
 /// Whether a change still names a monitor by reference (`${<address>.id}`): one whose id sync learns only
 /// when it creates that monitor.
-fn has_ref(body: &J) -> bool {
+fn has_ref(body: &Value) -> bool {
     body.get("query")
-        .and_then(J::as_str)
+        .and_then(Value::as_str)
         .is_some_and(|q| model::resolve_refs(q, &HashMap::new()).1)
 }
 

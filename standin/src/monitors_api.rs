@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value as J};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,12 +70,12 @@ struct Bucket {
 
 /// What the handler answers: a normal response, or a dropped connection.
 enum Answer {
-    Json(StatusCode, J),
+    Json(StatusCode, Value),
     Drop,
 }
 
 struct Inner {
-    monitors: BTreeMap<i64, J>,
+    monitors: BTreeMap<i64, Value>,
     next_id: i64,
     buckets: Vec<Bucket>,
     log: Vec<LogEntry>,
@@ -183,18 +183,18 @@ impl MonitorsApiHandle {
         self.state.clone()
     }
     /// Every stored monitor, as the API would return it.
-    pub fn monitors(&self) -> Vec<J> {
+    pub fn monitors(&self) -> Vec<Value> {
         self.state.inner.lock().monitors.values().cloned().collect()
     }
-    pub fn get(&self, id: i64) -> Option<J> {
+    pub fn get(&self, id: i64) -> Option<Value> {
         self.state.inner.lock().monitors.get(&id).cloned()
     }
     /// Stores a monitor as if made or edited in the Datadog UI: no validation; server fields are filled in
     /// and the same normalization applies. With an `id` of an existing monitor it replaces that monitor.
     /// Returns the id.
-    pub fn insert_raw(&self, mut m: J) -> i64 {
+    pub fn insert_raw(&self, mut m: Value) -> i64 {
         let mut inner = self.state.inner.lock();
-        let id = match m.get("id").and_then(J::as_i64) {
+        let id = match m.get("id").and_then(Value::as_i64) {
             Some(id) => id,
             None => {
                 inner.next_id += 1;
@@ -266,7 +266,7 @@ pub fn routes(state: Arc<MonitorsState>) -> Router {
         .with_state(state)
 }
 
-fn err(status: StatusCode, msg: &str) -> (StatusCode, J) {
+fn err(status: StatusCode, msg: &str) -> (StatusCode, Value) {
     (status, json!({ "errors": [msg] }))
 }
 
@@ -437,14 +437,14 @@ fn route(
     path: &str,
     q: &BTreeMap<String, String>,
     body: &[u8],
-) -> (StatusCode, J) {
+) -> (StatusCode, Value) {
     let rest = match path.strip_prefix("/api/v1/monitor") {
         Some(r) => r,
         None => return err(StatusCode::NOT_FOUND, "Not found"),
     };
-    let parse_body = || -> Result<J, (StatusCode, J)> {
-        match serde_json::from_slice::<J>(body) {
-            Ok(v @ J::Object(_)) => Ok(v),
+    let parse_body = || -> Result<Value, (StatusCode, Value)> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v @ Value::Object(_)) => Ok(v),
             _ => Err(err(StatusCode::BAD_REQUEST, "Invalid JSON in request body")),
         }
     };
@@ -499,8 +499,9 @@ fn route(
                             o.insert(k.clone(), v.clone());
                         }
                     }
-                    let old_t = canon_type(existing.get("type").and_then(J::as_str).unwrap_or(""));
-                    let new_t = canon_type(m.get("type").and_then(J::as_str).unwrap_or(""));
+                    let old_t =
+                        canon_type(existing.get("type").and_then(Value::as_str).unwrap_or(""));
+                    let new_t = canon_type(m.get("type").and_then(Value::as_str).unwrap_or(""));
                     if old_t != new_t {
                         return err(StatusCode::BAD_REQUEST, "The value provided for parameter 'type' is invalid: a monitor's type cannot be changed");
                     }
@@ -526,9 +527,9 @@ fn route(
     }
 }
 
-fn tags_of(m: &J) -> Vec<String> {
+fn tags_of(m: &Value) -> Vec<String> {
     m.get("tags")
-        .and_then(J::as_array)
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|t| t.as_str().map(str::to_string))
@@ -537,7 +538,7 @@ fn tags_of(m: &J) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, Value) {
     let want_tags: Vec<&str> = q
         .get("monitor_tags")
         .map(|t| {
@@ -548,7 +549,7 @@ fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
         })
         .unwrap_or_default();
     let name = q.get("name").map(|n| n.to_lowercase());
-    let mut items: Vec<&J> = inner
+    let mut items: Vec<&Value> = inner
         .monitors
         .values()
         .filter(|m| {
@@ -558,13 +559,13 @@ fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
         .filter(|m| match &name {
             Some(n) => m
                 .get("name")
-                .and_then(J::as_str)
+                .and_then(Value::as_str)
                 .is_some_and(|s| s.to_lowercase().contains(n)),
             None => true,
         })
         .collect();
     if let Some(off) = q.get("id_offset").and_then(|s| s.parse::<i64>().ok()) {
-        items.retain(|m| m.get("id").and_then(J::as_i64).is_some_and(|i| i > off));
+        items.retain(|m| m.get("id").and_then(Value::as_i64).is_some_and(|i| i > off));
     }
     if let Some(page) = q.get("page") {
         let Ok(page) = page.parse::<usize>() else {
@@ -586,14 +587,14 @@ fn list(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
     }
     (
         StatusCode::OK,
-        J::Array(items.into_iter().cloned().collect()),
+        Value::Array(items.into_iter().cloned().collect()),
     )
 }
 
 /// `GET /api/v1/monitor/search`: `query` terms `tag:"k:v"` (or `tag:k:v`) must all match, other words match
 /// the name (case-insensitive); the answer holds `monitors` (summaries), `metadata` (`page`, `page_count`,
 /// `per_page`, `total_count`) and `counts`, as Datadog's.
-fn search(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+fn search(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, Value) {
     let query = q.get("query").cloned().unwrap_or_default();
     let mut tags = Vec::new();
     let mut words = Vec::new();
@@ -623,7 +624,7 @@ fn search(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
             )
         }
     };
-    let found: Vec<&J> = inner
+    let found: Vec<&Value> = inner
         .monitors
         .values()
         .filter(|m| {
@@ -633,14 +634,14 @@ fn search(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
         .filter(|m| {
             let name = m
                 .get("name")
-                .and_then(J::as_str)
+                .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_lowercase();
             words.iter().all(|w| name.contains(w.as_str()))
         })
         .collect();
     let total = found.len();
-    let monitors: Vec<J> = found
+    let monitors: Vec<Value> = found
         .iter()
         .skip(page.saturating_mul(per_page))
         .take(per_page)
@@ -672,8 +673,8 @@ fn referenced_by(inner: &Inner, id: i64) -> Option<String> {
         .iter()
         .filter(|(other, m)| {
             **other != id
-                && m.get("type").and_then(J::as_str) == Some("composite")
-                && m.get("query").and_then(J::as_str).is_some_and(|q| {
+                && m.get("type").and_then(Value::as_str) == Some("composite")
+                && m.get("query").and_then(Value::as_str).is_some_and(|q| {
                     q.split(|c: char| !c.is_ascii_digit())
                         .any(|tok| tok == needle)
                 })
@@ -688,7 +689,7 @@ fn referenced_by(inner: &Inner, id: i64) -> Option<String> {
     })
 }
 
-fn can_delete(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
+fn can_delete(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, Value) {
     let Some(ids) = q.get("monitor_ids") else {
         return err(
             StatusCode::BAD_REQUEST,
@@ -718,9 +719,9 @@ fn can_delete(inner: &Inner, q: &BTreeMap<String, String>) -> (StatusCode, J) {
         StatusCode::CONFLICT
     };
     let errors = if errors.is_empty() {
-        J::Null
+        Value::Null
     } else {
-        J::Object(errors)
+        Value::Object(errors)
     };
     (status, json!({ "data": { "ok": ok }, "errors": errors }))
 }
@@ -805,17 +806,22 @@ fn check_metric_query(q: &str) -> Option<(String, f64)> {
     None
 }
 
-fn num(v: &J) -> Option<f64> {
+fn num(v: &Value) -> Option<f64> {
     match v {
-        J::Number(n) => n.as_f64(),
-        J::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
 /// Datadog's validation of a create/update body, with its error texts.
-fn validate(m: &J) -> Result<(), String> {
-    let s = |k: &str| m.get(k).and_then(J::as_str).map(str::trim).unwrap_or("");
+fn validate(m: &Value) -> Result<(), String> {
+    let s = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("")
+    };
     let t = s("type");
     const TYPES: &[&str] = &[
         "metric alert",
@@ -869,7 +875,7 @@ fn validate(m: &J) -> Result<(), String> {
         let crit = get("critical");
         if crit.is_none()
             && th
-                .and_then(J::as_object)
+                .and_then(Value::as_object)
                 .is_some_and(|o| o.values().any(|v| !v.is_null()))
         {
             return Err("Alert status is required.".into());
@@ -905,19 +911,19 @@ fn validate(m: &J) -> Result<(), String> {
 }
 
 /// Datadog's normalization of a stored monitor.
-fn normalize(m: &mut J) {
+fn normalize(m: &mut Value) {
     let Some(o) = m.as_object_mut() else { return };
     for k in ["name", "message", "query"] {
-        if let Some(J::String(s)) = o.get_mut(k) {
+        if let Some(Value::String(s)) = o.get_mut(k) {
             *s = s.trim().to_string();
         }
     }
-    if o.get("type").and_then(J::as_str) == Some("metric alert") {
-        o.insert("type".into(), J::from("query alert"));
+    if o.get("type").and_then(Value::as_str) == Some("metric alert") {
+        o.insert("type".into(), Value::from("query alert"));
     }
     let mut tags: Vec<String> = o
         .get("tags")
-        .and_then(J::as_array)
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|t| t.as_str().map(|s| s.trim().to_string()))
@@ -927,46 +933,46 @@ fn normalize(m: &mut J) {
         .unwrap_or_default();
     tags.sort();
     tags.dedup();
-    o.insert("tags".into(), J::from(tags));
-    if let Some(J::String(p)) = o.get("priority") {
+    o.insert("tags".into(), Value::from(tags));
+    if let Some(Value::String(p)) = o.get("priority") {
         let p = p.trim().parse::<i64>().ok();
-        o.insert("priority".into(), p.map(J::from).unwrap_or(J::Null));
+        o.insert("priority".into(), p.map(Value::from).unwrap_or(Value::Null));
     }
     let mut opts = match o.remove("options") {
-        Some(J::Object(m)) => m,
+        Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
     for (k, v) in [
-        ("notify_audit", J::Bool(false)),
-        ("include_tags", J::Bool(true)),
+        ("notify_audit", Value::Bool(false)),
+        ("include_tags", Value::Bool(true)),
         ("new_host_delay", json!(300)),
-        ("notify_no_data", J::Bool(false)),
-        ("require_full_window", J::Bool(true)),
-        ("renotify_interval", J::Null),
-        ("timeout_h", J::Null),
-        ("no_data_timeframe", J::Null),
-        ("escalation_message", J::from("")),
-        ("locked", J::Bool(false)),
+        ("notify_no_data", Value::Bool(false)),
+        ("require_full_window", Value::Bool(true)),
+        ("renotify_interval", Value::Null),
+        ("timeout_h", Value::Null),
+        ("no_data_timeframe", Value::Null),
+        ("escalation_message", Value::from("")),
+        ("locked", Value::Bool(false)),
         ("silenced", json!({})),
     ] {
         match opts.get(k) {
-            None | Some(J::Null) => {
+            None | Some(Value::Null) => {
                 opts.insert(k.to_string(), v);
             }
             _ => {}
         }
     }
-    if let Some(J::String(s)) = opts.get_mut("escalation_message") {
+    if let Some(Value::String(s)) = opts.get_mut("escalation_message") {
         *s = s.trim().to_string();
     }
-    if let Some(J::Object(th)) = opts.get_mut("thresholds") {
+    if let Some(Value::Object(th)) = opts.get_mut("thresholds") {
         for v in th.values_mut() {
             if let Some(f) = num(v) {
                 *v = json!(f);
             }
         }
     }
-    o.insert("options".into(), J::Object(opts));
+    o.insert("options".into(), Value::Object(opts));
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -992,31 +998,31 @@ fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-fn server_fields(m: &mut J, id: i64, created: Option<J>) {
+fn server_fields(m: &mut Value, id: i64, created: Option<Value>) {
     let Some(o) = m.as_object_mut() else { return };
-    let now = J::from(rfc3339(SystemTime::now()));
-    o.insert("id".into(), J::from(id));
-    o.insert("org_id".into(), J::from(2));
+    let now = Value::from(rfc3339(SystemTime::now()));
+    o.insert("id".into(), Value::from(id));
+    o.insert("org_id".into(), Value::from(2));
     o.insert("created".into(), created.unwrap_or_else(|| now.clone()));
     o.insert("modified".into(), now);
-    o.insert("deleted".into(), J::Null);
+    o.insert("deleted".into(), Value::Null);
     o.insert(
         "creator".into(),
         json!({"email": "ci@example.com", "handle": "ci@example.com", "name": "CI", "id": 1}),
     );
-    o.entry("overall_state").or_insert(J::from("No Data"));
-    o.insert("overall_state_modified".into(), J::Null);
-    o.entry("priority").or_insert(J::Null);
-    o.entry("restricted_roles").or_insert(J::Null);
-    o.entry("message").or_insert(J::from(""));
-    o.entry("name").or_insert(J::from(""));
+    o.entry("overall_state").or_insert(Value::from("No Data"));
+    o.insert("overall_state_modified".into(), Value::Null);
+    o.entry("priority").or_insert(Value::Null);
+    o.entry("restricted_roles").or_insert(Value::Null);
+    o.entry("message").or_insert(Value::from(""));
+    o.entry("name").or_insert(Value::from(""));
     let multi = o
         .get("query")
-        .and_then(J::as_str)
+        .and_then(Value::as_str)
         .is_some_and(|q| q.contains(" by "));
-    o.insert("multi".into(), J::Bool(multi));
+    o.insert("multi".into(), Value::Bool(multi));
     // Datadog keeps a draft a draft; "published" is only the default.
-    o.entry("draft_status").or_insert(J::from("published"));
+    o.entry("draft_status").or_insert(Value::from("published"));
 }
 
 #[cfg(test)]

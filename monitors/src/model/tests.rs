@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::diag::Pos;
 use hcl::Value;
