@@ -1,0 +1,205 @@
+//! Encoding functions: base64, CSV, JSON (with Terraform's jsonencode layout), URL and YAML.
+
+use super::collections::sorted_keys;
+use super::types::num_to_string;
+use super::{num, str_arg, string, want, R};
+use crate::eval::Scope;
+use hcl::{Map, Value};
+
+pub(super) fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+pub(super) fn base64decode(a: &[Value], _: &Scope<'_>) -> R {
+    use base64::Engine;
+    want(a, 1, "base64decode")?;
+    let bytes = b64()
+        .decode(str_arg(a, 0, "base64decode")?.trim())
+        .map_err(|e| format!("base64decode(): {e}"))?;
+    String::from_utf8(bytes)
+        .map(Value::String)
+        .map_err(|_| "base64decode(): the result is not UTF-8 text".into())
+}
+
+pub(super) fn base64encode(a: &[Value], _: &Scope<'_>) -> R {
+    use base64::Engine;
+    want(a, 1, "base64encode")?;
+    string(b64().encode(str_arg(a, 0, "base64encode")?))
+}
+
+pub(super) fn csvdecode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "csvdecode")?;
+    let text = str_arg(a, 0, "csvdecode")?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut row, mut field, mut quoted, mut was_quoted) =
+        (Vec::new(), String::new(), false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                other => field.push(other),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() && !was_quoted => {
+                quoted = true;
+                was_quoted = true;
+            }
+            ',' => {
+                row.push(std::mem::take(&mut field));
+                was_quoted = false;
+            }
+            '\r' => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                was_quoted = false;
+            }
+            other => field.push(other),
+        }
+    }
+    if quoted {
+        return Err("csvdecode(): a quoted field is not closed".into());
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    let mut it = rows.into_iter();
+    let header = it.next().ok_or("csvdecode(): the text has no header row")?;
+    let mut out = Vec::new();
+    for (i, r) in it.enumerate() {
+        if r.len() != header.len() {
+            return Err(format!(
+                "csvdecode(): row {} has {} fields, the header {}",
+                i + 2,
+                r.len(),
+                header.len()
+            ));
+        }
+        let mut o = Map::new();
+        for (k, v) in header.iter().zip(r) {
+            o.insert(k.clone(), Value::String(v));
+        }
+        out.push(Value::Object(o));
+    }
+    Ok(Value::Array(out))
+}
+
+/// Converts decoded JSON/YAML to a value (numbers stay numbers, keys stay strings).
+pub fn from_json(v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(num))
+            .unwrap_or(Value::Null),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
+    }
+}
+
+pub(super) fn jsondecode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "jsondecode")?;
+    let v: serde_json::Value = serde_json::from_str(&str_arg(a, 0, "jsondecode")?)
+        .map_err(|e| format!("jsondecode(): {e}"))?;
+    Ok(from_json(v))
+}
+
+/// Terraform's jsonencode: object keys in lexical order, whole numbers without a fraction, and `<`, `>`,
+/// `&`, U+2028 and U+2029 escaped as Go does.
+pub fn jsonencode_value(v: &Value) -> String {
+    let mut out = String::new();
+    encode_into(v, &mut out);
+    out
+}
+
+pub(super) fn encode_into(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&num_to_string(n)),
+        Value::String(s) => {
+            let quoted = serde_json::to_string(s).unwrap_or_default();
+            for c in quoted.chars() {
+                match c {
+                    '<' => out.push_str("\\u003c"),
+                    '>' => out.push_str("\\u003e"),
+                    '&' => out.push_str("\\u0026"),
+                    '\u{2028}' => out.push_str("\\u2028"),
+                    '\u{2029}' => out.push_str("\\u2029"),
+                    other => out.push(other),
+                }
+            }
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                encode_into(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            out.push('{');
+            for (i, k) in sorted_keys(o).into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                encode_into(&Value::String(k.clone()), out);
+                out.push(':');
+                encode_into(&o[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+pub(super) fn jsonencode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "jsonencode")?;
+    string(jsonencode_value(&a[0]))
+}
+
+pub(super) fn urlencode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "urlencode")?;
+    let mut out = String::new();
+    for b in str_arg(a, 0, "urlencode")?.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    string(out)
+}
+
+pub(super) fn yamldecode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "yamldecode")?;
+    let v: serde_json::Value = serde_yaml::from_str(&str_arg(a, 0, "yamldecode")?)
+        .map_err(|e| format!("yamldecode(): {e}"))?;
+    Ok(from_json(v))
+}
+
+pub(super) fn yamlencode(a: &[Value], _: &Scope<'_>) -> R {
+    want(a, 1, "yamlencode")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&jsonencode_value(&a[0])).map_err(|e| e.to_string())?;
+    serde_yaml::to_string(&json)
+        .map(Value::String)
+        .map_err(|e| format!("yamlencode(): {e}"))
+}
