@@ -39,7 +39,7 @@ use crate::model::{
     SketchPoint, SketchRef, NO_HOST,
 };
 use crate::sketch::Sketch;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 use hashbrown::HashSet;
 pub use histogram::HistogramMemory;
 use histogram::{Added, Samples};
@@ -626,7 +626,7 @@ fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
         }
         Value::Distribution(s) => {
             if !s.insert_sampled(v, rate) {
-                tel.drop("sketch_full", 1);
+                tel.count_drop(DropReason::SketchFull, 1);
                 return false;
             }
         }
@@ -804,7 +804,7 @@ impl Aggregator {
         let name: &str = mapped.as_deref().map_or(line.name, |r| r.name.as_str());
         // Blocked lines make no context, so each comes here: the name is checked before any tag work.
         if self.cfg.blocklist.blocks(name) {
-            Telemetry::drop(&self.telemetry, "metric_blocklist", 1);
+            self.telemetry.count_drop(DropReason::MetricBlocklist, 1);
             return None;
         }
         let mut tags = recycle(std::mem::take(&mut self.scratch));
@@ -864,7 +864,7 @@ impl Aggregator {
         let tel = &*self.telemetry;
         // The limit is the agent's, over every shard: the gauge counts all their contexts.
         if tel.dogstatsd.contexts.get().max(0) as usize >= self.cfg.max_contexts {
-            tel.drop("context_limit", 1);
+            tel.count_drop(DropReason::ContextLimit, 1);
             return None;
         }
         let mapped = p.mapped.as_deref();
@@ -917,7 +917,7 @@ impl Aggregator {
         if ctx.has_value && bucket != ctx.bucket {
             if bucket > ctx.bucket {
                 if st.backlog.len() >= self.backlog_limit {
-                    tel.drop("bucket_backlog", 1);
+                    tel.count_drop(DropReason::BucketBacklog, 1);
                     ctx.value.reset();
                 } else {
                     let fresh = ctx.value.fresh();
@@ -949,7 +949,7 @@ impl Aggregator {
         let add_member = |s: &mut SetState, m: &str| -> bool {
             let h = hasher.hash_one(m);
             if s.members.len() >= SET_MEMBER_LIMIT && !s.members.contains(&h) {
-                tel.drop("set_member_limit", 1);
+                tel.count_drop(DropReason::SetMemberLimit, 1);
                 false
             } else {
                 s.members.insert(h);
@@ -973,7 +973,7 @@ impl Aggregator {
             (value, _) => {
                 for v in line.values() {
                     if !v.is_finite() {
-                        tel.drop("non_finite_value", 1);
+                        tel.count_drop(DropReason::NonFiniteValue, 1);
                         continue;
                     }
                     any |= apply(value, v, rate, tel);
@@ -1007,11 +1007,11 @@ impl Aggregator {
         let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
         for v in line.values() {
             if !v.is_finite() {
-                tel.drop("non_finite_value", 1);
+                tel.count_drop(DropReason::NonFiniteValue, 1);
                 continue;
             }
             if st.passthrough.len() >= passthrough_limit {
-                tel.drop("timestamped_limit", 1);
+                tel.count_drop(DropReason::TimestampedLimit, 1);
                 continue;
             }
             let (n, t, h) = shared.get_or_insert_with(|| {

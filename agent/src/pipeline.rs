@@ -21,7 +21,7 @@ use crate::model::{
     SketchRef,
 };
 use crate::status::{self, CollectorStatus, StatusState};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, DropSection, Telemetry};
 use kelpie_container::tags::TagCardinality;
 use kelpie_container::{
     ContainerConfig, ContainerEvent, ContainerOrigin, Containers, OriginResolver, OriginTags,
@@ -232,7 +232,7 @@ impl AggregatingSink {
                         let own = self.line_origin(origin, &mut None, sender, field, card, default);
                         add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
                         if self.events.try_send(e).is_err() {
-                            Telemetry::drop(&self.telemetry, "event_queue_full", 1);
+                            self.telemetry.count_drop(DropReason::EventQueueFull, 1);
                         }
                     }
                     Parsed::ServiceCheck(mut c) => {
@@ -243,7 +243,8 @@ impl AggregatingSink {
                             c.timestamp = Some(status::unix_now());
                         }
                         if self.checks.try_send(c).is_err() {
-                            Telemetry::drop(&self.telemetry, "service_check_queue_full", 1);
+                            self.telemetry
+                                .count_drop(DropReason::ServiceCheckQueueFull, 1);
                         }
                     }
                 },
@@ -341,11 +342,7 @@ impl crate::profiles::ProfileSink for ProfileForwarder {
                 content_encoding: None,
                 items: 1,
             }]),
-            None => self
-                .telemetry
-                .forwarder
-                .dropped
-                .add("profile_local_mode", 1),
+            None => self.telemetry.count_drop(DropReason::ProfileLocalMode, 1),
         }
     }
 }
@@ -488,19 +485,10 @@ impl SelfMetrics {
                 f.bytes_sent.get(),
             ),
         ];
-        for (reason, n) in d.dropped.snapshot() {
-            counts.push((
-                "kelpie.dogstatsd.dropped".into(),
-                vec![format!("reason:{reason}")],
-                n,
-            ));
-        }
-        for (reason, n) in f.dropped.snapshot() {
-            counts.push((
-                "kelpie.forwarder.dropped".into(),
-                vec![format!("reason:{reason}")],
-                n,
-            ));
+        for section in DropSection::ALL {
+            for (reason, n) in t.dropped(section).shown(section) {
+                counts.push((section.metric().into(), vec![format!("reason:{reason}")], n));
+            }
         }
         for (name, tags, total) in counts {
             let key = format!("{name}|{}", tags.join(","));
@@ -627,12 +615,7 @@ impl RefusalLog {
         rss_near_limit: Option<u64>,
         memory_limit: u64,
     ) {
-        let refused = d
-            .dropped
-            .snapshot()
-            .get("context_limit")
-            .copied()
-            .unwrap_or(0);
+        let refused = d.dropped.get(DropReason::ContextLimit);
         if refused <= self.reported
             || self
                 .last_log
@@ -660,24 +643,27 @@ impl RefusalLog {
 }
 
 impl Flusher {
+    /// Adds what an encoder made to `payloads`; counts what it could not encode (`items` when it failed as a
+    /// whole, counted under `failed`).
     fn collect_payloads(
         &self,
         outcome: Result<encode::EncodeOutcome, encode::EncodeError>,
         what: &str,
+        failed: (DropReason, u64),
         payloads: &mut Vec<Payload>,
     ) {
         match outcome {
             Ok(o) => {
                 if o.dropped_too_large > 0 {
-                    Telemetry::drop(
-                        &self.telemetry,
-                        "payload_too_large",
-                        o.dropped_too_large as u64,
-                    );
+                    self.telemetry
+                        .count_drop(DropReason::PayloadTooLarge, o.dropped_too_large as u64);
                 }
                 payloads.extend(o.payloads);
             }
-            Err(e) => warn!("cannot encode {what}: {e}"),
+            Err(e) => {
+                warn!("cannot encode {what}: {e}");
+                self.telemetry.count_drop(failed.0, failed.1);
+            }
         }
     }
 
@@ -790,24 +776,30 @@ impl Flusher {
         if let Some(fwd) = &self.forwarder {
             let mut payloads: Vec<Payload> = Vec::new();
             if let Some(enc) = series {
-                self.collect_payloads(enc.finish(), "series", &mut payloads);
+                let failed = (DropReason::SeriesEncodeError, n_series);
+                self.collect_payloads(enc.finish(), "series", failed, &mut payloads);
             }
             if let Some(enc) = sketches {
-                self.collect_payloads(enc.finish(), "sketches", &mut payloads);
+                let failed = (DropReason::SketchEncodeError, n_sketches);
+                self.collect_payloads(enc.finish(), "sketches", failed, &mut payloads);
             }
             for ev in &events {
                 match encode::encode_event(&self.encode, ev) {
                     Ok(p) => payloads.push(p),
                     Err(e) => {
                         warn!("cannot encode event {:?}: {e}", ev.title);
-                        Telemetry::drop(&self.telemetry, "event_encode_error", 1);
+                        self.telemetry.count_drop(DropReason::EventEncodeError, 1);
                     }
                 }
             }
             if !checks.is_empty() {
                 match encode::encode_service_checks(&self.encode, &checks) {
                     Ok(p) => payloads.extend(p),
-                    Err(e) => warn!("cannot encode service checks: {e}"),
+                    Err(e) => {
+                        warn!("cannot encode service checks: {e}");
+                        self.telemetry
+                            .count_drop(DropReason::ServiceCheckEncodeError, checks.len() as u64);
+                    }
                 }
             }
             fwd.submit(payloads);
@@ -910,10 +902,6 @@ pub async fn run(
         warn!("{w}");
     }
     let telemetry = Arc::new(Telemetry::default());
-    // The drops an operator looks for first are always shown, even at zero.
-    for reason in ["kernel", "queue_full"] {
-        telemetry.dogstatsd.dropped.add(reason, 0);
-    }
     let history = Arc::new(Mutex::new(History::new(cfg.history_memory)));
     let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
     telemetry.dogstatsd.context_limit.set(max_contexts as i64);
@@ -1278,5 +1266,30 @@ mod sink_tests {
         assert_eq!(card_tag("dd.internal.card:low"), Some(TagCardinality::Low));
         assert_eq!(card_tag("xdd.internal.card:high"), None);
         assert_eq!(card_tag("a:1"), None);
+    }
+}
+
+#[cfg(test)]
+mod self_metrics_tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_is_sent_as_its_sections_dropped_metric() {
+        let telemetry = Telemetry::default();
+        for (i, &r) in DropReason::ALL.iter().enumerate() {
+            telemetry.count_drop(r, 1000 + i as u64);
+        }
+        let mut m = SelfMetrics {
+            last: HashMap::new(),
+        };
+        let series = m.series(&telemetry, 100, 10);
+        for (i, &r) in DropReason::ALL.iter().enumerate() {
+            let tag = format!("reason:{}", r.key());
+            let found = series
+                .iter()
+                .find(|s| &*s.name == r.section().metric() && s.tags.iter().any(|t| **t == *tag));
+            let found = found.unwrap_or_else(|| panic!("no {}{{{tag}}}", r.section().metric()));
+            assert_eq!(found.points, [(100, 1000.0 + i as f64)], "{r}");
+        }
     }
 }

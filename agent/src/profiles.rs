@@ -14,7 +14,7 @@
 //!   later), so memory stays under `MAX_IN_FLIGHT × MAX_BODY_BYTES`;
 //! - a body that breaks off mid-way → `400`, reason `profile_read_error`.
 
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -100,9 +100,9 @@ pub async fn serve_listener(
 }
 
 async fn input(State(state): State<AppState>, headers: HeaderMap, body: Body) -> StatusCode {
-    let drop = |reason: &'static str, status: StatusCode| {
-        state.telemetry.forwarder.dropped.add(reason, 1);
-        tracing::debug!(reason, %status, "profile upload refused");
+    let refuse = |reason: DropReason, status: StatusCode| {
+        state.telemetry.count_drop(reason, 1);
+        tracing::debug!(reason = reason.key(), %status, "profile upload refused");
         status
     };
     let content_type = headers
@@ -114,8 +114,8 @@ async fn input(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
         .to_ascii_lowercase()
         .starts_with("multipart/form-data")
     {
-        return drop(
-            "profile_bad_content_type",
+        return refuse(
+            DropReason::ProfileBadContentType,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         );
     }
@@ -124,10 +124,10 @@ async fn input(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return drop("profile_too_large", StatusCode::PAYLOAD_TOO_LARGE);
+        return refuse(DropReason::ProfileTooLarge, StatusCode::PAYLOAD_TOO_LARGE);
     }
     let Ok(_permit) = state.in_flight.try_acquire() else {
-        return drop("profile_busy", StatusCode::SERVICE_UNAVAILABLE);
+        return refuse(DropReason::ProfileBusy, StatusCode::SERVICE_UNAVAILABLE);
     };
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -139,9 +139,9 @@ async fn input(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
                 })
                 .any(|e| e.to_string().contains("length limit"));
             return if too_large {
-                drop("profile_too_large", StatusCode::PAYLOAD_TOO_LARGE)
+                refuse(DropReason::ProfileTooLarge, StatusCode::PAYLOAD_TOO_LARGE)
             } else {
-                drop("profile_read_error", StatusCode::BAD_REQUEST)
+                refuse(DropReason::ProfileReadError, StatusCode::BAD_REQUEST)
             };
         }
     };

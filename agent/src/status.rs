@@ -4,7 +4,7 @@
 
 use crate::history::History;
 use crate::recent::Recent;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropSection, Telemetry};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -125,7 +125,7 @@ impl StatusState {
                 "contexts": d.contexts.get(),
                 "context_limit": d.context_limit.get(),
                 "context_limit_reason": if d.context_limit_lowered.get() != 0 { "rss_near_memory_limit" } else { "memory_limit" },
-                "dropped": d.dropped.snapshot(),
+                "dropped": d.dropped.shown(DropSection::Dogstatsd),
                 "udp_rcvbuf_requested": d.udp_rcvbuf_requested.get(),
                 "udp_rcvbuf_granted": d.udp_rcvbuf_granted.get(),
                 "queue_bytes": d.queue_bytes.get(),
@@ -136,7 +136,7 @@ impl StatusState {
                 "transactions": {
                     "success": f.success.get(),
                     "retried": f.retried.get(),
-                    "dropped": f.dropped.snapshot(),
+                    "dropped": f.dropped.shown(DropSection::Forwarder),
                 },
                 "bytes_sent": f.bytes_sent.get(),
                 "queued_bytes": f.queued_bytes.get(),
@@ -152,6 +152,9 @@ impl StatusState {
                 "last_flush_duration_us": t.flush.last_duration_us.get(),
                 "series_flushed": t.flush.series_flushed.get(),
                 "sketches_flushed": t.flush.sketches_flushed.get(),
+            },
+            "encode": {
+                "dropped": t.encode.dropped.shown(DropSection::Encode),
             },
             "history": {
                 "contexts": history.contexts(),
@@ -454,11 +457,13 @@ pub fn render(doc: &Value, color: bool) -> String {
     ));
     out.push_str(&header_line("Aggregator"));
     out.push_str(&format!(
-        "  Flushes: {}\n  Series Flushed: {}\n  Sketches Flushed: {}\n  Last Flush Duration: {} us\n\n",
+        "  Flushes: {}\n  Series Flushed: {}\n  Sketches Flushed: {}\n  Last Flush Duration: {} us\n  \
+         Encoding Dropped: {}\n\n",
         num(doc, &["aggregator", "flushes"]),
         num(doc, &["aggregator", "series_flushed"]),
         num(doc, &["aggregator", "sketches_flushed"]),
         num(doc, &["aggregator", "last_flush_duration_us"]),
+        reasons(&doc["encode"]["dropped"]),
     ));
     let d = &doc["dogstatsd"];
     out.push_str(&header_line("DogStatsD"));
@@ -637,5 +642,66 @@ mod render_tests {
             "{coloured}"
         );
         assert_eq!(render_text(&doc), plain);
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+    use crate::telemetry::DropReason;
+
+    fn state(telemetry: Arc<Telemetry>) -> StatusState {
+        StatusState {
+            version: "test",
+            pprof: false,
+            hostname: "h".into(),
+            mode: "forwarding",
+            site: "datadoghq.com".into(),
+            intake_url: String::new(),
+            started: Instant::now(),
+            flush_interval: Duration::from_secs(10),
+            telemetry,
+            history: Arc::new(Mutex::new(History::new(0))),
+            recent: Mutex::new(Default::default()),
+            top: Mutex::new(Default::default()),
+            collectors: Mutex::new(Default::default()),
+            origin_settings: OriginSettings {
+                uds: false,
+                client_field: false,
+                cardinality: TagCardinality::Low,
+            },
+            origin: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    #[test]
+    fn every_drop_reason_shows_in_the_json_and_the_text_under_its_section() {
+        let telemetry = Arc::new(Telemetry::default());
+        for (i, &r) in DropReason::ALL.iter().enumerate() {
+            telemetry.count_drop(r, 1000 + i as u64);
+        }
+        let doc = state(telemetry).to_json();
+        let text = render_text(&doc);
+        for (i, &r) in DropReason::ALL.iter().enumerate() {
+            let section = match r.section() {
+                DropSection::Dogstatsd => &doc["dogstatsd"]["dropped"],
+                DropSection::Encode => &doc["encode"]["dropped"],
+                DropSection::Forwarder => &doc["forwarder"]["transactions"]["dropped"],
+            };
+            assert_eq!(section[r.key()], 1000 + i as u64, "{r}: {doc}");
+            let shown = format!("{}: {}", r.key(), 1000 + i);
+            assert!(text.contains(&shown), "{shown} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_drops_looked_for_first_show_at_zero_and_no_others() {
+        let doc = state(Arc::new(Telemetry::default())).to_json();
+        assert_eq!(
+            doc["dogstatsd"]["dropped"],
+            json!({"kernel": 0, "queue_full": 0})
+        );
+        assert_eq!(doc["forwarder"]["transactions"]["dropped"], json!({}));
+        assert_eq!(doc["encode"]["dropped"], json!({}));
     }
 }

@@ -16,7 +16,7 @@
 //! about twice the largest frame. Every blocking call wakes up at least every [`POLL_INTERVAL`] to see the
 //! stop flag, so [`Listeners::shutdown`] returns within about that time.
 
-use crate::telemetry::{allow_every as warn_allowed, Telemetry};
+use crate::telemetry::{allow_every as warn_allowed, DropReason, Telemetry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -570,7 +570,7 @@ fn dgram_loop(
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 // Keep the complete lines; the cut one would carry a wrong value.
                 payload = memchr::memrchr(b'\n', payload).map_or(&[][..], |end| &payload[..end]);
-                Telemetry::drop(telemetry, "datagram_truncated", 1);
+                telemetry.count_drop(DropReason::DatagramTruncated, 1);
                 if warn_allowed(&LAST_TRUNC_WARN, 10) {
                     tracing::warn!(
                         ?transport,
@@ -589,7 +589,7 @@ fn dgram_loop(
                 // Cumulative (and wrapping) in the kernel: count what is new since the last datagram.
                 let new = total.wrapping_sub(kernel_drops);
                 if new > 0 && new < u32::MAX / 2 {
-                    Telemetry::drop(telemetry, "kernel", u64::from(new));
+                    telemetry.count_drop(DropReason::Kernel, u64::from(new));
                     kernel_drops = total;
                     if warn_allowed(&LAST_KERNEL_WARN, 60) {
                         tracing::warn!(
@@ -723,7 +723,8 @@ fn accept_loop(listener: UnixListener, ctx: StreamCtx) {
         match listener.accept() {
             Ok((stream, _)) => {
                 if ctx.active.load(Ordering::Relaxed) >= MAX_STREAM_CONNECTIONS {
-                    Telemetry::drop(&ctx.telemetry, "uds_stream_connection_limit", 1);
+                    ctx.telemetry
+                        .count_drop(DropReason::UdsStreamConnectionLimit, 1);
                     if warn_allowed(&LAST_LIMIT_WARN, 10) {
                         tracing::warn!(
                             limit = MAX_STREAM_CONNECTIONS,
@@ -744,7 +745,8 @@ fn accept_loop(listener: UnixListener, ctx: StreamCtx) {
                     Ok(h) => conns.push(h),
                     Err(err) => {
                         ctx.active.fetch_sub(1, Ordering::Relaxed);
-                        Telemetry::drop(&ctx.telemetry, "uds_stream_connection_limit", 1);
+                        ctx.telemetry
+                            .count_drop(DropReason::UdsStreamConnectionLimit, 1);
                         tracing::warn!(
                             "cannot start a thread for a DogStatsD stream connection: {err}"
                         );
@@ -815,7 +817,8 @@ fn stream_conn(mut stream: UnixStream, ctx: &StreamCtx) {
         match stream.read(&mut buf[filled..]) {
             Ok(0) => {
                 if filled > 0 {
-                    Telemetry::drop(&ctx.telemetry, "uds_stream_partial_frame", 1);
+                    ctx.telemetry
+                        .count_drop(DropReason::UdsStreamPartialFrame, 1);
                 }
                 return;
             }
@@ -870,7 +873,8 @@ fn stream_conn(mut stream: UnixStream, ctx: &StreamCtx) {
         d.packets_uds_stream.add(packets);
         d.bytes.add(bytes);
         if let Some(len) = too_large {
-            Telemetry::drop(&ctx.telemetry, "uds_stream_frame_too_large", 1);
+            ctx.telemetry
+                .count_drop(DropReason::UdsStreamFrameTooLarge, 1);
             if warn_allowed(&LAST_FRAME_WARN, 10) {
                 tracing::warn!(
                     len,

@@ -34,7 +34,7 @@
 //! datagram. Events and service checks are rare and own their strings.
 
 use crate::model::{take_tag_metadata, Event, MetricKind, MetricLine, Parsed, ServiceCheck};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 use memchr::memchr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,10 +85,10 @@ impl ParseError {
     /// The drop reason a line refused with this error is counted under (`dogstatsd.dropped.<reason>`) when the
     /// Datadog Agent would have read the line and then dropped its data; None for a malformed line (counted in
     /// `dogstatsd.parse_errors`).
-    pub fn drop_reason(self) -> Option<&'static str> {
+    pub fn drop_reason(self) -> Option<DropReason> {
         match self {
-            ParseError::NonFiniteValue => Some("non_finite_value"),
-            ParseError::TimestampUnsupportedType => Some("timestamp_unsupported_type"),
+            ParseError::NonFiniteValue => Some(DropReason::NonFiniteValue),
+            ParseError::TimestampUnsupportedType => Some(DropReason::TimestampUnsupportedType),
             _ => None,
         }
     }
@@ -209,7 +209,7 @@ fn refused(err: ParseError, line: &str, telemetry: &Telemetry, errors: &mut u64)
         Some(reason) => {
             // As many drops as the line had values (one for a set).
             let n = count_values(line);
-            telemetry.drop(reason, n);
+            telemetry.count_drop(reason, n);
             tracing::debug!(line = %&line[..floor_char(line, LOGGED_LINE_BYTES)], "dropped a DogStatsD line: {err}");
         }
         None => {

@@ -15,7 +15,7 @@
 //! not millions), and the pool of buffers shares the same lock.
 
 use super::listen::{DatagramSink, Received, Transport};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -155,7 +155,8 @@ impl PacketQueue {
         let mut inner = self.inner.lock();
         if inner.bytes + size > self.max_bytes {
             drop(inner);
-            Telemetry::drop(&self.telemetry, "queue_full", batch.len() as u64);
+            self.telemetry
+                .count_drop(DropReason::QueueFull, batch.len() as u64);
             crate::warn_every!(
                 10,
                 max_bytes = self.max_bytes,

@@ -33,7 +33,7 @@
 mod storage;
 
 use crate::encode::{Endpoint, Payload};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -176,7 +176,7 @@ enum Stored {
 enum Outcome {
     Success,
     Retry(String),
-    Drop(&'static str, String),
+    Drop(DropReason, String),
 }
 
 impl Forwarder {
@@ -246,9 +246,7 @@ impl Forwarder {
             );
             inner
                 .telemetry
-                .forwarder
-                .dropped
-                .add("forwarder_stopped", payloads.len() as u64);
+                .count_drop(DropReason::ForwarderStopped, payloads.len() as u64);
             return;
         }
         {
@@ -325,10 +323,10 @@ impl Inner {
         t.queued_transactions.set(st.queue.len() as i64);
     }
 
-    fn drop_txn(&self, st: &mut State, seq: u64, reason: &'static str) {
+    fn drop_txn(&self, st: &mut State, seq: u64, reason: DropReason) {
         if let Some(txn) = st.queue.remove(&seq) {
             self.forget(st, &txn);
-            self.telemetry.forwarder.dropped.add(reason, 1);
+            self.telemetry.count_drop(reason, 1);
         }
     }
 
@@ -348,13 +346,13 @@ impl Inner {
     }
 
     /// Drops the oldest payloads held in memory (not in flight) until memory use is within `cap`.
-    fn drop_oldest_in_memory(&self, st: &mut State, cap: usize, reason: &'static str) {
+    fn drop_oldest_in_memory(&self, st: &mut State, cap: usize, reason: DropReason) {
         while st.mem_bytes > cap {
             let Some(seq) = oldest_in_memory(st) else {
                 break;
             };
             tracing::warn!(
-                reason,
+                reason = reason.key(),
                 "forwarder queue over its memory cap: dropping the oldest payload"
             );
             *self.telemetry.forwarder.last_error.lock() =
@@ -367,7 +365,7 @@ impl Inner {
     /// them (without).
     fn spill(&self, st: &mut State, cap: usize) {
         if self.storage.is_none() {
-            self.drop_oldest_in_memory(st, cap, "retry_queue_full");
+            self.drop_oldest_in_memory(st, cap, DropReason::RetryQueueFull);
             return;
         }
         while st.mem_bytes > cap {
@@ -376,8 +374,8 @@ impl Inner {
             };
             match self.store(st, seq) {
                 Stored::Yes => {}
-                Stored::NoRoom => self.drop_txn(st, seq, "disk_full"),
-                Stored::Failed => self.drop_txn(st, seq, "disk_error"),
+                Stored::NoRoom => self.drop_txn(st, seq, DropReason::DiskFull),
+                Stored::Failed => self.drop_txn(st, seq, DropReason::DiskError),
             }
         }
     }
@@ -440,7 +438,7 @@ impl Inner {
             );
             *self.telemetry.forwarder.last_error.lock() =
                 Some("stored payload dropped: disk_full".into());
-            self.drop_txn(st, old, "disk_full");
+            self.drop_txn(st, old, DropReason::DiskFull);
         }
         if st.disk_bytes + size > self.cfg.storage_max_bytes {
             // Everything on disk is in flight right now.
@@ -475,10 +473,7 @@ impl Inner {
         let now = Instant::now();
         let (files, corrupt) = storage.load();
         if corrupt > 0 {
-            self.telemetry
-                .forwarder
-                .dropped
-                .add("disk_corrupt", corrupt);
+            self.telemetry.count_drop(DropReason::DiskCorrupt, corrupt);
         }
         for f in files {
             let seq = st.next_seq;
@@ -504,7 +499,7 @@ impl Inner {
             let Some(seq) = st.queue.keys().next().copied() else {
                 break;
             };
-            self.drop_txn(&mut st, seq, "disk_full");
+            self.drop_txn(&mut st, seq, DropReason::DiskFull);
         }
         if !st.queue.is_empty() {
             tracing::info!(
@@ -577,7 +572,10 @@ impl Inner {
                 }
             }
             Outcome::Drop(reason, msg) => {
-                tracing::warn!(reason, "intake refused a payload, dropping it: {msg}");
+                tracing::warn!(
+                    reason = reason.key(),
+                    "intake refused a payload, dropping it: {msg}"
+                );
                 *t.last_error.lock() = Some(msg);
                 self.drop_txn(&mut st, seq, reason);
             }
@@ -719,7 +717,7 @@ impl Inner {
                 );
             }
             for seq in left {
-                self.drop_txn(&mut st, seq, "shutdown");
+                self.drop_txn(&mut st, seq, DropReason::Shutdown);
             }
         }
         self.publish(&st);
@@ -767,7 +765,7 @@ async fn dispatch(inner: Arc<Inner>, client: reqwest::Client) {
                     Err(e) => {
                         tracing::error!("cannot read a stored payload, dropping it: {e}");
                         st.in_flight -= 1;
-                        inner.drop_txn(&mut st, seq, "disk_corrupt");
+                        inner.drop_txn(&mut st, seq, DropReason::DiskCorrupt);
                     }
                 }
             }
@@ -880,12 +878,12 @@ async fn send(req: reqwest::RequestBuilder) -> Outcome {
     };
     match status {
         200..=299 => Outcome::Success,
-        400 => Outcome::Drop("http_400", detail()),
-        403 => Outcome::Drop("http_403", detail()),
-        413 => Outcome::Drop("http_413", detail()),
+        400 => Outcome::Drop(DropReason::Http400, detail()),
+        403 => Outcome::Drop(DropReason::Http403, detail()),
+        413 => Outcome::Drop(DropReason::Http413, detail()),
         404 | 408 | 429 | 500..=599 => Outcome::Retry(detail()),
-        401..=499 => Outcome::Drop("http_4xx", detail()),
-        _ => Outcome::Drop("http_unexpected", detail()),
+        401..=499 => Outcome::Drop(DropReason::Http4xx, detail()),
+        _ => Outcome::Drop(DropReason::HttpUnexpected, detail()),
     }
 }
 

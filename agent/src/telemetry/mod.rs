@@ -2,12 +2,15 @@
 //! counted here in one place, and the same numbers feed `kelpie status`, `GET /status` and the `kelpie.*`
 //! metrics sent on each flush, so they can never drift apart.
 //!
-//! Drops are counted by a short snake_case reason (`parse_error`, `queue_full`, `context_limit`, `http_400`,
-//! `retry_queue_full`, …). Use [`Telemetry::drop`] and log through [`tracing`] at the call site
-//! (rate-limited where the event can repeat per packet).
+//! Drops are counted by a [`DropReason`] (each defined once in [`drops`], with its key, section and meaning).
+//! Use [`Telemetry::count_drop`] and log through [`tracing`] at the call site (rate-limited with
+//! [`warn_every!`](crate::warn_every) where the event can repeat per packet).
+
+pub mod drops;
+
+pub use drops::{DropReason, DropSection, Reasons};
 
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// A monotonically increasing counter.
@@ -41,22 +44,6 @@ impl Gauge {
     }
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
-    }
-}
-
-/// Counts by reason.
-#[derive(Debug, Default)]
-pub struct Reasons(Mutex<BTreeMap<&'static str, u64>>);
-
-impl Reasons {
-    pub fn add(&self, reason: &'static str, n: u64) {
-        *self.0.lock().entry(reason).or_insert(0) += n;
-    }
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.0.lock().clone()
-    }
-    pub fn total(&self) -> u64 {
-        self.0.lock().values().sum()
     }
 }
 
@@ -120,12 +107,19 @@ pub struct FlushTelemetry {
     pub sketches_flushed: Counter,
 }
 
+/// Encoding counters (`encode` section of the status): what a flush could not turn into payloads.
+#[derive(Debug, Default)]
+pub struct EncodeTelemetry {
+    pub dropped: Reasons,
+}
+
 /// All of the agent's counters. Shared as `Arc<Telemetry>`.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub dogstatsd: DogstatsdTelemetry,
     pub forwarder: ForwarderTelemetry,
     pub flush: FlushTelemetry,
+    pub encode: EncodeTelemetry,
 }
 
 /// True at most once every `secs` seconds per `last` slot (unix seconds of the last time it said yes): the
@@ -150,8 +144,18 @@ macro_rules! warn_every {
 }
 
 impl Telemetry {
-    /// Counts a DogStatsD-side drop (`dogstatsd.dropped.<reason>`).
-    pub fn drop(&self, reason: &'static str, n: u64) {
-        self.dogstatsd.dropped.add(reason, n);
+    /// Counts `n` things dropped for `reason`, in the reason's section (`dogstatsd.dropped.<key>`,
+    /// `encode.dropped.<key>` or `forwarder.transactions.dropped.<key>`).
+    pub fn count_drop(&self, reason: DropReason, n: u64) {
+        self.dropped(reason.section()).add(reason, n);
+    }
+
+    /// The drop counts of `section`.
+    pub fn dropped(&self, section: DropSection) -> &Reasons {
+        match section {
+            DropSection::Dogstatsd => &self.dogstatsd.dropped,
+            DropSection::Encode => &self.encode.dropped,
+            DropSection::Forwarder => &self.forwarder.dropped,
+        }
     }
 }
