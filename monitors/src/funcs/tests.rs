@@ -1,4 +1,3 @@
-
 use super::files::glob_match;
 use super::*;
 use crate::eval;

@@ -1,0 +1,441 @@
+//! One module's load, step by step: its scope (`path.*`), variables, locals and module calls (in as many
+//! passes as their references need), the monitor resources, `moved` and `import` blocks, and its outputs.
+//! Errors that only matter if a monitor uses them (an unset variable, a failed local) are deferred.
+
+use super::call::{is_external_call, load_module_call};
+use super::instances::MAX_INSTANCES;
+use super::parse::{attr, eval, label, parse_files, references, ParsedFile};
+use super::resource::load_resource;
+use super::vars::{bind_variables, Override};
+use super::{ImportHint, Loaded, Moved};
+use crate::diag::{Diag, Pos};
+use crate::eval::{base_scope, Scope, EXTERNAL_MODULE};
+use crate::model::{self, MONITOR_TYPES};
+use hcl::edit::structure::{Block, Structure};
+use hcl::edit::Span;
+use hcl::{Map, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+pub(super) struct Module {
+    pub(super) dir: PathBuf,
+    /// `path.module`: the directory relative to the root module's (`.` for the root).
+    pub(super) rel: String,
+    /// The module call's name (empty for the root), for messages.
+    pub(super) name: String,
+    /// Address prefix, e.g. `module.api.` (empty for the root).
+    pub(super) prefix: String,
+    /// For a child module: the inputs given by the `module` block.
+    pub(super) inputs: Option<Map<String, (Value, Pos)>>,
+    /// For a child module: inputs whose expression failed, with why (reported only if a monitor uses them).
+    pub(super) failed_inputs: HashMap<String, Diag>,
+    /// For the root: values from -var, -var-file and TF_VAR_ (later wins).
+    pub(super) overrides: Vec<(String, Override)>,
+    pub(super) depth: usize,
+    pub(super) call_pos: Option<Pos>,
+    /// Errors of variables and locals that only matter if a monitor uses them (a directory of ordinary
+    /// Terraform has variables set only in its CI and locals that reference other resources), keyed by
+    /// `var.NAME` / `local.NAME`, with whether they were reported.
+    pub(super) deferred: RefCell<HashMap<String, (Diag, bool)>>,
+}
+
+impl Module {
+    /// The deferred error that `text` references, if any, else `generic`.
+    pub(super) fn explain(&self, text: Option<&str>, generic: Diag) -> Diag {
+        let d = self.deferred.borrow();
+        let mut keys: Vec<&String> = d.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .find(|k| text.is_some_and(|t| references(t, k)))
+            .and_then(|k| d.get(k).map(|(diag, _)| diag.clone()))
+            .unwrap_or(generic)
+    }
+
+    /// Reports an evaluation error of `text`: the deferred errors it references if any, else `generic`.
+    pub(super) fn fail(&self, text: Option<&str>, generic: Diag, out: &mut Loaded) {
+        let mut d = self.deferred.borrow_mut();
+        let mut found = false;
+        let mut keys: Vec<&String> = d.keys().collect();
+        keys.sort();
+        let hits: Vec<String> = keys
+            .into_iter()
+            .filter(|k| text.is_some_and(|t| references(t, k)))
+            .cloned()
+            .collect();
+        for k in hits {
+            if let Some((diag, reported)) = d.get_mut(&k) {
+                found = true;
+                if !*reported {
+                    *reported = true;
+                    out.errors.push(diag.clone());
+                }
+            }
+        }
+        if !found {
+            out.errors.push(generic);
+        }
+    }
+}
+
+/// What a module gives its caller: its outputs, and why the ones that failed did (reported only if used).
+#[derive(Default)]
+pub(super) struct Outputs {
+    pub(super) values: Map<String, Value>,
+    pub(super) failed: Vec<(String, Diag)>,
+}
+
+/// Loads one module, its steps in the order their references need: variables, then locals and module
+/// calls, then the blocks that use them; returns its outputs for the caller.
+pub(super) fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
+    let files = parse_files(&m.dir, out);
+    let mut ctx = module_scope(m);
+    let vars = bind_variables(m, &files, &ctx, out);
+    ctx.set("var", Value::Object(vars));
+    declare_monitor_refs(m, &files, &mut ctx);
+    let resolved = locals_and_calls(m, &files, &mut ctx, out);
+    defer_failures(m, resolved.failed_outputs, resolved.failed_locals);
+    ctx.set("local", Value::Object(resolved.locals));
+    // Again, now that count and for_each may use locals and module outputs.
+    declare_monitor_refs(m, &files, &mut ctx);
+    load_blocks(m, &files, &ctx, out);
+    let _ = &m.call_pos;
+    module_outputs(m, &files, &ctx)
+}
+
+/// The scope a module's expressions start from: the base scope and `path.module`, `path.root`, `path.cwd`.
+fn module_scope(m: &Module) -> Scope<'static> {
+    let mut ctx = base_scope();
+    let mut pathv = Map::new();
+    pathv.insert("module".to_string(), Value::from(m.rel.clone()));
+    pathv.insert("root".to_string(), Value::from("."));
+    pathv.insert("cwd".to_string(), Value::from("."));
+    ctx.set("path", Value::Object(pathv));
+    ctx
+}
+
+/// A local whose expression failed for good: (name, expression text, error).
+type FailedLocal<'f> = (&'f str, String, Diag);
+
+/// What the passes over locals and module calls leave besides `module.*`.
+struct Resolved<'f> {
+    locals: Map<String, Value>,
+    failed_locals: Vec<FailedLocal<'f>>,
+    /// Outputs of the modules called that failed, keyed `module.<name>.<output>`.
+    failed_outputs: Vec<(String, Diag)>,
+}
+
+/// Evaluates locals and loads module calls, in as many passes as their references need: a local may use a
+/// module's output and a module's inputs may use locals. A module call waits while its text names a local
+/// or a module that is not known yet; one that never can be is loaded last, with those inputs failed.
+/// Leaves `module.*` set in `ctx`.
+fn locals_and_calls<'f>(
+    m: &Module,
+    files: &'f [ParsedFile],
+    ctx: &mut Scope<'_>,
+    out: &mut Loaded,
+) -> Resolved<'f> {
+    let mut pending: Vec<(&str, &hcl::edit::expr::Expression, Pos, String)> = Vec::new();
+    let mut calls: Vec<(&ParsedFile, &Block, String)> = Vec::new();
+    let mut modules = Map::new();
+    for f in files {
+        for b in f.body.iter().filter_map(Structure::as_block) {
+            match b.ident.as_str() {
+                "locals" => {
+                    for a in b.body.iter().filter_map(Structure::as_attribute) {
+                        pending.push((
+                            a.key.as_str(),
+                            &a.value,
+                            f.src.span_pos(a.span()),
+                            f.src.slice(a.value.span()).unwrap_or("").to_string(),
+                        ));
+                    }
+                }
+                "module" => {
+                    let name = label(b, 0).unwrap_or("").to_string();
+                    if is_external_call(b) {
+                        modules.insert(name, Value::from(EXTERNAL_MODULE));
+                    }
+                    calls.push((f, b, f.src.slice(b.span()).unwrap_or("").to_string()))
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut locals = Map::new();
+    let mut failed_outputs: Vec<(String, Diag)> = Vec::new();
+    let mut failed: Vec<FailedLocal<'f>> = Vec::new();
+    let mut stuck = false;
+    while !pending.is_empty() || !calls.is_empty() {
+        ctx.set("local", Value::Object(locals.clone()));
+        ctx.set("module", Value::Object(modules.clone()));
+        // What is not known yet: an expression naming one of these waits (try() and can() would
+        // otherwise turn "not known yet" into a wrong answer).
+        let waiting: Vec<String> = pending
+            .iter()
+            .map(|(n, ..)| format!("local.{n}"))
+            .chain(
+                calls
+                    .iter()
+                    .map(|(_, b, _)| format!("module.{}", label(b, 0).unwrap_or(""))),
+            )
+            .collect();
+        let waits = |text: &str, own: &str| {
+            waiting
+                .iter()
+                .any(|w| w.as_str() != own && references(text, w))
+        };
+        let mut progressed = false;
+        let mut still = Vec::new();
+        for (name, expr, pos, text) in pending {
+            if !stuck && waits(&text, &format!("local.{name}")) {
+                still.push((name, expr, pos, text));
+                continue;
+            }
+            progressed = true;
+            match eval(expr, ctx) {
+                Ok(v) => drop(locals.insert(name.to_string(), v)),
+                Err(msg) => failed.push((
+                    name,
+                    text,
+                    Diag::new(Some(pos), None, format!("local.{name}: {msg}")),
+                )),
+            }
+        }
+        pending = still;
+        let (ready, blocked): (Vec<_>, Vec<_>) = calls
+            .into_iter()
+            .partition(|(_, _, text)| stuck || !waits(text, ""));
+        calls = blocked;
+        for (f, b, _) in ready {
+            progressed = true;
+            if let Some((name, v, failed)) = load_module_call(m, &f.src, b, ctx, out) {
+                modules.insert(name, v);
+                failed_outputs.extend(failed);
+            }
+        }
+        stuck = !progressed;
+    }
+    ctx.set("module", Value::Object(modules));
+    Resolved {
+        locals,
+        failed_locals: failed,
+        failed_outputs,
+    }
+}
+
+/// Defers the errors of failed module outputs and locals (reported only if a monitor uses them). A local
+/// that failed because of another failed reference reports that one's cause: resolved in as many rounds as
+/// the chain is long.
+fn defer_failures(m: &Module, failed_outputs: Vec<(String, Diag)>, failed: Vec<FailedLocal<'_>>) {
+    let mut d = m.deferred.borrow_mut();
+    for (key, diag) in failed_outputs {
+        d.entry(key).or_insert((diag, false));
+    }
+    // A local that failed because of another failed reference reports that one's cause: resolve
+    // in as many rounds as the chain is long.
+    let mut left = failed;
+    while !left.is_empty() {
+        let before = left.len();
+        let names: Vec<String> = left.iter().map(|(n, ..)| format!("local.{n}")).collect();
+        let mut again = Vec::new();
+        for (name, text, diag) in left {
+            let own = format!("local.{name}");
+            let cause = d
+                .iter()
+                .filter(|(k, _)| **k != own && references(&text, k))
+                .map(|(_, (vd, _))| vd.clone())
+                .next();
+            let blocked = names.iter().any(|n| *n != own && references(&text, n));
+            match cause {
+                Some(c) => drop(d.insert(own, (c, false))),
+                None if blocked => again.push((name, text, diag)),
+                None => drop(d.insert(own, (diag, false))),
+            }
+        }
+        if again.len() == before {
+            for (name, _, diag) in again {
+                d.insert(format!("local.{name}"), (diag, false));
+            }
+            break;
+        }
+        left = again;
+    }
+}
+
+/// The monitor resources, `moved` and `import` blocks of a module (other resources are counted as ignored).
+fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>, out: &mut Loaded) {
+    for f in files {
+        for s in f.body.iter() {
+            let Some(b) = s.as_block() else { continue };
+            let pos = f.src.span_pos(b.span());
+            match b.ident.as_str() {
+                "resource" => {
+                    let (Some(rtype), Some(rname)) = (label(b, 0), label(b, 1)) else {
+                        out.errors.push(Diag::new(
+                            Some(pos),
+                            None,
+                            "a resource block needs a type and a name",
+                        ));
+                        continue;
+                    };
+                    if MONITOR_TYPES.contains(&rtype) {
+                        load_resource(m, &f.src, b, rtype, rname, ctx, out);
+                    } else {
+                        *out.ignored.entry(rtype.to_string()).or_default() += 1;
+                    }
+                }
+                "moved" => {
+                    let from = attr(b, "from").and_then(|a| f.src.slice(a.value.span()));
+                    let to = attr(b, "to").and_then(|a| f.src.slice(a.value.span()));
+                    match (from, to) {
+                        (Some(from), Some(to)) => out.moved.push(Moved {
+                            from: format!("{}{}", m.prefix, from),
+                            to: format!("{}{}", m.prefix, to),
+                            pos,
+                        }),
+                        _ => out.errors.push(Diag::new(
+                            Some(pos),
+                            None,
+                            "a moved block needs `from` and `to`",
+                        )),
+                    }
+                }
+                "import" => {
+                    let to = attr(b, "to").and_then(|a| f.src.slice(a.value.span()));
+                    let id = attr(b, "id").map(|a| eval(&a.value, ctx));
+                    match (to, id) {
+                        (Some(to), Some(Ok(id))) => match value_to_i64(&id) {
+                            Some(id) => out.imports.push(ImportHint {
+                                to: format!("{}{}", m.prefix, to),
+                                id,
+                                pos,
+                            }),
+                            None => out.errors.push(Diag::new(
+                                Some(pos),
+                                Some(to),
+                                "import: `id` must be a monitor id (a number)",
+                            )),
+                        },
+                        (_, Some(Err(msg))) => {
+                            out.errors
+                                .push(Diag::new(Some(pos), None, format!("import: {msg}")))
+                        }
+                        _ => out.errors.push(Diag::new(
+                            Some(pos),
+                            None,
+                            "an import block needs `to` and `id`",
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The module's outputs, for the caller; one that fails is reported only if the caller uses it.
+fn module_outputs(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>) -> Outputs {
+    let mut outputs = Outputs::default();
+    for f in files {
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "output")
+        {
+            let Some(name) = label(b, 0) else { continue };
+            let Some(a) = attr(b, "value") else { continue };
+            match eval(&a.value, ctx) {
+                Ok(v) => drop(outputs.values.insert(name.to_string(), v)),
+                Err(msg) => {
+                    let d = Diag::new(
+                        Some(f.src.span_pos(a.span())),
+                        None,
+                        format!("output \"{name}\" of module {}: {msg}", m.name),
+                    );
+                    outputs
+                        .failed
+                        .push((name.to_string(), m.explain(f.src.slice(a.span()), d)));
+                }
+            }
+        }
+    }
+    outputs
+}
+
+/// Declares `datadog_monitor.<name>.id` (and the same for the other monitor resources) as a reference that
+/// plan and sync replace with the monitor's real id (composite monitors name their children this way). A
+/// resource with `count` is a list of them and one with `for_each` a map, when those can be evaluated yet.
+fn declare_monitor_refs(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>) {
+    let mut by_type: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for f in files {
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "resource")
+        {
+            let (Some(rtype), Some(rname)) = (label(b, 0), label(b, 1)) else {
+                continue;
+            };
+            if !MONITOR_TYPES.contains(&rtype) {
+                continue;
+            }
+            let base = format!("{}{}.{}", m.prefix, rtype, rname);
+            let one = |suffix: &str| {
+                let mut o = Map::new();
+                o.insert(
+                    "id".to_string(),
+                    Value::from(model::ref_token(&format!("{base}{suffix}"))),
+                );
+                Value::Object(o)
+            };
+            let v = if let Some(c) = attr(b, "count") {
+                match eval(&c.value, ctx)
+                    .ok()
+                    .and_then(|v| crate::funcs::to_num(&v).ok())
+                {
+                    Some(n) if n >= 0.0 && (n as usize) <= MAX_INSTANCES => {
+                        Value::Array((0..n as usize).map(|i| one(&format!("[{i}]"))).collect())
+                    }
+                    _ => continue,
+                }
+            } else if let Some(fe) = attr(b, "for_each") {
+                let keys: Vec<String> = match eval(&fe.value, ctx) {
+                    Ok(Value::Object(o)) => o.keys().cloned().collect(),
+                    Ok(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                    _ => continue,
+                };
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| {
+                            let suffix = format!("[{}]", serde_json::Value::String(k.clone()));
+                            (k, one(&suffix))
+                        })
+                        .collect(),
+                )
+            } else {
+                one("")
+            };
+            by_type
+                .entry(rtype)
+                .or_default()
+                .insert(rname.to_string(), v);
+        }
+    }
+    for (t, v) in by_type {
+        ctx.set(t, Value::Object(v));
+    }
+}
+
+fn value_to_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}

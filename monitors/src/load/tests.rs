@@ -1,0 +1,183 @@
+use super::*;
+
+fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = t.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    t
+}
+
+const MON: &str = r#"
+resource "datadog_monitor" "m" {
+  name    = "M ${var.env}"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:a{env:${var.env}} > 1"
+  message = "m"
+}
+"#;
+
+#[test]
+fn unrelated_terraform_is_ignored_without_errors() {
+    let t = dir(&[
+            (
+                "infra.tf",
+                r#"
+variable "region" {}
+variable "env" { default = "prod" }
+locals {
+  vpc = aws_vpc.main.id
+  name = "x-${var.region}"
+}
+resource "aws_vpc" "main" { cidr_block = "10.0.0.0/16" }
+module "vpc" {
+  source = "terraform-aws-modules/vpc/aws"
+  cidr   = local.vpc
+}
+module "alerts" {
+  source = "./alerts"
+  env    = var.env
+  vpc    = aws_vpc.main.id
+}
+"#,
+            ),
+            ("main.tf", MON),
+            ("alerts/main.tf", "variable \"env\" {}\nvariable \"vpc\" {}\nresource \"datadog_monitor_metric\" \"e\" {\n  name = \"E ${var.env}\"\n  message = \"m\"\n  metric = \"a.b\"\n  critical {\n    threshold = 1\n  }\n}\n"),
+        ]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let addrs: Vec<&str> = l.monitors.iter().map(|m| m.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        vec![
+            "module.alerts.datadog_monitor_metric.e",
+            "datadog_monitor.m"
+        ]
+    );
+    assert_eq!(
+            l.ignored_line().unwrap(),
+            "ignored 1 resource(s) of other types (aws_vpc) and 1 module(s) with a non-local source (module.vpc)"
+        );
+}
+
+#[test]
+fn a_missing_variable_is_an_error_only_when_used() {
+    let t = dir(&[("main.tf", &format!("variable \"env\" {{}}\n{MON}"))]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+            msgs,
+            vec![format!(
+                "{}:1:1: variable \"env\" is not set: give it a default, -var env=..., -var-file or TF_VAR_env",
+                t.path().join("main.tf").display()
+            )]
+        );
+    let opts = LoadOptions {
+        env_vars: vec![("env".into(), "dev".into())],
+        ..Default::default()
+    };
+    let l = load_dir(t.path(), &opts);
+    assert!(l.errors.is_empty());
+    assert_eq!(l.monitors[0].name, "M dev");
+}
+
+#[test]
+fn modules_with_for_each_and_typed_tf_vars() {
+    let t = dir(&[
+            (
+                "main.tf",
+                r#"
+variable "services" { type = list(string) }
+module "svc" {
+  for_each = toset(var.services)
+  source   = "./svc"
+  name     = each.key
+}
+"#,
+            ),
+            ("svc/main.tf", "variable \"name\" {}\nresource \"datadog_monitor\" \"errors\" {\n  count = 2\n  name = format(\"%s errors %d\", upper(var.name), count.index)\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:e{service:${var.name}} > ${10 * (count.index + 1)}\"\n  message = join(\" \", [\"a\", \"b\"])\n}\n"),
+        ]);
+    let opts = LoadOptions {
+        env_vars: vec![("services".into(), r#"["web", "api"]"#.into())],
+        ..Default::default()
+    };
+    let l = load_dir(t.path(), &opts);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let addrs: Vec<&str> = l.monitors.iter().map(|m| m.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        vec![
+            r#"module.svc["api"].datadog_monitor.errors[0]"#,
+            r#"module.svc["api"].datadog_monitor.errors[1]"#,
+            r#"module.svc["web"].datadog_monitor.errors[0]"#,
+            r#"module.svc["web"].datadog_monitor.errors[1]"#,
+        ]
+    );
+    assert_eq!(l.monitors[1].name, "API errors 1");
+    assert_eq!(l.monitors[1].query, "avg(last_5m):avg:e{service:api} > 20");
+    assert_eq!(
+        l.monitors[1].options["thresholds"]["critical"],
+        serde_json::json!(20.0)
+    );
+}
+
+#[test]
+fn unknown_functions_and_module_inputs_are_named() {
+    let t = dir(&[
+            (
+                "main.tf",
+                "resource \"datadog_monitor\" \"m\" {\n  name = sha1(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
+            ),
+            ("x/main.tf", "# nothing\n"),
+        ]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[1].ends_with("datadog_monitor.m: name: unknown function `sha1`"),
+        "{}",
+        msgs[1]
+    );
+    assert!(msgs[1].contains("main.tf:2:3: "), "{}", msgs[1]);
+    assert!(msgs[0].contains("main.tf:9:3: module "), "{}", msgs[0]);
+    assert!(
+        msgs[0].ends_with("has no variable named \"nope\""),
+        "{}",
+        msgs[0]
+    );
+}
+
+#[test]
+fn terraform_0_6_style() {
+    let t = dir(&[(
+        "old.tf",
+        r#"
+variable "team" { default = "infra" }
+resource "datadog_monitor_metric" "app.internal_errors" {
+  name = "App Internal Errors"
+  message = "${var.team} errors"
+  metric = "app.5xx"
+  metric_key = "service"
+  critical {
+    threshold = "50"
+    notify = "@slack-${var.team}"
+  }
+  tags {
+    team = "${var.team}"
+  }
+}
+"#,
+    )]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let m = &l.monitors[0];
+    assert_eq!(m.address, "datadog_monitor_metric.app.internal_errors");
+    assert_eq!(m.query, "avg(last_5m):avg:app.5xx{*} by {service} > 50");
+    assert_eq!(m.tags, vec!["team:infra"]);
+    assert_eq!(
+        m.message,
+        "infra errors\n{{#is_alert}}@slack-infra{{/is_alert}}"
+    );
+}
