@@ -37,7 +37,7 @@ pub const BATCH: usize = 32;
 /// (`dogstatsd.dropped.uds_stream_connection_limit`).
 pub const MAX_STREAM_CONNECTIONS: usize = 1024;
 /// Largest accepted `buffer_size`.
-pub const MAX_BUFFER_SIZE: usize = 8 << 20;
+pub const MAX_BUFFER_SIZE: usize = crate::config::MAX_DOGSTATSD_BUFFER_SIZE;
 /// Memory budget of one datagram reader's buffers; large `buffer_size`s read fewer datagrams per call.
 const DGRAM_READER_BUDGET: usize = 4 << 20;
 /// Largest possible UDP payload; a UDP slot never needs more.
