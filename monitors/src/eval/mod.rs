@@ -3,12 +3,21 @@
 //! of their arguments, conditionals and `&&`/`||` evaluate only what they need, strings convert to bools
 //! and numbers where Terraform converts them (`"true" && true`, `"5" + 1`), and an error names the
 //! reference that failed (`module.scope has no output "filter"`) instead of echoing the whole expression.
+//! String templates (`"${...}"`, `%{if}`, `%{for}`) are in template.rs.
+
+mod template;
+#[cfg(test)]
+mod tests;
+
+pub use template::{lift_templates, render_text, template_value, with_templates};
+
+use template::{lifted_template, TEMPLATE_FN};
 
 use crate::funcs::{self, to_str, type_name};
 use hcl::expr::{
     BinaryOperator, Expression, ForExpr, ObjectKey, Operation, TraversalOperator, UnaryOperator,
 };
-use hcl::template::{Directive, Element, Template};
+use hcl::template::Template;
 use hcl::{Map, Value};
 use std::collections::HashMap;
 
@@ -64,51 +73,8 @@ pub fn base_scope() -> Scope<'static> {
     s
 }
 
+/// An expression's value, or the error as one sentence.
 type R = Result<Value, String>;
-
-/// The function name a lifted string template is called by (see [`lift_templates`]).
-const TEMPLATE_FN: &str = "__kelpie_template";
-
-thread_local! {
-    static TEMPLATES: std::cell::RefCell<Vec<Template>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Replaces every quoted string template in `expr` (innermost first) with a call `__kelpie_template(<n>)`
-/// and returns the templates, converted structurally. hcl-rs would otherwise print each template back to
-/// text and parse it again, and hcl-edit's printer loses the escapes of a string nested two levels deep
-/// in interpolations (`"a${f("b${g("\"c\"")}\"")}"`), which public monitor modules do.
-pub fn lift_templates(expr: &mut hcl::edit::expr::Expression) -> Vec<Template> {
-    use hcl::edit::visit_mut::{visit_expr_mut, VisitMut};
-    struct Lift(Vec<Template>);
-    impl VisitMut for Lift {
-        fn visit_expr_mut(&mut self, node: &mut hcl::edit::expr::Expression) {
-            visit_expr_mut(self, node);
-            if let hcl::edit::expr::Expression::StringTemplate(t) = node {
-                let tpl: hcl::edit::template::Template = t.clone().into();
-                let n = self.0.len();
-                self.0.push(tpl.into());
-                let call = hcl::edit::expr::FuncCall::new(
-                    hcl::edit::Ident::new(TEMPLATE_FN),
-                    hcl::edit::expr::FuncArgs::from(vec![hcl::edit::expr::Expression::from(
-                        n as u64,
-                    )]),
-                );
-                *node = hcl::edit::expr::Expression::from(call);
-            }
-        }
-    }
-    let mut lift = Lift(Vec::new());
-    lift.visit_expr_mut(expr);
-    lift.0
-}
-
-/// Runs `f` with the templates [`lift_templates`] took out of the expression it evaluates.
-pub fn with_templates<T>(templates: Vec<Template>, f: impl FnOnce() -> T) -> T {
-    let previous = TEMPLATES.with(|t| std::mem::replace(&mut *t.borrow_mut(), templates));
-    let out = f();
-    TEMPLATES.with(|t| *t.borrow_mut() = previous);
-    out
-}
 
 /// Evaluates `expr`; the error is one sentence naming what failed.
 pub fn eval(expr: &Expression, s: &Scope<'_>) -> R {
@@ -406,7 +372,7 @@ pub fn equal(a: &Value, b: &Value) -> bool {
 }
 
 /// The items a `for` iterates: (key, value), lists by index and maps in key order.
-fn items(v: Value, what: &str) -> Result<Vec<(Value, Value)>, String> {
+pub(super) fn items(v: Value, what: &str) -> Result<Vec<(Value, Value)>, String> {
     match v {
         Value::Array(a) => Ok(a
             .into_iter()
@@ -483,7 +449,7 @@ fn call(f: &hcl::expr::FuncCall, s: &Scope<'_>) -> R {
                 Some(Expression::Number(n)) => n.as_u64().unwrap_or(u64::MAX) as usize,
                 _ => usize::MAX,
             };
-            let tpl = TEMPLATES.with(|t| t.borrow().get(n).cloned());
+            let tpl = lifted_template(n);
             return match tpl {
                 Some(tpl) => template_value(&tpl, s),
                 None => Err("internal error: a string template was lost".into()),
@@ -536,132 +502,6 @@ fn call(f: &hcl::expr::FuncCall, s: &Scope<'_>) -> R {
     funcs::call(name, &args, &inner)
 }
 
-/// Evaluates a template: a lone `${expr}` keeps its value's type, anything else is a string.
-pub fn template_value(tpl: &Template, s: &Scope<'_>) -> R {
-    let el = tpl.elements();
-    if let [Element::Interpolation(i)] = el {
-        return eval(&i.expr, s);
-    }
-    let mut out = String::new();
-    render(&mut out, tpl, s, (false, false))?;
-    Ok(Value::String(out))
-}
-
-/// (strips the space before it, strips the space after it)
-fn strips(e: &Element) -> (bool, bool) {
-    match e {
-        Element::Literal(_) => (false, false),
-        Element::Interpolation(i) => (i.strip.strip_start(), i.strip.strip_end()),
-        Element::Directive(d) => match d.as_ref() {
-            Directive::If(d) => (d.if_strip.strip_start(), d.endif_strip.strip_end()),
-            Directive::For(d) => (d.for_strip.strip_start(), d.endfor_strip.strip_end()),
-        },
-    }
-}
-
-fn trim_literal(mut lit: &str, strip_start: bool, strip_end: bool) -> &str {
-    let space = |c: char| c.is_whitespace() && c != '\r' && c != '\n';
-    if strip_start {
-        lit = lit.trim_start_matches(space);
-        lit = lit
-            .strip_prefix("\r\n")
-            .or_else(|| lit.strip_prefix('\n'))
-            .unwrap_or(lit);
-    }
-    if strip_end {
-        lit = lit.trim_end_matches(space);
-        lit = lit
-            .strip_suffix("\r\n")
-            .or_else(|| lit.strip_suffix('\n'))
-            .unwrap_or(lit);
-    }
-    lit
-}
-
-/// Renders `tpl` into `out`; `outer` says whether the directive around it strips its first and last literal.
-fn render(
-    out: &mut String,
-    tpl: &Template,
-    s: &Scope<'_>,
-    outer: (bool, bool),
-) -> Result<(), String> {
-    let el = tpl.elements();
-    for (i, e) in el.iter().enumerate() {
-        match e {
-            Element::Literal(l) => {
-                let before = if i == 0 {
-                    outer.0
-                } else {
-                    strips(&el[i - 1]).1
-                };
-                let after = if i + 1 == el.len() {
-                    outer.1
-                } else {
-                    strips(&el[i + 1]).0
-                };
-                out.push_str(trim_literal(l, before, after));
-            }
-            Element::Interpolation(x) => {
-                let v = eval(&x.expr, s)?;
-                match v {
-                    Value::Null => {
-                        return Err(format!(
-                            "`{}` is null, and a null value cannot be part of a string",
-                            short_expr(&x.expr)
-                        ))
-                    }
-                    Value::Array(_) | Value::Object(_) => {
-                        return Err(format!(
-                        "`{}` is {}, which cannot be part of a string (use join() or jsonencode())",
-                        short_expr(&x.expr),
-                        type_name(&v)
-                    ))
-                    }
-                    other => out.push_str(&to_str(&other)?),
-                }
-            }
-            Element::Directive(dir) => match dir.as_ref() {
-                Directive::If(d) => {
-                    let c =
-                        to_bool(&eval(&d.cond_expr, s)?).map_err(|e| format!("%{{if}}: {e}"))?;
-                    if c {
-                        let end = match &d.false_template {
-                            Some(_) => d.else_strip.strip_start(),
-                            None => d.endif_strip.strip_start(),
-                        };
-                        render(out, &d.true_template, s, (d.if_strip.strip_end(), end))?;
-                    } else if let Some(f) = &d.false_template {
-                        render(
-                            out,
-                            f,
-                            s,
-                            (d.else_strip.strip_end(), d.endif_strip.strip_start()),
-                        )?;
-                    }
-                }
-                Directive::For(d) => {
-                    let coll = eval(&d.collection_expr, s)?;
-                    let mut inner = s.child();
-                    inner.depth += 1;
-                    for (k, v) in items(coll, "%{for}")? {
-                        if let Some(kv) = &d.key_var {
-                            inner.set(kv.as_str(), k);
-                        }
-                        inner.set(d.value_var.as_str(), v);
-                        render(
-                            out,
-                            &d.template,
-                            &inner,
-                            (d.for_strip.strip_end(), d.endfor_strip.strip_start()),
-                        )?;
-                    }
-                }
-            },
-        }
-    }
-    Ok(())
-}
-
 /// An expression as text, shortened for messages.
 pub fn short_expr(e: &Expression) -> String {
     let text = e.to_string();
@@ -673,124 +513,6 @@ pub fn short_expr(e: &Expression) -> String {
     }
 }
 
-/// Renders a template given as text (templatefile, templatestring) with `vars` as its only variables.
-pub fn render_text(text: &str, vars: &Map<String, Value>, s: &Scope<'_>) -> R {
-    let tpl: Template = text
-        .parse()
-        .map_err(|e: hcl::Error| format!("invalid template: {}", first_line(&e.to_string())))?;
-    let mut inner = Scope::new();
-    inner.depth = s.depth + 1;
-    for (k, v) in vars {
-        inner.set(k, v.clone());
-    }
-    let mut out = String::new();
-    render(&mut out, &tpl, &inner, (false, false))?;
-    Ok(Value::String(out))
-}
-
-fn first_line(s: &str) -> String {
+pub(super) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(src: &str) -> R {
-        let mut s = base_scope();
-        let mut var = Map::new();
-        var.insert("enabled".into(), Value::from("true"));
-        var.insert("n".into(), Value::from("5"));
-        var.insert("tags".into(), Value::from(vec!["a:1", "b:2"]));
-        s.set("var", Value::Object(var));
-        let mut m = Map::new();
-        m.insert("vpc".into(), Value::from(EXTERNAL_MODULE));
-        s.set("module", Value::Object(m));
-        let e: Expression = src.parse().map_err(|e: hcl::Error| e.to_string())?;
-        eval(&e, &s)
-    }
-
-    #[test]
-    fn conversions_as_terraform() {
-        assert_eq!(ev(r#"var.enabled ? 1 : 0"#), Ok(Value::from(1)));
-        assert_eq!(ev(r#""true" && true"#), Ok(Value::Bool(true)));
-        assert_eq!(ev(r#"var.n + 1"#), Ok(Value::from(6)));
-        assert_eq!(ev(r#"7 / 2"#), Ok(Value::from(3.5)));
-        assert_eq!(ev(r#"1 == 1.0"#), Ok(Value::Bool(true)));
-        assert_eq!(ev(r#""1" == 1"#), Ok(Value::Bool(false)));
-        assert_eq!(ev(r#"!"false""#), Ok(Value::Bool(true)));
-        assert!(ev(r#""yes" && true"#)
-            .unwrap_err()
-            .contains("the string \"yes\""));
-    }
-
-    #[test]
-    fn try_and_can_see_errors() {
-        assert_eq!(ev(r#"try(var.nope.x, "d")"#), Ok(Value::from("d")));
-        assert_eq!(ev(r#"can(var.tags[5])"#), Ok(Value::Bool(false)));
-        assert_eq!(ev(r#"can(var.tags[1])"#), Ok(Value::Bool(true)));
-        assert_eq!(
-            ev(r#"[for t in var.tags : try(split(":", t)[1], "")]"#),
-            Ok(Value::from(vec!["1", "2"]))
-        );
-        // Short-circuit: the right side is not evaluated.
-        assert_eq!(ev(r#"false && var.nope"#), Ok(Value::Bool(false)));
-    }
-
-    #[test]
-    fn errors_name_the_reference() {
-        assert_eq!(
-            ev("var.tagz").unwrap_err(),
-            "there is no variable \"tagz\" (declare it with a variable block); did you mean \"tags\"?"
-        );
-        assert!(ev("module.vpc.id")
-            .unwrap_err()
-            .contains("registry or git source"));
-        assert_eq!(
-            ev("aws_sqs_queue.dlq.name").unwrap_err(),
-            "`aws_sqs_queue.dlq.name` is an attribute of a resource that kelpie does not read; only Terraform knows its value"
-        );
-        assert!(ev("data.aws_region.current.name")
-            .unwrap_err()
-            .starts_with("`data.aws_region.current` is a data source"));
-        assert_eq!(
-            ev("lenght([])").unwrap_err(),
-            "unknown function `lenght`; did you mean \"length\"?"
-        );
-        assert!(ev("var.tags[7]")
-            .unwrap_err()
-            .contains("out of range for `var.tags`"));
-    }
-
-    #[test]
-    fn templates_and_for() {
-        assert_eq!(ev(r#""${var.enabled}""#), Ok(Value::from("true")));
-        assert_eq!(
-            ev(r#""%{ for t in var.tags ~}${t} %{ endfor ~}""#),
-            Ok(Value::from("a:1 b:2 "))
-        );
-        assert_eq!(
-            ev(r#"{ for k, v in { b = 1, a = 2 } : v => k }"#),
-            Ok(Value::Object(
-                [
-                    ("2".to_string(), Value::from("a")),
-                    ("1".to_string(), Value::from("b"))
-                ]
-                .into_iter()
-                .collect()
-            ))
-        );
-        assert_eq!(
-            ev(r#"{ for t in ["a", "b", "a"] : t => t... }"#)
-                .unwrap()
-                .as_object()
-                .unwrap()["a"],
-            Value::from(vec!["a", "a"])
-        );
-        assert_eq!(
-            ev(r#"[{ n = 1 }, { n = 2 }][*].n"#),
-            Ok(Value::from(vec![1, 2]))
-        );
-        assert!(ev(r#""x${null}""#).unwrap_err().contains("null"));
-    }
 }
