@@ -392,9 +392,21 @@ fn run_case(src: &Source, b: &Block, monitors: &[Monitor], ctx: &Scope<'_>) -> R
     if expects.is_empty() {
         return Err(err(&pos, "the test has no expect block".into()));
     }
+    check_expects(mon, &series, expects, &pos)
+}
+
+/// Compares each `expect` with the state the monitor evaluates to at its minute: the named group's, or
+/// the worst group's.
+fn check_expects(
+    mon: &Monitor,
+    series: &[(String, Series)],
+    expects: Vec<(usize, State, Option<String>)>,
+    pos: &crate::diag::Pos,
+) -> Result<(), String> {
+    let err = |p: &crate::diag::Pos, m: String| Diag::new(Some(p.clone()), None, m).to_string();
     for (at, want, group) in expects {
         let states =
-            evaluate(mon, &series, at).map_err(|m| err(&pos, format!("{}: {m}", mon.address)))?;
+            evaluate(mon, series, at).map_err(|m| err(pos, format!("{}: {m}", mon.address)))?;
         let (got, value, label) = match &group {
             Some(g) => {
                 let key = g.split(',').map(str::trim).collect::<Vec<_>>().join(",");

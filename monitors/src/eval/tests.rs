@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn ev(src: &str) -> R {
