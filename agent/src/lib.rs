@@ -12,6 +12,7 @@ pub mod encode;
 pub mod forwarder;
 pub mod history;
 pub mod host;
+pub mod intake;
 pub mod mapper;
 pub mod model;
 pub mod pipeline;

@@ -1,6 +1,6 @@
 //! The forwarder against the intake stand-in: delivery, retries, drops, outages, disk spill and restarts.
 
-use kelpie_agent::encode::{encode_series, EncodeConfig, Payload};
+use kelpie_agent::encode::{EncodeConfig, Payload, SeriesEncoder};
 use kelpie_agent::forwarder::{Forwarder, ForwarderConfig};
 use kelpie_agent::model::{Series, SeriesKind};
 use kelpie_agent::telemetry::Telemetry;
@@ -23,7 +23,9 @@ fn payload(name: &str) -> Payload {
         interval: 0,
         points: vec![(1_700_000_000, 1.0)],
     };
-    let mut p = encode_series(&cfg, &[s]).expect("encodes");
+    let mut enc = SeriesEncoder::new(&cfg);
+    enc.push(s.as_ref());
+    let mut p = enc.finish().expect("encodes").payloads;
     assert_eq!(p.len(), 1);
     p.remove(0)
 }
@@ -457,7 +459,7 @@ async fn without_storage_memory_cap_drops_oldest() {
 
 #[tokio::test]
 async fn events_checks_and_sketches_go_to_their_endpoints() {
-    use kelpie_agent::encode::{encode_event, encode_service_checks, encode_sketches};
+    use kelpie_agent::encode::{encode_event, encode_service_checks, SketchEncoder};
     use kelpie_agent::model::{Event, ServiceCheck, SketchPoint, SketchSeries};
     let intake = Intake::start().await;
     let tel = Arc::new(Telemetry::default());
@@ -495,7 +497,9 @@ async fn events_checks_and_sketches_go_to_their_endpoints() {
     };
     let mut all = vec![encode_event(&cfg, &ev).unwrap()];
     all.extend(encode_service_checks(&cfg, &[sc]).unwrap());
-    all.extend(encode_sketches(&cfg, &[sk]).unwrap());
+    let mut sketches = SketchEncoder::new(&cfg);
+    sketches.push(sk.as_ref());
+    all.extend(sketches.finish().unwrap().payloads);
     fwd.submit(all);
     assert!(
         intake
@@ -537,7 +541,9 @@ async fn json_series_and_multipart_profiles_are_accepted() {
         interval: 10,
         points: vec![(1_700_000_000, 0.5)],
     };
-    let mut all = encode_series(&cfg, &[s]).unwrap();
+    let mut enc = SeriesEncoder::new(&cfg);
+    enc.push(s.as_ref());
+    let mut all = enc.finish().unwrap().payloads;
     // A profile as the profiler hands it over: a multipart body built beforehand.
     const BOUNDARY: &str = "kelpie-test-boundary";
     let body = format!(

@@ -1,6 +1,10 @@
+use super::series::{kind_code, series_to_proto, write_series_record};
+use super::sketch::write_field_record;
 use super::*;
-use crate::model::{IStr, SketchPoint};
+use crate::intake::{Limits, CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, SERIES_LIMITS};
+use crate::model::{IStr, Series, SeriesKind, SketchPoint, SketchSeries};
 use proptest::prelude::*;
+use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -10,6 +14,16 @@ fn cfg() -> EncodeConfig {
         host_tags: vec!["env:prod".into(), "team:infra".into()],
         use_protobuf: true,
     }
+}
+
+/// A whole batch of series through [`SeriesEncoder`], as the flush streams them, within `limits` (the
+/// intake's when `None`).
+fn encode_series(c: &EncodeConfig, series: &[Series], limits: Option<Limits>) -> EncodeOutcome {
+    let mut enc = SeriesEncoder::with_limits(c, limits.unwrap_or(SERIES_LIMITS));
+    for s in series {
+        enc.push(s.as_ref());
+    }
+    enc.finish().unwrap()
 }
 
 fn decompress(p: &Payload) -> Vec<u8> {
@@ -172,7 +186,7 @@ proptest! {
                                    max_c in 300usize..3000, max_u in 600usize..6000) {
         let c = cfg();
         let limits = Limits { max_compressed: max_c, max_uncompressed: max_u };
-        let out = encode_series_with_limits(&c, &series, limits).unwrap();
+        let out = encode_series(&c, &series, Some(limits));
         for p in &out.payloads {
             prop_assert!(p.body.len() <= max_c, "compressed {} > {}", p.body.len(), max_c);
             prop_assert!(p.uncompressed_len <= max_u);
@@ -207,7 +221,7 @@ proptest! {
     #[test]
     fn series_round_trip_real_limits(series in proptest::collection::vec(arb_series(), 0..60)) {
         let c = cfg();
-        let out = encode_series_outcome(&c, &series).unwrap();
+        let out = encode_series(&c, &series, None);
         prop_assert_eq!(out.dropped_too_large, 0);
         prop_assert_eq!(out.payloads.len(), usize::from(!series.is_empty()));
         let want: Vec<_> = series.iter().map(|s| expected(&c, s)).collect();
@@ -219,7 +233,11 @@ proptest! {
                                      max_c in 400usize..4000) {
         let c = cfg();
         let limits = Limits { max_compressed: max_c, max_uncompressed: max_c * 3 };
-        let out = encode_sketches_with_limits(&c, &sketches, limits).unwrap();
+        let mut enc = SketchEncoder::with_limits(&c, limits);
+        for s in &sketches {
+            enc.push(s.as_ref());
+        }
+        let out = enc.finish().unwrap();
         let mut got = Vec::new();
         for p in &out.payloads {
             prop_assert_eq!(p.endpoint, Endpoint::Sketches);
@@ -316,7 +334,7 @@ fn json_series_body() {
         ),
         mk_series("c", &[], "other", SeriesKind::Gauge, vec![(100, 1.0)]),
     ];
-    let p = encode_series(&c, &s).unwrap();
+    let p = encode_series(&c, &s, None).payloads;
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].content_type, CONTENT_TYPE_JSON);
     let v: serde_json::Value = serde_json::from_slice(&decompress(&p[0])).unwrap();
@@ -358,15 +376,14 @@ fn json_series_split_is_valid_json_each() {
             )
         })
         .collect();
-    let out = encode_series_with_limits(
+    let out = encode_series(
         &c,
         &series,
-        Limits {
+        Some(Limits {
             max_compressed: 2000,
             max_uncompressed: 4000,
-        },
-    )
-    .unwrap();
+        }),
+    );
     assert!(out.payloads.len() > 1);
     let mut names = Vec::new();
     for p in &out.payloads {
@@ -389,15 +406,14 @@ fn oversized_series_is_dropped_and_counted() {
         mk_series("huge", &big, "", SeriesKind::Gauge, vec![(1, 1.0)]),
         mk_series("small2", &[], "", SeriesKind::Gauge, vec![(1, 1.0)]),
     ];
-    let out = encode_series_with_limits(
+    let out = encode_series(
         &cfg(),
         &series,
-        Limits {
+        Some(Limits {
             max_compressed: 1000,
             max_uncompressed: 2000,
-        },
-    )
-    .unwrap();
+        }),
+    );
     assert_eq!(out.dropped_too_large, 1);
     let names: Vec<String> = decode_series(&out.payloads)
         .into_iter()
@@ -432,7 +448,7 @@ fn incompressible_series_are_split_below_compressed_limit() {
         max_compressed: 4096,
         max_uncompressed: 1 << 20,
     };
-    let out = encode_series_with_limits(&cfg(), &series, limits).unwrap();
+    let out = encode_series(&cfg(), &series, Some(limits));
     assert_eq!(out.dropped_too_large, 0);
     assert!(out.payloads.len() > 1);
     assert!(out.payloads.iter().all(|p| p.body.len() <= 4096));

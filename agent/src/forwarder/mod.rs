@@ -32,7 +32,7 @@
 
 mod storage;
 
-use crate::encode::{Endpoint, Payload};
+use crate::intake::{Endpoint, Payload};
 use crate::telemetry::{DropReason, Telemetry};
 use bytes::Bytes;
 use parking_lot::Mutex;

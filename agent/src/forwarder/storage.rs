@@ -10,7 +10,7 @@
 //! never sent and never a crash. Files are not fsync'ed: they survive an agent crash or `kill -9` (the page
 //! cache is the kernel's), not a power loss, and writing stays cheap.
 
-use crate::encode::{Endpoint, Payload, CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF};
+use crate::intake::{Endpoint, Payload, CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::io::{BufRead, Read, Write};
