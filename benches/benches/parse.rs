@@ -56,7 +56,8 @@ const LINES: &[(&str, &str)] = &[
         "http.requests:1|c|@0.5|#env:prod,service:checkout,status:200,route:/api/cart|c:ci-4026531835",
     ),
     ("histogram_packed", "request.latency:12.5:3.2:40:7.75:1.5|h|#env:prod,service:api"),
-    ("distribution_timestamp", "job.duration:1234|d|#env:prod|T1700000000"),
+    // A timestamp is kept on gauges and counters only, as in the Datadog Agent (SPEC §3).
+    ("gauge_timestamp", "job.duration:1234|g|#env:prod|T1700000000"),
     (
         "event",
         "_e{22,34}:Deploy of checkout v42|Rolled out to 12 hosts\\nno errors.|t:success|#env:prod,service:checkout",
