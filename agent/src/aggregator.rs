@@ -33,6 +33,7 @@
 //! [`AggregatorConfig::histogram_memory`] (then a 4096-bin sketch per context), at most
 //! [`PASSTHROUGH_LIMIT`] timestamped points waiting for a flush.
 
+use crate::dogstatsd::cardinality;
 use crate::mapper::{MapResult, MapperProfiles};
 use crate::model::{
     FlushBatch, FlushSink, IStr, MetricKind, MetricLine, Series, SeriesKind, SeriesRef,
@@ -546,13 +547,7 @@ fn classify<'a>(tag: &'a str, host: &mut &'a str, out: &mut Vec<&'a str>) {
                 return;
             }
         }
-        Some(b'd')
-            if tag.starts_with("dd.internal.entity_id:")
-                || tag.starts_with("dd.internal.card:")
-                || tag.starts_with("dd.internal.jmx_check_name:") =>
-        {
-            return;
-        }
+        Some(b'd') if cardinality::is_internal_tag(tag) => return,
         _ => {}
     }
     out.push(tag);
@@ -970,15 +965,19 @@ impl Aggregator {
                 apply(value, 0.0, 1.0, tel);
                 any = true;
             }
-            (value, _) => {
-                for v in line.values() {
-                    if !v.is_finite() {
-                        tel.count_drop(DropReason::NonFiniteValue, 1);
-                        continue;
+            (value, _) => match line.value {
+                // One number, read by the parser (finite).
+                Some(v) => any = apply(value, v, rate, tel),
+                None => {
+                    for v in line.values() {
+                        if !v.is_finite() {
+                            tel.count_drop(DropReason::NonFiniteValue, 1);
+                            continue;
+                        }
+                        any |= apply(value, v, rate, tel);
                     }
-                    any |= apply(value, v, rate, tel);
                 }
-            }
+            },
         }
         if any {
             ctx.has_value = true;

@@ -1,6 +1,7 @@
 //! Data types shared by the agent's stages: what the DogStatsD parser produces, what the aggregator flushes
 //! and what the encoder turns into Datadog payloads. Kept in one place so the stages agree on one shape.
 
+use crate::dogstatsd::{cardinality, number};
 use kelpie_container::tags::TagCardinality;
 use std::sync::Arc;
 
@@ -30,14 +31,17 @@ pub enum MetricKind {
 }
 
 /// One DogStatsD metric line, borrowing from the datagram it came in. Produced by
-/// `dogstatsd::parse_line` without allocating.
+/// `dogstatsd::parse_line` without allocating; its numbers are read there, once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricLine<'a> {
     /// Metric name, as sent (before mapper profiles).
     pub name: &'a str,
-    /// Raw value field. For every kind but `Set` this is one or more `:`-separated numbers that the parser
-    /// has already validated (value packing, `name:1:2:3|h`). For `Set` it is the member, taken as is.
+    /// Raw value field, as sent. For every kind but `Set` this is one or more `:`-separated numbers that the
+    /// parser has already checked (value packing, `name:1:2:3|h`). For `Set` it is the member, taken as is.
     pub values: &'a str,
+    /// The number, read by the parser, when `values` is one finite number (nearly every line); None for a
+    /// set and for packed numbers, which [`MetricLine::values`] reads (see `dogstatsd::number`).
+    pub value: Option<f64>,
     pub kind: MetricKind,
     /// `|@rate`, 1.0 when absent (and for `|@0`); always positive and finite, possibly above 1.
     pub sample_rate: f64,
@@ -45,7 +49,8 @@ pub struct MetricLine<'a> {
     pub tags: &'a str,
     /// `|c:` field, when present (without the `c:`): `ci-<container id>`, `in-<cgroup inode>`, a bare id, or a list.
     pub container_id: Option<&'a str>,
-    /// `|card:` field: the cardinality of the origin tags this line asks for (unknown values: `None`).
+    /// `|card:` field: the cardinality of the origin tags this line asks for (unknown values: `None`; see
+    /// `dogstatsd::cardinality`).
     pub cardinality: Option<TagCardinality>,
     /// `|T<unix seconds>`: gauges and counters with a timestamp are not aggregated but forwarded as is (the
     /// parser refuses it on other types, as the Agent drops them).
@@ -53,26 +58,59 @@ pub struct MetricLine<'a> {
 }
 
 impl<'a> MetricLine<'a> {
+    /// The line `<name>:<values>|<kind>` as the parser makes it (rate 1, no tags, no other fields), for code
+    /// that builds lines itself (tests, benchmarks): set the other fields with `..MetricLine::new(..)`.
+    pub fn new(name: &'a str, values: &'a str, kind: MetricKind) -> Self {
+        let value = match kind {
+            MetricKind::Set => None,
+            _ => number::read_values(values.as_bytes())
+                .ok()
+                .and_then(|v| v.single),
+        };
+        Self::with_value(name, values, value, kind)
+    }
+
+    /// A line whose `value` was already read (by the parser), with the defaults of absent fields.
+    #[inline]
+    pub(crate) fn with_value(
+        name: &'a str,
+        values: &'a str,
+        value: Option<f64>,
+        kind: MetricKind,
+    ) -> Self {
+        MetricLine {
+            name,
+            values,
+            value,
+            kind,
+            sample_rate: 1.0,
+            tags: "",
+            container_id: None,
+            cardinality: None,
+            timestamp: None,
+        }
+    }
+
     /// Tags of the line, in the order sent (empty entries skipped).
     pub fn tags(&self) -> impl Iterator<Item = &'a str> + 'a {
         let raw: &'a str = self.tags;
         raw.split(',').filter(|t| !t.is_empty())
     }
 
-    /// The numeric values of the line (one unless packed). Empty for sets.
+    /// The numeric values of the line (one unless packed), NaN and infinities included (the aggregator
+    /// counts them as dropped). Empty for sets.
     pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
-        let raw: &'a str = if self.kind == MetricKind::Set {
-            ""
-        } else {
-            self.values
+        // Packed numbers are read from the text; a single one was read by the parser.
+        let packed: &'a str = match (self.kind, self.value) {
+            (MetricKind::Set, _) | (_, Some(_)) => "",
+            _ => self.values,
         };
-        raw.split(':')
-            .filter(|v| !v.is_empty())
-            // The parser's fast path first; it refuses non-finite values, which the standard parser then
-            // reads so the aggregator can count them.
-            .filter_map(|v| {
-                crate::dogstatsd::parse::parse_f64(v.as_bytes()).or_else(|| v.parse().ok())
-            })
+        self.value.into_iter().chain(
+            packed
+                .split(':')
+                .filter(|v| !v.is_empty())
+                .filter_map(|v| number::read_value(v.as_bytes())),
+        )
     }
 }
 
@@ -150,11 +188,9 @@ pub fn take_tag_metadata(tags: &mut Vec<String>) -> TagMetadata {
     tags.retain(|t| {
         if let Some(h) = t.strip_prefix("host:") {
             meta.host = Some(h.to_owned());
-        } else if let Some(card) = t.strip_prefix("dd.internal.card:") {
-            meta.cardinality = card.parse().ok().or(meta.cardinality);
-        } else if !(t.starts_with("dd.internal.entity_id:")
-            || t.starts_with("dd.internal.jmx_check_name:"))
-        {
+        } else if let Some(card) = t.strip_prefix(cardinality::TAG_PREFIX) {
+            meta.cardinality = cardinality::level(card).or(meta.cardinality);
+        } else if !cardinality::is_internal_tag(t) {
             return true;
         }
         false

@@ -120,14 +120,8 @@ mod tests {
 
     fn line<'a>(name: &'a str, tags: &'a str) -> MetricLine<'a> {
         MetricLine {
-            name,
-            values: "1",
-            kind: MetricKind::Counter,
-            sample_rate: 1.0,
             tags,
-            container_id: None,
-            cardinality: None,
-            timestamp: None,
+            ..MetricLine::new(name, "1", MetricKind::Counter)
         }
     }
 

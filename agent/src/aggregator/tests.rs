@@ -9,14 +9,9 @@ fn line<'a>(
     tags: &'a str,
 ) -> MetricLine<'a> {
     MetricLine {
-        name,
-        values,
-        kind,
         sample_rate: rate,
         tags,
-        container_id: None,
-        cardinality: None,
-        timestamp: None,
+        ..MetricLine::new(name, values, kind)
     }
 }
 

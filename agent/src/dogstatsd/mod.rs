@@ -3,8 +3,12 @@
 //! The listeners ([`listen`]) read datagrams and stream frames on plain OS threads and hand each batch of
 //! raw payloads to a [`listen::DatagramSink`]; the sink splits them into lines with [`parse::for_each_line`],
 //! which parses each line without allocating ([`parse::parse_line`]) and keeps the `dogstatsd` counters.
+//! Numbers are read by [`number`] (once, by the parser) and the origin-cardinality rules are in
+//! [`cardinality`].
 
+pub mod cardinality;
 pub mod listen;
+pub mod number;
 pub mod parse;
 pub mod queue;
 

@@ -33,6 +33,8 @@
 //! Metric lines are parsed without allocating: [`MetricLine`] borrows the name, values and raw tags from the
 //! datagram. Events and service checks are rare and own their strings.
 
+use super::cardinality;
+use super::number::{parse_f64, parse_i64, parse_len, read_values, ValuesError};
 use crate::model::{take_tag_metadata, Event, MetricKind, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::{DropReason, Telemetry};
 use memchr::memchr;
@@ -390,22 +392,19 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
     if type_end < b.len() && b[type_end] != b'|' {
         return Err(ParseError::UnknownType);
     }
-    let count = if kind == MetricKind::Set {
-        1
+    // Every value is read here, once: the line carries its number on to the aggregator.
+    let (value, count) = if kind == MetricKind::Set {
+        (None, 1)
     } else {
-        validate_values(values.as_bytes())?
+        let v = read_values(values.as_bytes()).map_err(|e| match e {
+            ValuesError::Empty => ParseError::EmptyValue,
+            ValuesError::Invalid => ParseError::InvalidValue,
+            ValuesError::NonFinite => ParseError::NonFiniteValue,
+        })?;
+        (v.single, v.finite)
     };
 
-    let mut line = MetricLine {
-        name,
-        values,
-        kind,
-        sample_rate: 1.0,
-        tags: "",
-        container_id: None,
-        cardinality: None,
-        timestamp: None,
-    };
+    let mut line = MetricLine::with_value(name, values, value, kind);
     let mut pos = type_end;
     while pos < b.len() {
         // b[pos] is the `|` before the next field.
@@ -429,7 +428,7 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
                 line.container_id = (end > start + 2).then(|| &s[start + 2..end]);
             }
             Some(b'c') if field.starts_with(b"card:") => {
-                line.cardinality = s[start + 5..end].parse().ok();
+                line.cardinality = cardinality::level(&s[start + 5..end]);
             }
             // Unknown extension fields (`e:` external data, future ones) are ignored, like the Datadog Agent
             // does; so is a `card:` value it does not know.
@@ -442,114 +441,6 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
     }
     *samples += count;
     Ok(line)
-}
-
-/// Checks every `:`-separated value of a metric line; returns how many finite ones there are. NaN and
-/// infinity are numbers (the Agent's parser reads them, its aggregator drops them); a line with no finite
-/// value is refused with [`ParseError::NonFiniteValue`].
-#[inline]
-fn validate_values(raw: &[u8]) -> Result<u64, ParseError> {
-    let (mut n, mut non_finite) = (0, 0);
-    for v in raw.split(|&c| c == b':') {
-        if v.is_empty() {
-            continue;
-        }
-        if parse_f64(v).is_none() {
-            if !is_non_finite(v) {
-                return Err(ParseError::InvalidValue);
-            }
-            non_finite += 1;
-            continue;
-        }
-        n += 1;
-    }
-    if n == 0 {
-        return Err(if non_finite > 0 {
-            ParseError::NonFiniteValue
-        } else {
-            ParseError::EmptyValue
-        });
-    }
-    Ok(n)
-}
-
-/// Whether `v` spells NaN or an infinity as Go's `ParseFloat` reads them (`nan`; `inf` or `infinity` with an
-/// optional sign; any case). A number too large for an f64 (`1e400`) is an error there, and here.
-#[cold]
-fn is_non_finite(v: &[u8]) -> bool {
-    if v.eq_ignore_ascii_case(b"nan") {
-        return true;
-    }
-    let unsigned = v
-        .strip_prefix(b"+")
-        .or_else(|| v.strip_prefix(b"-"))
-        .unwrap_or(v);
-    unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity")
-}
-
-/// Exact powers of ten for the decimal fast path.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
-
-/// A finite f64, or None.
-///
-/// Plain decimals of up to 15 significant digits without exponent (`1`, `-42.5`, `0.125`: nearly every
-/// DogStatsD value) take a short path: with the digits as an integer m < 2^53 and k <= 15 fraction digits,
-/// both m and 10^k are exact doubles and `m / 10^k` is one correctly rounded division, so the result is
-/// exactly what the standard library's parser returns (Clinger's fast path). Everything else goes through the
-/// standard library.
-#[inline]
-pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
-    let (negative, digits) = match b.first() {
-        Some(b'-') => (true, &b[1..]),
-        Some(b'+') => (false, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.len() <= 16 {
-        let mut mantissa: u64 = 0;
-        let mut count = 0usize;
-        let mut dot: Option<usize> = None;
-        let mut simple = true;
-        for &c in digits {
-            let d = c.wrapping_sub(b'0');
-            if d <= 9 {
-                mantissa = mantissa * 10 + d as u64;
-                count += 1;
-            } else if c == b'.' && dot.is_none() {
-                dot = Some(count);
-            } else {
-                simple = false;
-                break;
-            }
-        }
-        if simple && count > 0 && count <= 15 {
-            // mantissa < 10^15 < 2^53: exact as i64 and as f64 (i64 converts in one instruction).
-            let m = mantissa as i64 as f64;
-            let v = match dot.map_or(0, |at| count - at) {
-                0 => m,
-                fraction_digits => m / POW10[fraction_digits],
-            };
-            return Some(if negative { -v } else { v });
-        }
-    }
-    // from_utf8 cannot fail on the bytes given here (they are a slice of a &str between ASCII separators), but
-    // staying in safe code costs one short scan.
-    let v: f64 = std::str::from_utf8(b).ok()?.parse().ok()?;
-    v.is_finite().then_some(v)
-}
-
-/// A decimal i64 (optional sign), or None.
-fn parse_i64(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
-/// A decimal usize with digits only (no sign, no spaces), or None.
-fn parse_len(b: &[u8]) -> Option<usize> {
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 fn split_tags(raw: &str) -> Vec<String> {
@@ -638,7 +529,7 @@ fn parse_event(b: &[u8]) -> Result<Event, ParseError> {
             } else if let Some(v) = field.strip_prefix("c:") {
                 event.container = non_empty(v);
             } else if let Some(v) = field.strip_prefix("card:") {
-                event.cardinality = v.parse().ok();
+                event.cardinality = cardinality::level(v);
             }
             // `e:` and unknown fields: ignored.
         });
@@ -692,7 +583,7 @@ fn parse_service_check(s: &str) -> Result<ServiceCheck, ParseError> {
             } else if let Some(v) = field.strip_prefix("c:") {
                 check.container = non_empty(v);
             } else if let Some(v) = field.strip_prefix("card:") {
-                check.cardinality = v.parse().ok();
+                check.cardinality = cardinality::level(v);
             }
             // `e:` and unknown fields: ignored.
         });

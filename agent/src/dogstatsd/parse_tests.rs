@@ -62,6 +62,7 @@ fn typical_line_with_everything() {
         MetricLine {
             name: "page.views",
             values: "12.5",
+            value: Some(12.5),
             kind: MetricKind::Counter,
             sample_rate: 0.25,
             tags: "env:prod,service:web,host:a,version:1.2",
