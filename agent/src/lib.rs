@@ -1,19 +1,23 @@
 //! The kelpie agent: a DogStatsD sink, host and container collector, aggregator and Datadog forwarder.
 //!
-//! Data flow (see DESIGN.md): inputs (`dogstatsd`, `host`, container collectors) feed the
+//! Data flow (see ARCHITECTURE.md and [`pipeline`]): inputs (`dogstatsd`, `host`, container collectors) feed the
 //! `aggregator`; the flusher closes buckets every flush interval, `encode`s them into Datadog payloads and
 //! hands them to the `forwarder` (or, in local mode, only to the `history` store served by `status`).
 //! Every stage is bounded: full queues are counted drops in `telemetry`, never unbounded growth.
 
 pub mod aggregator;
+pub mod clock;
 pub mod config;
+pub mod containers;
 pub mod dogstatsd;
 pub mod encode;
+pub mod flush;
 pub mod forwarder;
 pub mod history;
 pub mod host;
 pub mod intake;
 pub mod mapper;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod profiles;

@@ -3,8 +3,8 @@
 //! Datadog's profilers send each profile to the trace agent's `POST /profiling/v1/input` as
 //! `multipart/form-data` (an `event` part, `event.json`, and one attachment per profile type, e.g.
 //! `cpu.pprof`). The Datadog Agent proxies that body untouched to the intake's `/api/v2/profile`; so do we:
-//! the raw body and its `Content-Type` (which carries the multipart boundary) go to a [`ProfileSink`], which
-//! the pipeline wires to the forwarder.
+//! the raw body and its `Content-Type` (which carries the multipart boundary) go to a [`ProfileSink`], the
+//! forwarder in the agent ([`ProfileForwarder`], started by [`start`]).
 //!
 //! Limits, each answered with the status a profiler understands and counted as a forwarder drop
 //! (`kelpie status` → `forwarder.dropped`):
@@ -14,6 +14,8 @@
 //!   later), so memory stays under `MAX_IN_FLIGHT × MAX_BODY_BYTES`;
 //! - a body that breaks off mid-way → `400`, reason `profile_read_error`.
 
+use crate::encode::{Endpoint, Payload};
+use crate::forwarder::Forwarder;
 use crate::telemetry::{DropReason, Telemetry};
 use axum::body::Body;
 use axum::extract::State;
@@ -26,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// The path Datadog's profilers post to.
 pub const INPUT_PATH: &str = "/profiling/v1/input";
@@ -97,6 +100,58 @@ pub async fn serve_listener(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ProfileServerError::Serve)
+}
+
+/// Hands profile uploads to the forwarder (`/api/v2/profile`); in local mode they are counted and dropped.
+pub struct ProfileForwarder {
+    pub forwarder: Option<Forwarder>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl ProfileSink for ProfileForwarder {
+    fn submit(&self, content_type: String, body: bytes::Bytes) {
+        match &self.forwarder {
+            Some(f) => f.submit(vec![Payload {
+                endpoint: Endpoint::Profile,
+                uncompressed_len: body.len(),
+                body,
+                content_type: content_type.into(),
+                content_encoding: None,
+                items: 1,
+            }]),
+            None => self.telemetry.count_drop(DropReason::ProfileLocalMode, 1),
+        }
+    }
+}
+
+/// Starts the agent's profile intake on `addr` until `shutdown`: uploads go to `forwarder` (counted and
+/// dropped without one, in local mode). A port that cannot be bound is logged, not fatal: the agent runs
+/// without it. Returns the address bound.
+pub async fn start(
+    addr: SocketAddr,
+    forwarder: Option<Forwarder>,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) -> Option<SocketAddr> {
+    let sink: Arc<dyn ProfileSink> = Arc::new(ProfileForwarder {
+        forwarder,
+        telemetry: telemetry.clone(),
+    });
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot listen for profiles on {addr}: {e}");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    tokio::spawn(async move {
+        let stop = async move { shutdown.cancelled().await };
+        if let Err(e) = serve_listener(listener, sink, telemetry, stop).await {
+            tracing::warn!("{e}");
+        }
+    });
+    Some(bound)
 }
 
 async fn input(State(state): State<AppState>, headers: HeaderMap, body: Body) -> StatusCode {

@@ -12,5 +12,9 @@ pub mod number;
 pub mod parse;
 pub mod queue;
 
+// The input as the agent runs it: origin enrichment and the workers.
+pub mod enrich;
+pub mod workers;
+
 pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
 pub use parse::{for_each_line, parse_line, ParseError, Repairs};

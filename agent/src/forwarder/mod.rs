@@ -66,6 +66,23 @@ pub struct ForwarderConfig {
     pub backoff_max: Duration,
 }
 
+impl ForwarderConfig {
+    /// The forwarder's settings from the agent's; None in local mode (no API key).
+    pub fn from_agent(cfg: &crate::config::Config) -> Option<ForwarderConfig> {
+        let key = cfg.api_key.as_ref()?;
+        Some(ForwarderConfig {
+            base_url: cfg.dd_url.clone(),
+            api_key: key.clone(),
+            timeout: cfg.forwarder_timeout,
+            storage_path: cfg.forwarder_storage_path.clone(),
+            storage_max_bytes: cfg.forwarder_storage_max_size_in_bytes,
+            backoff_base: cfg.forwarder_backoff_base,
+            backoff_max: cfg.forwarder_backoff_max,
+            ..ForwarderConfig::default()
+        })
+    }
+}
+
 impl Default for ForwarderConfig {
     fn default() -> Self {
         ForwarderConfig {
@@ -630,7 +647,7 @@ impl Inner {
                 tracing::warn!(
                     "cannot deliver to the intake {url}: {reason}; payloads are {keep} and retried with backoff ({n} payloads, {bytes} bytes held)"
                 );
-                let since_unix = crate::status::unix_now();
+                let since_unix = crate::clock::unix_now();
                 self.telemetry
                     .forwarder
                     .not_delivering_since

@@ -190,10 +190,7 @@ impl Storage {
     }
 
     pub fn write(&self, meta: &Meta, body: &[u8]) -> std::io::Result<PathBuf> {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0);
+        let micros = crate::clock::since_epoch().as_micros();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{micros:020}-{}-{n:08}.{EXT}", std::process::id());
         let path = self.dir.join(&name);

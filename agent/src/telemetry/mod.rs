@@ -1,14 +1,18 @@
 //! The agent's own counters. Every noteworthy runtime event (a packet, a parse error, a drop, a retry) is
 //! counted here in one place, and the same numbers feed `kelpie status`, `GET /status` and the `kelpie.*`
-//! metrics sent on each flush, so they can never drift apart.
+//! metrics sent on each flush ([`self_metrics`]), all derived from one description of each number
+//! ([`stats::STATS`], [`drops`]), so they can never drift apart.
 //!
 //! Drops are counted by a [`DropReason`] (each defined once in [`drops`], with its key, section and meaning).
 //! Use [`Telemetry::count_drop`] and log through [`tracing`] at the call site (rate-limited with
 //! [`warn_every!`](crate::warn_every) where the event can repeat per packet).
 
 pub mod drops;
+pub mod self_metrics;
+pub mod stats;
 
 pub use drops::{DropReason, DropSection, Reasons};
+pub use self_metrics::{self_rss_bytes, SelfMetrics};
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -125,9 +129,7 @@ pub struct Telemetry {
 /// True at most once every `secs` seconds per `last` slot (unix seconds of the last time it said yes): the
 /// rate limit of warnings that can repeat per packet or per request. Use [`warn_every!`](crate::warn_every).
 pub fn allow_every(last: &AtomicU64, secs: u64) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::since_epoch().as_secs();
     let prev = last.load(Relaxed);
     now >= prev.saturating_add(secs) && last.compare_exchange(prev, now, Relaxed, Relaxed).is_ok()
 }
