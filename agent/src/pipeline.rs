@@ -22,7 +22,7 @@ use crate::flush::{encode_config, Flusher};
 use crate::forwarder::{Forwarder, ForwarderConfig};
 use crate::history::History;
 use crate::host::HostCollector;
-use crate::memory::MemoryGuard;
+use crate::memory::{aggregator_config, MemoryGuard};
 use crate::status::{self, StatusState};
 use crate::telemetry::{SelfMetrics, Telemetry};
 use kelpie_container::OriginTags;
@@ -33,9 +33,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-// Where the aggregator's settings are derived (config tests read it here).
-pub use crate::memory::aggregator_config;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

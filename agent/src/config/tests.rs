@@ -222,7 +222,7 @@ fn the_example_config_documents_every_key_with_its_default() {
     c.given.clear();
     assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
     assert_eq!(format!("{c:?}"), format!("{d:?}"));
-    crate::pipeline::aggregator_config(&c).unwrap();
+    crate::memory::aggregator_config(&c).unwrap();
 }
 
 #[test]
