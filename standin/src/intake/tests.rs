@@ -1,4 +1,6 @@
 use super::*;
+use prost::Message;
+use serde_json::json;
 use std::io::Write;
 
 fn series_body() -> Vec<u8> {
