@@ -24,7 +24,7 @@ pub enum Failure {
 pub enum Times {
     /// The next N requests.
     Next(usize),
-    /// Until [`IntakeHandle::clear_failure`].
+    /// Until [`IntakeHandle::clear_failure`](super::IntakeHandle::clear_failure).
     Always,
     /// For this long from now.
     For(Duration),

@@ -18,12 +18,12 @@ pub(super) struct Bucket {
 }
 
 impl MonitorsState {
-    /// See [`MonitorsApiHandle::set_rate_limit`].
+    /// See [`MonitorsApiHandle::set_rate_limit`](super::MonitorsApiHandle::set_rate_limit).
     pub fn set_rate_limit(&self, limit: u64, period: Duration) {
         self.inner.lock().buckets.clear();
         self.add_rate_limit("monitors", &[], limit, period);
     }
-    /// See [`MonitorsApiHandle::add_rate_limit`].
+    /// See [`MonitorsApiHandle::add_rate_limit`](super::MonitorsApiHandle::add_rate_limit).
     pub fn add_rate_limit(&self, name: &str, methods: &[&str], limit: u64, period: Duration) {
         self.inner.lock().buckets.push(Bucket {
             name: name.to_string(),

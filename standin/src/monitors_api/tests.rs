@@ -1,4 +1,3 @@
-
 use super::normalize::{normalize, rfc3339};
 use super::routes::percent_decode;
 use super::validate::validate;
