@@ -33,6 +33,15 @@ impl Secret {
     }
 }
 
+/// A secret as `kelpie config` shows it, `************cdef`: a star per character, and for more than eight
+/// characters the last four. Unlike [`Secret::redacted`] (`***cdef`, used by `Debug`), it shows the length.
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let keep = if chars.len() > 8 { 4 } else { 0 };
+    let shown: String = chars[chars.len() - keep..].iter().collect();
+    format!("{}{shown}", "*".repeat(chars.len() - keep))
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Secret({})", self.redacted())

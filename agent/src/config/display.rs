@@ -26,14 +26,6 @@ pub fn env_help() -> String {
     out
 }
 
-/// A secret as `***************abcd`: its last four characters only.
-pub(super) fn redact(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    let keep = if chars.len() > 8 { 4 } else { 0 };
-    let shown: String = chars[chars.len() - keep..].iter().collect();
-    format!("{}{shown}", "*".repeat(chars.len() - keep))
-}
-
 impl Config {
     /// One warning per unknown key of the file and per likely misspelt `DD_*` variable, with "did you mean".
     pub fn unknown_key_warnings(&self) -> Vec<String> {
@@ -98,7 +90,7 @@ impl Config {
                     },
                 };
                 let value = if key == "api_key" && value != "none" {
-                    redact(&value)
+                    crate::secret::mask(&value)
                 } else {
                     value
                 };

@@ -168,7 +168,7 @@ impl Config {
                 };
                 // The key is kept redacted even here: `Config`'s Debug shows this map.
                 let text = if *k == "api_key" {
-                    display::redact(&text)
+                    crate::secret::mask(&text)
                 } else {
                     text
                 };
