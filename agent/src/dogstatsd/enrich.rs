@@ -6,6 +6,7 @@
 
 use crate::aggregator::{Aggregator, Shards};
 use crate::clock::unix_now;
+use crate::dogstatsd::cardinality;
 use crate::dogstatsd::listen::{Received, Transport};
 use crate::dogstatsd::parse::{for_each_line, Repairs};
 use crate::model::{Event, IStr, MetricLine, Parsed, ServiceCheck};
@@ -77,17 +78,6 @@ impl AggregatingSink {
     }
 }
 
-/// The cardinality a `dd.internal.card:<level>` tag among raw `tags` asks for.
-fn card_tag(tags: &str) -> Option<TagCardinality> {
-    const PREFIX: &str = "dd.internal.card:";
-    let at = memchr::memmem::find(tags.as_bytes(), PREFIX.as_bytes())?;
-    if at > 0 && tags.as_bytes()[at - 1] != b',' {
-        return None;
-    }
-    let rest = &tags[at + PREFIX.len()..];
-    rest[..rest.find(',').unwrap_or(rest.len())].parse().ok()
-}
-
 /// Appends a line's origin tags to an event's or service check's own. (Events and service checks are
 /// rare: their `|c:` lookups skip the sink's field cache.)
 fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &[IStr]) {
@@ -153,11 +143,10 @@ impl AggregatingSink {
                     Parsed::Metric(m) => {
                         // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
                         // for when there are origin tags to choose from.
-                        let asked = match m.cardinality {
-                            None if sender.is_some() || m.container_id.is_some() => {
-                                card_tag(m.tags)
-                            }
-                            asked => asked,
+                        let asked = if sender.is_some() || m.container_id.is_some() {
+                            cardinality::asked_by_metric(m.cardinality, m.tags)
+                        } else {
+                            m.cardinality
                         };
                         let own = self.line_origin(
                             origin,
@@ -326,12 +315,5 @@ mod tests {
         let (s, _) = sink(false);
         udp(&s, &payload);
         assert_eq!(totals(&s), [(vec![], 64.0)]);
-        assert_eq!(
-            card_tag("a:1,dd.internal.card:orchestrator,b"),
-            Some(TagCardinality::Orchestrator)
-        );
-        assert_eq!(card_tag("dd.internal.card:low"), Some(TagCardinality::Low));
-        assert_eq!(card_tag("xdd.internal.card:high"), None);
-        assert_eq!(card_tag("a:1"), None);
     }
 }
