@@ -16,7 +16,7 @@
 //! about twice the largest frame. Every blocking call wakes up at least every [`POLL_INTERVAL`] to see the
 //! stop flag, so [`Listeners::shutdown`] returns within about that time.
 
-use crate::telemetry::{allow_every as warn_allowed, DropReason, Telemetry};
+use crate::telemetry::{DropReason, Telemetry};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -481,9 +481,6 @@ fn dgram_loop(
     telemetry: &Telemetry,
     sink: &dyn DatagramSink,
 ) {
-    static LAST_ERROR_WARN: AtomicU64 = AtomicU64::new(0);
-    static LAST_TRUNC_WARN: AtomicU64 = AtomicU64::new(0);
-    static LAST_KERNEL_WARN: AtomicU64 = AtomicU64::new(0);
     let fd = socket.fd_owner.as_raw_fd();
     let transport = socket.transport;
     let batch = (DGRAM_READER_BUDGET / slot).clamp(1, BATCH);
@@ -547,9 +544,7 @@ fn dgram_loop(
                 | io::ErrorKind::TimedOut
                 | io::ErrorKind::Interrupted => {}
                 _ => {
-                    if warn_allowed(&LAST_ERROR_WARN, 10) {
-                        tracing::warn!(?transport, "reading a DogStatsD socket failed: {err}");
-                    }
+                    crate::warn_every!(10, ?transport, "reading a DogStatsD socket failed: {err}");
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -571,13 +566,12 @@ fn dgram_loop(
                 // Keep the complete lines; the cut one would carry a wrong value.
                 payload = memchr::memrchr(b'\n', payload).map_or(&[][..], |end| &payload[..end]);
                 telemetry.count_drop(DropReason::DatagramTruncated, 1);
-                if warn_allowed(&LAST_TRUNC_WARN, 10) {
-                    tracing::warn!(
-                        ?transport,
-                        buffer_size = slot,
-                        "a DogStatsD datagram was larger than dogstatsd_buffer_size; its last line was dropped"
-                    );
-                }
+                crate::warn_every!(
+                    10,
+                    ?transport,
+                    buffer_size = slot,
+                    "a DogStatsD datagram was larger than dogstatsd_buffer_size; its last line was dropped"
+                );
             }
             bytes += len as u64;
             let (pid, drops) = if ctrl_words > 0 {
@@ -591,14 +585,13 @@ fn dgram_loop(
                 if new > 0 && new < u32::MAX / 2 {
                     telemetry.count_drop(DropReason::Kernel, u64::from(new));
                     kernel_drops = total;
-                    if warn_allowed(&LAST_KERNEL_WARN, 60) {
-                        tracing::warn!(
-                            ?transport,
-                            dropped = new,
-                            "the kernel dropped DogStatsD datagrams: the socket's receive buffer overflowed \
-                             (counted as dogstatsd.dropped.kernel; see docs/deploy.md on net.core.rmem_max)"
-                        );
-                    }
+                    crate::warn_every!(
+                        60,
+                        ?transport,
+                        dropped = new,
+                        "the kernel dropped DogStatsD datagrams: the socket's receive buffer overflowed \
+                         (counted as dogstatsd.dropped.kernel; see docs/deploy.md on net.core.rmem_max)"
+                    );
                 }
             }
             received[i] = Received {
@@ -709,8 +702,6 @@ struct StreamCtx {
 }
 
 fn accept_loop(listener: UnixListener, ctx: StreamCtx) {
-    static LAST_LIMIT_WARN: AtomicU64 = AtomicU64::new(0);
-    static LAST_ERROR_WARN: AtomicU64 = AtomicU64::new(0);
     let ctx = Arc::new(ctx);
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -725,12 +716,11 @@ fn accept_loop(listener: UnixListener, ctx: StreamCtx) {
                 if ctx.active.load(Ordering::Relaxed) >= MAX_STREAM_CONNECTIONS {
                     ctx.telemetry
                         .count_drop(DropReason::UdsStreamConnectionLimit, 1);
-                    if warn_allowed(&LAST_LIMIT_WARN, 10) {
-                        tracing::warn!(
-                            limit = MAX_STREAM_CONNECTIONS,
-                            "refused a DogStatsD stream connection: too many open connections"
-                        );
-                    }
+                    crate::warn_every!(
+                        10,
+                        limit = MAX_STREAM_CONNECTIONS,
+                        "refused a DogStatsD stream connection: too many open connections"
+                    );
                     continue;
                 }
                 ctx.active.fetch_add(1, Ordering::Relaxed);
@@ -764,9 +754,7 @@ fn accept_loop(listener: UnixListener, ctx: StreamCtx) {
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
-                if warn_allowed(&LAST_ERROR_WARN, 10) {
-                    tracing::warn!("accepting a DogStatsD stream connection failed: {err}");
-                }
+                crate::warn_every!(10, "accepting a DogStatsD stream connection failed: {err}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -794,7 +782,6 @@ fn peer_pid(fd: RawFd) -> Option<i32> {
 
 /// Reads length-prefixed frames from one stream connection until EOF, an error, a too-large frame or shutdown.
 fn stream_conn(mut stream: UnixStream, ctx: &StreamCtx) {
-    static LAST_FRAME_WARN: AtomicU64 = AtomicU64::new(0);
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(POLL_INTERVAL)).is_err()
     {
@@ -875,13 +862,12 @@ fn stream_conn(mut stream: UnixStream, ctx: &StreamCtx) {
         if let Some(len) = too_large {
             ctx.telemetry
                 .count_drop(DropReason::UdsStreamFrameTooLarge, 1);
-            if warn_allowed(&LAST_FRAME_WARN, 10) {
-                tracing::warn!(
-                    len,
-                    buffer_size = max,
-                    "closed a DogStatsD stream connection: a frame is larger than dogstatsd_buffer_size"
-                );
-            }
+            crate::warn_every!(
+                10,
+                len,
+                buffer_size = max,
+                "closed a DogStatsD stream connection: a frame is larger than dogstatsd_buffer_size"
+            );
             return;
         }
         buf.copy_within(pos..filled, 0);

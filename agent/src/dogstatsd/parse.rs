@@ -38,7 +38,7 @@ use super::number::{parse_f64, parse_i64, parse_len, read_values, ValuesError};
 use crate::model::{take_tag_metadata, Event, MetricKind, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::{DropReason, Telemetry};
 use memchr::memchr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// Why a DogStatsD line was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -250,16 +250,7 @@ const LOGGED_LINE_BYTES: usize = 200;
 
 fn report_parse_error(err: ParseError, line: &[u8]) {
     let shown = String::from_utf8_lossy(&line[..line.len().min(LOGGED_LINE_BYTES)]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let last = LAST_WARN_SECS.load(Ordering::Relaxed);
-    if now >= last.saturating_add(WARN_EVERY_SECS)
-        && LAST_WARN_SECS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if crate::telemetry::allow_every(&LAST_WARN_SECS, WARN_EVERY_SECS) {
         tracing::warn!(
             line = %shown,
             "dropped a malformed DogStatsD line: {err} (further parse errors for {WARN_EVERY_SECS} s are \
