@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -75,15 +76,7 @@ pub async fn run(
     ));
 
     // The aggregator: its shards, and its context cap from memory_limit.
-    let (agg_cfg, max_contexts) = aggregator_config(&cfg)?;
-    telemetry.dogstatsd.context_limit.set(max_contexts as i64);
-    let workers = worker_count(&cfg);
-    telemetry.dogstatsd.pipelines.set(workers as i64);
-    let agg = Arc::new(Shards::new(
-        agg_cfg,
-        telemetry.clone(),
-        workers * SHARDS_PER_WORKER,
-    ));
+    let (agg, workers, max_contexts) = aggregator(&cfg, &telemetry)?;
 
     // Containers (optional: a host without Docker still runs the rest, and retries Docker every minute).
     let containers = ContainerSource::start(
@@ -96,16 +89,7 @@ pub async fn run(
     let forwarder = ForwarderConfig::from_agent(&cfg)
         .map(|c| Forwarder::start(c, telemetry.clone()))
         .transpose()?;
-    let (status_addr, status_fut) =
-        status::bind(cfg.status_addr, state.clone())
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on the status address {}: {e}",
-                    cfg.status_addr
-                )
-            })?;
-    let status_task = tokio::spawn(status_fut);
+    let (status_addr, status_task) = serve_status(cfg.status_addr, state.clone()).await?;
     // Profiles intake (the toolkit's profiler posts here; forwarded like the rest).
     let profiles_addr = match cfg.profiles_addr {
         Some(addr) => {
@@ -171,6 +155,30 @@ pub async fn run(
     status_task.abort();
     info!("kelpie agent stopped");
     Ok(())
+}
+
+/// The aggregator's shards (4 per worker), the worker count and the context cap derived from memory_limit.
+fn aggregator(
+    cfg: &Config,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<(Arc<Shards>, usize, usize)> {
+    let (agg_cfg, max_contexts) = aggregator_config(cfg)?;
+    telemetry.dogstatsd.context_limit.set(max_contexts as i64);
+    let workers = worker_count(cfg);
+    telemetry.dogstatsd.pipelines.set(workers as i64);
+    let shards = Shards::new(agg_cfg, telemetry.clone(), workers * SHARDS_PER_WORKER);
+    Ok((Arc::new(shards), workers, max_contexts))
+}
+
+/// Starts the status server on `addr`.
+async fn serve_status(
+    addr: SocketAddr,
+    state: Arc<StatusState>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let (bound, serve) = status::bind(addr, state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on the status address {addr}: {e}"))?;
+    Ok((bound, tokio::spawn(serve)))
 }
 
 /// Few malloc arenas: the reader threads and the runtime would otherwise each grow their own, and memory freed

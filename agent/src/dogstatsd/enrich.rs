@@ -103,6 +103,7 @@ fn recycle_lines<'b>(mut v: Vec<MetricLine<'_>>) -> Vec<MetricLine<'b>> {
 }
 
 impl AggregatingSink {
+    // Over 100 lines on purpose: the per-datagram hot path, whose per-line closure borrows most of its locals.
     /// Processes one batch of datagrams (called by a worker; `start` is where this worker begins its round of
     /// the shards, so that workers do not queue up behind the same lock).
     pub fn process(&self, batch: &[Received<'_>], scratch: &mut ShardLines, start: usize) {

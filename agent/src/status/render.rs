@@ -53,11 +53,6 @@ impl Paint {
     }
 }
 
-fn header_line(title: &str) -> String {
-    let bar = "=".repeat(title.len());
-    format!("{bar}\n{title}\n{bar}\n")
-}
-
 /// A unix time as `2026-12-02T19:59:01Z`.
 pub fn format_time(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
@@ -86,99 +81,134 @@ pub fn render_text(doc: &Value) -> String {
 /// Like [`render_text`], coloured with ANSI escapes when `color` (a terminal): health, errors and drops stand
 /// out.
 pub fn render(doc: &Value, color: bool) -> String {
-    let p = Paint { on: color };
-    let header_line = |t: &str| {
-        let h = header_line(t);
-        let mut lines = h.lines();
-        let (a, b, c) = (
-            lines.next().unwrap_or(""),
-            lines.next().unwrap_or(""),
-            lines.next().unwrap_or(""),
-        );
-        format!("{a}\n{}\n{c}\n", p.title(b))
+    let mut t = Text {
+        p: Paint { on: color },
+        doc,
+        out: String::new(),
     };
-    let reasons = |v: &Value| {
-        let r = reasons(v);
-        if r == "none" {
-            r
-        } else {
-            p.warn(&r)
-        }
-    };
-    let mut out = String::new();
-    out.push_str(&header_line(&format!(
-        "Agent (kelpie v{})",
-        doc["version"].as_str().unwrap_or("?")
-    )));
-    out.push_str(&format!(
-        "  Hostname: {}\n  Mode: {}\n  Intake: {}\n  Uptime: {} s\n  Healthy: {}\n\n",
-        doc["hostname"].as_str().unwrap_or("?"),
-        doc["mode"].as_str().unwrap_or("?"),
-        doc["dd_url"]
-            .as_str()
-            .unwrap_or("none (local mode: nothing is sent)"),
-        num(doc, &["uptime_seconds"]),
-        if doc["healthy"].as_bool().unwrap_or(false) {
-            p.good("true")
-        } else {
-            p.bad("false")
-        },
-    ));
-    let section = |out: &mut String, key: &str| {
-        for line in stats::text_lines(doc, key) {
-            out.push_str(&line);
-            out.push('\n');
-        }
-    };
-    out.push_str(&header_line("Aggregator"));
-    section(&mut out, "aggregator");
-    out.push_str(&format!(
-        "  Encoding Dropped: {}\n\n",
-        reasons(&doc["encode"]["dropped"])
-    ));
-    let d = &doc["dogstatsd"];
-    out.push_str(&header_line("DogStatsD"));
-    section(&mut out, "dogstatsd");
-    if d["context_limit_reason"] == "rss_near_memory_limit" {
-        out.push_str("  Context Limit Lowered: memory near memory_limit\n");
+    t.agent();
+    t.aggregator();
+    t.dogstatsd();
+    t.forwarder();
+    t.collectors();
+    t.events();
+    t.checks();
+    t.out
+}
+
+/// The text being written, section by section.
+struct Text<'a> {
+    p: Paint,
+    doc: &'a Value,
+    out: String,
+}
+
+impl Text<'_> {
+    fn line(&mut self, s: &str) {
+        self.out.push_str(s);
+        self.out.push('\n');
     }
-    out.push_str(&format!("  Dropped: {}\n", reasons(&d["dropped"])));
-    let o = &doc["origin_detection"];
-    if o.is_object() {
-        let on = |k: &str| {
-            if o[k].as_bool() == Some(true) {
-                "on"
+
+    fn header(&mut self, title: &str) {
+        let bar = "=".repeat(title.len());
+        let title = self.p.title(title);
+        self.out.push_str(&format!("{bar}\n{title}\n{bar}\n"));
+    }
+
+    /// The lines [`stats::STATS`] gives the section `key`.
+    fn stats(&mut self, key: &str) {
+        for line in stats::text_lines(self.doc, key) {
+            self.line(&line);
+        }
+    }
+
+    /// `  Dropped: reason: n, …`, highlighted when anything was dropped.
+    fn dropped(&mut self, label: &str, v: &Value) {
+        let r = reasons(v);
+        let r = if r == "none" { r } else { self.p.warn(&r) };
+        self.line(&format!("  {label}: {r}"));
+    }
+
+    fn agent(&mut self) {
+        let (doc, p) = (self.doc, self.p);
+        self.header(&format!(
+            "Agent (kelpie v{})",
+            doc["version"].as_str().unwrap_or("?")
+        ));
+        self.out.push_str(&format!(
+            "  Hostname: {}\n  Mode: {}\n  Intake: {}\n  Uptime: {} s\n  Healthy: {}\n\n",
+            doc["hostname"].as_str().unwrap_or("?"),
+            doc["mode"].as_str().unwrap_or("?"),
+            doc["dd_url"]
+                .as_str()
+                .unwrap_or("none (local mode: nothing is sent)"),
+            num(doc, &["uptime_seconds"]),
+            if doc["healthy"].as_bool().unwrap_or(false) {
+                p.good("true")
             } else {
-                "off"
-            }
-        };
-        out.push_str(&format!(
-            "  Origin Detection: sockets {}, |c: field {}, tag cardinality {}; {} containers known, {} lookups resolved, {} not\n",
-            on("uds"),
-            on("client_field"),
-            o["tag_cardinality"].as_str().unwrap_or("?"),
-            num(o, &["containers"]),
-            num(o, &["resolved"]),
-            num(o, &["unresolved"]),
+                p.bad("false")
+            },
         ));
     }
-    out.push('\n');
-    let f = &doc["forwarder"];
-    out.push_str(&header_line("Forwarder"));
-    section(&mut out, "forwarder");
-    out.push_str(&format!(
-        "  Dropped: {}\n",
-        reasons(&f["transactions"]["dropped"])
-    ));
-    if let Some(since) = f["not_delivering_since"].as_i64() {
-        out.push_str(&format!("  {}\n", p.bad(&not_delivering_line(doc, since))));
+
+    fn aggregator(&mut self) {
+        self.header("Aggregator");
+        self.stats("aggregator");
+        self.dropped("Encoding Dropped", &self.doc["encode"]["dropped"]);
+        self.out.push('\n');
     }
-    if let Some(e) = f["last_error"].as_str() {
-        out.push_str(&format!("  Last Error: {}\n", p.bad(e)));
+
+    fn dogstatsd(&mut self) {
+        let d = &self.doc["dogstatsd"];
+        self.header("DogStatsD");
+        self.stats("dogstatsd");
+        if d["context_limit_reason"] == "rss_near_memory_limit" {
+            self.line("  Context Limit Lowered: memory near memory_limit");
+        }
+        self.dropped("Dropped", &d["dropped"]);
+        let o = &self.doc["origin_detection"];
+        if o.is_object() {
+            let on = |k: &str| {
+                if o[k].as_bool() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
+            };
+            self.line(&format!(
+                "  Origin Detection: sockets {}, |c: field {}, tag cardinality {}; {} containers known, {} lookups resolved, {} not",
+                on("uds"),
+                on("client_field"),
+                o["tag_cardinality"].as_str().unwrap_or("?"),
+                num(o, &["containers"]),
+                num(o, &["resolved"]),
+                num(o, &["unresolved"]),
+            ));
+        }
+        self.out.push('\n');
     }
-    out.push('\n');
-    out.push_str(&header_line("Collectors"));
-    if let Some(m) = doc["collectors"].as_object() {
+
+    fn forwarder(&mut self) {
+        let (doc, p) = (self.doc, self.p);
+        let f = &doc["forwarder"];
+        self.header("Forwarder");
+        self.stats("forwarder");
+        self.dropped("Dropped", &f["transactions"]["dropped"]);
+        if let Some(since) = f["not_delivering_since"].as_i64() {
+            self.line(&format!("  {}", p.bad(&not_delivering_line(doc, since))));
+        }
+        if let Some(e) = f["last_error"].as_str() {
+            self.line(&format!("  Last Error: {}", p.bad(e)));
+        }
+        self.out.push('\n');
+    }
+
+    fn collectors(&mut self) {
+        let p = self.p;
+        self.header("Collectors");
+        let Some(m) = self.doc["collectors"].as_object() else {
+            return;
+        };
         for (name, c) in m {
             let status = c["status"].as_str().unwrap_or("?");
             let status = match status {
@@ -186,67 +216,74 @@ pub fn render(doc: &Value, color: bool) -> String {
                 "error" => p.bad(status),
                 _ => status.to_string(),
             };
-            out.push_str(&format!("  {name}: {status}"));
+            let mut line = format!("  {name}: {status}");
             if let (Some(n), false) = (c["containers"].as_u64(), c["status"] == "off") {
-                out.push_str(&format!(", {n} containers"));
+                line.push_str(&format!(", {n} containers"));
             }
             if let Some(d) = c["detail"].as_str() {
-                out.push_str(&format!(", {d}"));
+                line.push_str(&format!(", {d}"));
             }
             if let Some(e) = c["error"].as_str() {
-                out.push_str(&format!(" ({})", p.bad(e)));
+                line.push_str(&format!(" ({})", p.bad(e)));
             }
-            out.push('\n');
+            self.line(&line);
         }
     }
-    if let Some(events) = doc["recent_events"].as_array() {
-        out.push('\n');
-        out.push_str(&header_line("Last Events"));
-        if events.is_empty() {
-            out.push_str("  none\n");
+
+    /// A list section: its header, then each item's line (or `none`).
+    fn list(&mut self, title: &str, key: &str, item: impl Fn(Paint, &Value) -> String) {
+        let Some(items) = self.doc[key].as_array() else {
+            return;
+        };
+        self.out.push('\n');
+        self.header(title);
+        if items.is_empty() {
+            self.line("  none");
         }
-        for e in events {
+        for v in items {
+            let line = item(self.p, v);
+            self.line(&line);
+        }
+    }
+
+    fn events(&mut self) {
+        self.list("Last Events", "recent_events", |p, e| {
             let alert = e["alert_type"].as_str().unwrap_or("info");
             let alert = match alert {
                 "error" => p.bad(alert),
                 "warning" => p.warn(alert),
                 _ => alert.to_string(),
             };
-            out.push_str(&format!(
+            let mut line = format!(
                 "  {} [{alert}] {}",
                 format_time(e["timestamp"].as_i64().unwrap_or(0)),
                 e["title"].as_str().unwrap_or(""),
-            ));
+            );
             if let Some(tags) = e["tags"].as_array().filter(|t| !t.is_empty()) {
                 let tags: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
-                out.push_str(&format!(" ({})", tags.join(", ")));
+                line.push_str(&format!(" ({})", tags.join(", ")));
             }
-            out.push('\n');
-        }
+            line
+        });
     }
-    if let Some(checks) = doc["recent_service_checks"].as_array() {
-        out.push('\n');
-        out.push_str(&header_line("Last Service Checks"));
-        if checks.is_empty() {
-            out.push_str("  none\n");
-        }
-        for c in checks {
+
+    fn checks(&mut self) {
+        self.list("Last Service Checks", "recent_service_checks", |p, c| {
             let status = c["status_text"].as_str().unwrap_or("unknown");
             let status = match status {
                 "ok" => p.good(status),
                 "critical" => p.bad(status),
                 _ => p.warn(status),
             };
-            out.push_str(&format!(
+            let mut line = format!(
                 "  {} {} {status}",
                 format_time(c["timestamp"].as_i64().unwrap_or(0)),
                 c["check"].as_str().unwrap_or(""),
-            ));
+            );
             if let Some(m) = c["message"].as_str().filter(|m| !m.is_empty()) {
-                out.push_str(&format!(": {m}"));
+                line.push_str(&format!(": {m}"));
             }
-            out.push('\n');
-        }
+            line
+        });
     }
-    out
 }
