@@ -96,11 +96,13 @@ async function refreshStatus() {
   state.prev = now;
   $("contexts").textContent = fmt(d.contexts || 0);
   $("parse-errors").textContent = fmt(d.parse_errors || 0);
-  const dropped = sumObj(d.dropped) + sumObj((f.transactions || {}).dropped);
+  // Every section's drops: dogstatsd, encode, forwarder.
+  const sections = [d.dropped, (doc.encode || {}).dropped, (f.transactions || {}).dropped];
+  const dropped = sections.reduce((n, s) => n + sumObj(s), 0);
   const dr = $("dropped");
   dr.textContent = fmt(dropped);
   dr.className = "value" + (dropped > 0 ? " bad" : "");
-  dr.title = JSON.stringify(Object.assign({}, d.dropped, (f.transactions || {}).dropped));
+  dr.title = JSON.stringify(Object.assign({}, ...sections));
   $("queued").textContent = fmtBytes((f.queued_bytes || 0) + (f.queued_on_disk_bytes || 0));
   const col = $("collectors");
   col.innerHTML = Object.entries(doc.collectors || {}).map(([name, c]) =>
