@@ -1,5 +1,8 @@
+use super::key::{byte_cmp, Commas};
 use super::*;
-use crate::model::SketchPoint;
+use crate::mapper::MapperProfiles;
+use crate::model::{FlushBatch, MetricKind, MetricLine, SketchPoint};
+use crate::sketch::Sketch;
 
 fn line<'a>(
     name: &'a str,

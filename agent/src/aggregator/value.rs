@@ -1,0 +1,245 @@
+//! A context's value in one bucket and the arithmetic of each DogStatsD type: counter sums with the sample
+//! rate applied, last gauge, set members by hash, histogram samples and their aggregates and percentiles
+//! (as the Agent's `Histogram.flush`), distributions in the Agent's sketch.
+
+use super::histogram::{Added, HistogramMemory, Samples};
+use crate::model::{IStr, MetricKind, SeriesKind};
+use crate::sketch::Sketch;
+use crate::telemetry::{DropReason, Telemetry};
+use hashbrown::HashSet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Agg {
+    Max,
+    Min,
+    Median,
+    Avg,
+    Sum,
+    Count,
+}
+
+/// What a histogram flushes: aggregates in configured order, then percentiles ascending.
+#[derive(Debug)]
+pub(super) struct HistSpec {
+    pub(super) aggs: Vec<Agg>,
+    /// Percent (1..=100), sorted.
+    pub(super) pcts: Vec<i64>,
+    /// `.max`, …, `.95percentile`, in output order.
+    pub(super) suffixes: Vec<String>,
+}
+
+impl HistSpec {
+    pub(super) fn new(aggs: &[String], pcts: &[f64]) -> Self {
+        let mut out_aggs = Vec::new();
+        let mut suffixes = Vec::new();
+        for a in aggs {
+            let agg = match a.trim() {
+                "max" => Agg::Max,
+                "min" => Agg::Min,
+                "median" => Agg::Median,
+                "avg" => Agg::Avg,
+                "sum" => Agg::Sum,
+                "count" => Agg::Count,
+                other => {
+                    tracing::info!("histogram aggregate `{other}` is not implemented, skipping it");
+                    continue;
+                }
+            };
+            if !out_aggs.contains(&agg) {
+                out_aggs.push(agg);
+                suffixes.push(format!(".{}", a.trim()));
+            }
+        }
+        // As the agent's ParsePercentiles: 0.95 -> 95 (adding 0.5 so that 0.29 does not become 28).
+        let mut out_pcts: Vec<i64> = Vec::new();
+        for &p in pcts {
+            if !(0.0..=1.0).contains(&p) {
+                tracing::warn!("histogram_percentiles must be between 0 and 1: skipping {p}");
+                continue;
+            }
+            out_pcts.push((p * 100.0 + 0.5) as i64);
+        }
+        out_pcts.sort_unstable();
+        out_pcts.dedup();
+        suffixes.extend(out_pcts.iter().map(|p| format!(".{p}percentile")));
+        Self {
+            aggs: out_aggs,
+            pcts: out_pcts,
+            suffixes,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct SetState {
+    /// Members by 64-bit hash (one in 2^64 chance that two members count once).
+    pub(super) members: HashSet<u64, foldhash::fast::FixedState>,
+}
+
+#[derive(Debug)]
+pub(super) struct HistState {
+    /// The bucket's samples, exact (see [`histogram`]).
+    pub(super) samples: Samples,
+    pub(super) count: i64,
+    pub(super) sum: f64,
+    pub(super) min: f64,
+    pub(super) max: f64,
+    /// Interned `name + suffix` for each output, made at the first flush.
+    pub(super) names: Box<[IStr]>,
+}
+
+impl HistState {
+    pub(super) fn new(memory: HistogramMemory) -> Self {
+        Self {
+            samples: Samples::new(memory),
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            names: Box::new([]),
+        }
+    }
+
+    /// Adds a sample with weight `trunc(1 / rate)` as the Agent's `Histogram.addSample` (a rate above 1 counts
+    /// as 1, where the Agent's weight of 0 would make `.avg` infinite); false when its percentiles had to be
+    /// approximated (the histogram memory budget is spent).
+    pub(super) fn add(&mut self, v: f64, rate: f64) -> bool {
+        let rate = if rate > 0.0 && rate <= 1.0 { rate } else { 1.0 };
+        let inv = 1.0 / rate;
+        let w = inv as i64;
+        self.count = self.count.saturating_add(w);
+        self.sum += v * inv;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.samples.add(v, w.max(1) as u64) == Added::Exact
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.samples.reset();
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Output values in `spec.suffixes` order, as the agent's `Histogram.flush`.
+    pub(super) fn compute(
+        &mut self,
+        spec: &HistSpec,
+        interval: i64,
+        out: &mut Vec<(f64, SeriesKind)>,
+    ) {
+        out.clear();
+        let (count, sum, min, max) = (self.count, self.sum, self.min, self.max);
+        self.samples.ranks(count, max, |weighted| {
+            for a in &spec.aggs {
+                let v = match a {
+                    Agg::Max => (max, SeriesKind::Gauge),
+                    Agg::Min => (min, SeriesKind::Gauge),
+                    Agg::Median => (weighted((count - 1) / 2), SeriesKind::Gauge),
+                    Agg::Avg => (sum / count as f64, SeriesKind::Gauge),
+                    Agg::Sum => (sum, SeriesKind::Gauge),
+                    Agg::Count => (count as f64 / interval as f64, SeriesKind::Rate),
+                };
+                out.push(v);
+            }
+            for &p in &spec.pcts {
+                let target = (p.saturating_mul(count) - 1) / 100;
+                out.push((weighted(target), SeriesKind::Gauge));
+            }
+        });
+    }
+}
+
+/// One context's value in its current bucket.
+#[derive(Debug)]
+pub(super) enum Value {
+    Counter(f64),
+    Gauge(f64),
+    Set(Box<SetState>),
+    Histogram(Box<HistState>),
+    Distribution(Box<Sketch>),
+}
+
+impl Value {
+    pub(super) fn new(kind: MetricKind, memory: &HistogramMemory) -> Self {
+        match kind {
+            MetricKind::Counter => Value::Counter(0.0),
+            MetricKind::Gauge => Value::Gauge(0.0),
+            MetricKind::Set => Value::Set(Box::default()),
+            MetricKind::Histogram | MetricKind::Timer => {
+                Value::Histogram(Box::new(HistState::new(memory.clone())))
+            }
+            MetricKind::Distribution => Value::Distribution(Box::default()),
+        }
+    }
+
+    pub(super) fn matches(&self, kind: MetricKind) -> bool {
+        matches!(
+            (self, kind),
+            (Value::Counter(_), MetricKind::Counter)
+                | (Value::Gauge(_), MetricKind::Gauge)
+                | (Value::Set(_), MetricKind::Set)
+                | (
+                    Value::Histogram(_),
+                    MetricKind::Histogram | MetricKind::Timer
+                )
+                | (Value::Distribution(_), MetricKind::Distribution)
+        )
+    }
+
+    /// Empties the value in place (keeping small allocations for the next bucket).
+    pub(super) fn reset(&mut self) {
+        match self {
+            Value::Counter(v) | Value::Gauge(v) => *v = 0.0,
+            Value::Set(s) => {
+                s.members.clear();
+                if s.members.capacity() > 256 {
+                    s.members.shrink_to(256);
+                }
+            }
+            Value::Histogram(h) => h.reset(),
+            Value::Distribution(s) => s.reset(),
+        }
+    }
+
+    /// An empty value of the same type, for a context moving on to a new bucket.
+    pub(super) fn fresh(&self) -> Self {
+        match self {
+            Value::Counter(_) => Value::Counter(0.0),
+            Value::Gauge(_) => Value::Gauge(0.0),
+            Value::Set(_) => Value::Set(Box::default()),
+            Value::Histogram(h) => {
+                let mut n = HistState::new(h.samples.memory().clone());
+                n.names = h.names.clone();
+                Value::Histogram(Box::new(n))
+            }
+            Value::Distribution(_) => Value::Distribution(Box::default()),
+        }
+    }
+}
+
+/// Adds one numeric sample to a non-set value. False when it was refused (counted).
+pub(super) fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
+    match value {
+        Value::Counter(sum) => *sum += v * (1.0 / rate),
+        Value::Gauge(g) => *g = v,
+        Value::Histogram(h) => {
+            if !h.add(v, rate) {
+                tel.dogstatsd.histogram_samples_approximated.inc();
+            }
+        }
+        Value::Distribution(s) => {
+            if !s.insert_sampled(v, rate) {
+                tel.count_drop(DropReason::SketchFull, 1);
+                return false;
+            }
+        }
+        Value::Set(_) => return false,
+    }
+    true
+}
