@@ -1,7 +1,7 @@
 //! Data types shared by the agent's stages: what the DogStatsD parser produces, what the aggregator flushes
 //! and what the encoder turns into Datadog payloads. Kept in one place so the stages agree on one shape.
 
-use crate::dogstatsd::{cardinality, number};
+use crate::dogstatsd::number;
 use kelpie_container::tags::TagCardinality;
 use std::sync::Arc;
 
@@ -169,33 +169,6 @@ pub struct ServiceCheck {
     /// `card:` (the cardinality of those origin tags); not sent on.
     #[serde(skip)]
     pub cardinality: Option<TagCardinality>,
-}
-
-/// What an event's or service check's tags said about it besides tags (see [`take_tag_metadata`]).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TagMetadata {
-    /// The last `host:` tag's value (empty: no host).
-    pub host: Option<String>,
-    /// The last `dd.internal.card:` tag's level, when known.
-    pub cardinality: Option<TagCardinality>,
-}
-
-/// Removes the tags the Datadog Agent's enrichment (`extractTagsMetadata`) takes out of an event's or service
-/// check's tags, as the aggregator does for metrics: `host:` (its value is returned), `dd.internal.entity_id:`,
-/// `dd.internal.card:` (its level is returned) and `dd.internal.jmx_check_name:`.
-pub fn take_tag_metadata(tags: &mut Vec<String>) -> TagMetadata {
-    let mut meta = TagMetadata::default();
-    tags.retain(|t| {
-        if let Some(h) = t.strip_prefix("host:") {
-            meta.host = Some(h.to_owned());
-        } else if let Some(card) = t.strip_prefix(cardinality::TAG_PREFIX) {
-            meta.cardinality = cardinality::level(card).or(meta.cardinality);
-        } else if !cardinality::is_internal_tag(t) {
-            return true;
-        }
-        false
-    });
-    meta
 }
 
 /// What one DogStatsD line is.

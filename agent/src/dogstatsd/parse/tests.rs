@@ -1,4 +1,4 @@
-//! Tests of the DogStatsD parser (included from parse.rs).
+//! Tests of the DogStatsD parser.
 
 use super::*;
 use crate::model::{Event, MetricKind, MetricLine, Parsed, ServiceCheck};
