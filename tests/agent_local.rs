@@ -221,11 +221,12 @@ fn pprof_profile_endpoint_returns_a_gzipped_profile() {
 #[test]
 fn events_and_service_checks_are_shown_in_local_mode() {
     let agent = AgentProc::spawn(&[]);
-    agent.send(
+    // One client, three datagrams: shown newest first in the order they were sent.
+    agent.send_in_order(&[
         "_e{14,21}:Deploy api v42|Rolled out by CI #981|t:info|#event_type:deploy,service:api",
-    );
-    agent.send("_e{9,4}:Card fail|oops|t:error|#service:pay");
-    agent.send("_sc|app.db.can_connect|2|#service:api|m:connection refused");
+        "_e{9,4}:Card fail|oops|t:error|#service:pay",
+        "_sc|app.db.can_connect|2|#service:api|m:connection refused",
+    ]);
     let events = wait_for(Duration::from_secs(10), || {
         let (_, body) = http_get(agent.status, "/api/events")?;
         let doc: Value = serde_json::from_str(&body).ok()?;

@@ -7,6 +7,7 @@ use crate::aggregator::Shards;
 use crate::clock::{since_epoch, unix_now};
 use crate::config::Config;
 use crate::containers::ContainerSource;
+use crate::dogstatsd::enrich::Arrival;
 use crate::encode::{self, EncodeConfig, Payload};
 use crate::forwarder::Forwarder;
 use crate::history::History;
@@ -77,8 +78,8 @@ pub struct Flusher {
     pub forwarder: Option<Forwarder>,
     pub encode: EncodeConfig,
     /// DogStatsD events and service checks from the workers.
-    pub events: mpsc::Receiver<Event>,
-    pub checks: mpsc::Receiver<ServiceCheck>,
+    pub events: mpsc::Receiver<(Arrival, Event)>,
+    pub checks: mpsc::Receiver<(Arrival, ServiceCheck)>,
     pub self_metrics: SelfMetrics,
     pub state: Arc<StatusState>,
     pub guard: MemoryGuard,
@@ -129,15 +130,9 @@ impl Flusher {
         self.guard.check(&self.agg, &self.telemetry.dogstatsd);
         let mut other_series = self.host.collect(now);
         other_series.extend(self.containers.collect(now, interval, force).await);
-        let mut events = Vec::new();
-        while let Ok(e) = self.events.try_recv() {
-            events.push(e);
-        }
+        let mut events = drain_in_arrival_order(&mut self.events);
         self.containers.drain_events(&mut events);
-        let mut checks = Vec::new();
-        while let Ok(c) = self.checks.try_recv() {
-            checks.push(c);
-        }
+        let checks = drain_in_arrival_order(&mut self.checks);
         self.state.recent.lock().record(&events, &checks, now);
         let (series, sketches) = self.stream(now, interval, force, &other_series);
         if let Some(fwd) = &self.forwarder {
@@ -242,5 +237,33 @@ impl Flusher {
             }
         }
         payloads
+    }
+}
+
+/// What DogStatsD's workers sent since the last flush, in the order the datagrams were received (the workers
+/// process batches concurrently, so the channel's order is not the senders').
+fn drain_in_arrival_order<T>(rx: &mut mpsc::Receiver<(Arrival, T)>) -> Vec<T> {
+    let mut got = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        got.push(item);
+    }
+    got.sort_by_key(|(arrival, _)| *arrival);
+    got.into_iter().map(|(_, item)| item).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two workers may send an event of a later datagram before one of an earlier datagram: the flush puts
+    /// them back in the order the readers received them.
+    #[test]
+    fn events_come_out_in_arrival_order() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for (arrival, name) in [((2, 0), "c"), ((1, 3), "b"), ((1, 1), "a"), ((7, 0), "d")] {
+            tx.try_send((arrival, name)).unwrap();
+        }
+        assert_eq!(drain_in_arrival_order(&mut rx), ["a", "b", "c", "d"]);
+        assert!(drain_in_arrival_order(&mut rx).is_empty());
     }
 }

@@ -129,8 +129,16 @@ impl AgentProc {
 
     /// Sends one UDP datagram to the agent's DogStatsD port.
     pub fn send(&self, payload: &str) {
+        self.send_in_order(&[payload]);
+    }
+
+    /// Sends each payload as its own datagram, in order, from one client socket: the order the agent keeps
+    /// (datagrams from different sockets may be read by different reader threads, so they have none).
+    pub fn send_in_order(&self, payloads: &[&str]) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.send_to(payload.as_bytes(), self.udp).unwrap();
+        for p in payloads {
+            s.send_to(p.as_bytes(), self.udp).unwrap();
+        }
     }
 
     /// Waits until the agent has counted at least `n` metric samples (so a later flush includes them).

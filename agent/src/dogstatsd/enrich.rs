@@ -37,9 +37,14 @@ pub struct AggregatingSink {
     pub client_origin: bool,
     /// The origin tags of a datagram from nobody known.
     pub no_tags: OriginTags,
-    pub events: mpsc::Sender<Event>,
-    pub checks: mpsc::Sender<ServiceCheck>,
+    pub events: mpsc::Sender<(Arrival, Event)>,
+    pub checks: mpsc::Sender<(Arrival, ServiceCheck)>,
 }
+
+/// Where a datagram stood in the order the readers received them: its batch's [`Batch::seq`](super::queue::Batch::seq)
+/// and its index in the batch. Workers process batches concurrently, so events and service checks are sorted
+/// by this before they are shown.
+pub type Arrival = (u64, u32);
 
 /// The last `|c:` field a sink looked up, and what it named: consecutive lines from one client carry the same.
 type FieldCache<'a> = Option<(&'a str, Option<Arc<ContainerOrigin>>)>;
@@ -106,7 +111,13 @@ impl AggregatingSink {
     // Over 100 lines on purpose: the per-datagram hot path, whose per-line closure borrows most of its locals.
     /// Processes one batch of datagrams (called by a worker; `start` is where this worker begins its round of
     /// the shards, so that workers do not queue up behind the same lock).
-    pub fn process(&self, batch: &[Received<'_>], scratch: &mut ShardLines, start: usize) {
+    pub fn process(
+        &self,
+        batch: &[Received<'_>],
+        seq: u64,
+        scratch: &mut ShardLines,
+        start: usize,
+    ) {
         let shards = &*self.agg;
         let n = shards.len();
         // Repaired copies of lines that are not UTF-8 (allocates only for such a line).
@@ -127,7 +138,8 @@ impl AggregatingSink {
             .as_ref()
             .map_or(TagCardinality::Low, OriginResolver::cardinality);
         let mut cache: FieldCache<'_> = None;
-        for r in batch {
+        for (i, r) in batch.iter().enumerate() {
+            let arrival: Arrival = (seq, i as u32);
             let sender = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
                     o.origin_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
@@ -176,7 +188,7 @@ impl AggregatingSink {
                         let (field, card) = (e.container.as_deref(), e.cardinality);
                         let own = self.line_origin(origin, &mut None, sender, field, card, default);
                         add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
-                        if self.events.try_send(e).is_err() {
+                        if self.events.try_send((arrival, e)).is_err() {
                             self.telemetry.count_drop(DropReason::EventQueueFull, 1);
                         }
                     }
@@ -187,7 +199,7 @@ impl AggregatingSink {
                         if c.timestamp.is_none() {
                             c.timestamp = Some(unix_now());
                         }
-                        if self.checks.try_send(c).is_err() {
+                        if self.checks.try_send((arrival, c)).is_err() {
                             self.telemetry
                                 .count_drop(DropReason::ServiceCheckQueueFull, 1);
                         }
@@ -228,7 +240,7 @@ mod tests {
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn sink(client_origin: bool) -> (AggregatingSink, mpsc::Receiver<Event>) {
+    fn sink(client_origin: bool) -> (AggregatingSink, mpsc::Receiver<(Arrival, Event)>) {
         let telemetry = Arc::new(Telemetry::default());
         let resolver = OriginResolver::new("/nonexistent".into(), None);
         resolver.insert(A, &["container_name:a".into(), "image_name:img-a".into()]);
@@ -261,7 +273,7 @@ mod tests {
             transport: Transport::Udp,
             pid: None,
         };
-        sink.process(&[received], &mut ShardLines::default(), 0);
+        sink.process(&[received], 0, &mut ShardLines::default(), 0);
     }
 
     /// Counter totals per tag set after one flush.
@@ -311,7 +323,7 @@ mod tests {
                 (vec!["image_name:img-a".to_string()], 3.0),
             ]
         );
-        assert_eq!(ev.try_recv().unwrap().tags, ["image_name:img-b"]);
+        assert_eq!(ev.try_recv().unwrap().1.tags, ["image_name:img-b"]);
         // Client origin detection off: the fields are ignored, everything in one context.
         let (s, _) = sink(false);
         udp(&s, &payload);

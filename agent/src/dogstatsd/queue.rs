@@ -40,6 +40,9 @@ struct Packet {
 pub struct Batch {
     buf: Vec<u8>,
     packets: Vec<Packet>,
+    /// Position in the queue (numbered as batches go in), so that what several workers process can be put back
+    /// in arrival order where order matters (events and service checks shown on the local page).
+    seq: u64,
 }
 
 impl Batch {
@@ -50,6 +53,11 @@ impl Batch {
             transport: p.transport,
             pid: p.pid,
         })
+    }
+
+    /// The batch's number in arrival order across every reader of this queue.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// Number of datagrams.
@@ -78,6 +86,8 @@ struct Inner {
     /// Sum of the queued batches' footprints.
     bytes: usize,
     closed: bool,
+    /// The next batch's [`Batch::seq`].
+    next_seq: u64,
 }
 
 /// The bounded queue (see the module docs). Readers push through [`DatagramSink::receive`].
@@ -150,7 +160,7 @@ impl PacketQueue {
     }
 
     /// Queues `batch`; when it does not fit, drops it and counts its datagrams as `queue_full`.
-    fn push(&self, batch: Batch) {
+    fn push(&self, mut batch: Batch) {
         let size = batch.footprint();
         let mut inner = self.inner.lock();
         if inner.bytes + size > self.max_bytes {
@@ -167,6 +177,8 @@ impl PacketQueue {
             return;
         }
         inner.bytes += size;
+        batch.seq = inner.next_seq;
+        inner.next_seq += 1;
         let bytes = inner.bytes;
         inner.queue.push_back(batch);
         drop(inner);
@@ -226,8 +238,10 @@ mod tests {
         let b = q.pop(Duration::ZERO).unwrap();
         let got: Vec<_> = b.received().map(|r| r.payload.to_vec()).collect();
         assert_eq!(got, [b"a:1|c".to_vec(), b"b:2|c".to_vec()]);
+        let first = b.seq();
         q.recycle(b);
         let b = q.pop(Duration::ZERO).unwrap();
+        assert_eq!(b.seq(), first + 1, "batches are numbered in arrival order");
         let r: Vec<_> = b.received().collect();
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].transport, r[0].pid), (Transport::UdsDgram, Some(7)));

@@ -40,7 +40,7 @@ impl Workers {
                         match queue.pop(WORKER_POLL) {
                             Some(batch) => {
                                 let received: Vec<Received<'_>> = batch.received().collect();
-                                sink.process(&received, &mut scratch, start);
+                                sink.process(&received, batch.seq(), &mut scratch, start);
                                 drop(received);
                                 queue.recycle(batch);
                             }
