@@ -2,47 +2,19 @@
 //! one value per minute, evaluated offline with the monitor's time and space aggregation, `by {…}` groups and
 //! thresholds; each `expect` checks the state at a minute.
 
+use crate::alerting::{GroupStates, Points, Rule, State};
 use crate::diag::{Diag, Source};
 use crate::eval::{base_scope, Scope};
 use crate::load::{eval, parse_diag};
 use crate::model::{address_tag, Monitor};
-use crate::query::{self, fmt_num};
+use crate::query::fmt_num;
 use hcl::edit::structure::{Block, Structure};
 use hcl::edit::Span;
 use hcl::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Longest series accepted (minutes), so that `0x99999999` cannot exhaust memory.
 const MAX_POINTS: usize = 100_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum State {
-    Ok,
-    NoData,
-    Warn,
-    Alert,
-}
-
-impl State {
-    fn parse(s: &str) -> Option<State> {
-        Some(match s.trim().to_lowercase().as_str() {
-            "ok" => State::Ok,
-            "warn" | "warning" => State::Warn,
-            "alert" | "critical" => State::Alert,
-            "no data" | "no_data" | "nodata" => State::NoData,
-            _ => return None,
-        })
-    }
-    fn as_str(self) -> &'static str {
-        match self {
-            State::Ok => "ok",
-            State::Warn => "warn",
-            State::Alert => "alert",
-            State::NoData => "no data",
-        }
-    }
-}
 
 /// The result of one test case.
 #[derive(Debug)]
@@ -50,11 +22,6 @@ pub struct CaseResult {
     pub name: String,
     pub file: String,
     pub failure: Option<String>,
-}
-
-struct Series {
-    tags: Vec<String>,
-    values: Vec<Option<f64>>,
 }
 
 /// Parses promtool-style values: `1 2 _ 5x3 1+2x3 _x2`.
@@ -120,110 +87,11 @@ fn minutes(s: &str) -> Option<usize> {
     })
 }
 
-fn scope_matches(scope: &[String], tags: &[String]) -> bool {
-    scope.iter().all(|s| {
-        let (neg, s) = match s.strip_prefix('!') {
-            Some(r) => (true, r),
-            None => (false, s.as_str()),
-        };
-        let hit = tags.iter().any(|t| match s.strip_suffix('*') {
-            Some(prefix) => t.starts_with(prefix),
-            None => t == s,
-        });
-        hit != neg
-    })
-}
-
-fn aggregate(how: &str, xs: &[f64]) -> f64 {
-    match how {
-        "sum" => xs.iter().sum(),
-        "min" => xs.iter().copied().fold(f64::INFINITY, f64::min),
-        "max" => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        _ => xs.iter().sum::<f64>() / xs.len() as f64,
-    }
-}
-
-/// State (and value) of each group of `mon` at minute `at`.
-fn evaluate(
-    mon: &Monitor,
-    series: &[(String, Series)],
-    at: usize,
-) -> Result<BTreeMap<String, (State, Option<f64>)>, String> {
-    let q = query::parse(&mon.query).map_err(|e| format!("invalid query: {e}"))?;
-    let simple = q
-        .simple
-        .as_ref()
-        .ok_or("only simple queries (`<aggr>:<metric>{scope} by {keys}`) can be unit-tested")?;
-    if !query::TIME_AGGRS.contains(&q.time_aggr.as_str()) {
-        return Err(format!(
-            "time aggregator `{}` cannot be unit-tested",
-            q.time_aggr
-        ));
-    }
-    let th = mon.options.get("thresholds");
-    let critical = th
-        .and_then(|t| t.get("critical"))
-        .and_then(|v| v.as_f64())
-        .unwrap_or(q.threshold);
-    let warning = th.and_then(|t| t.get("warning")).and_then(|v| v.as_f64());
-    let n = q.window_minutes as usize;
-    let lo = (at + 1).saturating_sub(n);
-    // group → per minute values
-    let mut groups: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
-    if simple.by.is_empty() {
-        groups.insert("*".into(), vec![Vec::new(); n]);
-    }
-    for (metric, s) in series {
-        if metric != &simple.metric || !scope_matches(&simple.scope, &s.tags) {
-            continue;
-        }
-        let key = if simple.by.is_empty() {
-            "*".to_string()
-        } else {
-            let mut parts = Vec::new();
-            for k in &simple.by {
-                match s
-                    .tags
-                    .iter()
-                    .find(|t| t.split_once(':').map(|(a, _)| a) == Some(k.as_str()))
-                {
-                    Some(t) => parts.push(t.clone()),
-                    None => parts.push(format!("{k}:N/A")),
-                }
-            }
-            parts.join(",")
-        };
-        let slots = groups.entry(key).or_insert_with(|| vec![Vec::new(); n]);
-        for (i, minute) in (lo..=at).enumerate() {
-            if let Some(Some(v)) = s.values.get(minute) {
-                if let Some(slot) = slots.get_mut(i) {
-                    slot.push(*v);
-                }
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (g, slots) in groups {
-        let per_minute: Vec<f64> = slots
-            .iter()
-            .filter(|xs| !xs.is_empty())
-            .map(|xs| aggregate(&simple.space_aggr, xs))
-            .collect();
-        if per_minute.is_empty() {
-            out.insert(g, (State::NoData, None));
-            continue;
-        }
-        let v = aggregate(&q.time_aggr, &per_minute);
-        let st = if q.op.breaches(v, critical) {
-            State::Alert
-        } else if warning.is_some_and(|w| q.op.breaches(v, w)) {
-            State::Warn
-        } else {
-            State::Ok
-        };
-        out.insert(g, (st, Some(v)));
-    }
-    Ok(out)
+/// State (and value) of each group of `mon` at minute `at`: the window is minutes `at-N+1 … at`.
+fn evaluate(mon: &Monitor, series: &[Points], at: usize) -> Result<GroupStates, String> {
+    let rule = Rule::of(mon)?;
+    let at = at as i64;
+    Ok(rule.evaluate(series, at - rule.window_minutes as i64, at))
 }
 
 fn test_files(dir: &Path) -> Vec<PathBuf> {
@@ -355,7 +223,16 @@ fn run_case(src: &Source, b: &Block, monitors: &[Monitor], ctx: &Scope<'_>) -> R
                     }
                     _ => return Err(err(&ipos, "a series needs `values = \"...\"`".into())),
                 };
-                series.push((metric, Series { tags, values }));
+                let points = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i as i64, v)))
+                    .collect();
+                series.push(Points {
+                    metric,
+                    tags,
+                    points,
+                });
             }
             "expect" => {
                 let at = match get("at")? {
@@ -399,7 +276,7 @@ fn run_case(src: &Source, b: &Block, monitors: &[Monitor], ctx: &Scope<'_>) -> R
 /// the worst group's.
 fn check_expects(
     mon: &Monitor,
-    series: &[(String, Series)],
+    series: &[Points],
     expects: Vec<(usize, State, Option<String>)>,
     pos: &crate::diag::Pos,
 ) -> Result<(), String> {
@@ -461,15 +338,6 @@ mod tests {
         );
         assert!(parse_values("a").is_err());
         assert!(parse_values("1x999999999").is_err());
-    }
-
-    #[test]
-    fn scopes() {
-        let tags = vec!["env:prod".to_string(), "service:api".to_string()];
-        assert!(scope_matches(&[], &tags));
-        assert!(scope_matches(&["env:prod".into()], &tags));
-        assert!(!scope_matches(&["!env:prod".into()], &tags));
-        assert!(scope_matches(&["service:a*".into()], &tags));
     }
 }
 
