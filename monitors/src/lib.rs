@@ -3,6 +3,7 @@
 //! account after the API's normalizations, and synced with ownership tags so that only this project's monitors
 //! are ever touched.
 
+pub mod against;
 pub mod alerting;
 pub mod api;
 pub mod cli;

@@ -280,3 +280,12 @@ pub async fn wait_until(
     }
     pred(intake)
 }
+
+/// Exit code (-1 when killed by a signal), stdout and stderr of a finished command.
+pub fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -108,8 +108,14 @@ pub enum MonitorsCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Run monitor unit tests (*.monitortest.hcl) offline.
-    Test,
+    /// Run monitor unit tests (*.monitortest.hcl) offline; with --against, evaluate the metric monitors over
+    /// the last hour a local agent recorded instead.
+    Test {
+        /// A running agent's status server (http://127.0.0.1:5002) or a file recorded from its
+        /// GET /api/series (one answer or a JSON array of answers).
+        #[arg(long, value_name = "URL|FILE")]
+        against: Option<String>,
+    },
 }
 
 /// Rewrites Terraform's single-dash `-var`/`-var-file` into clap's `--var`/`--var-file`, and moves every
@@ -269,7 +275,8 @@ pub async fn run(args: MonitorsArgs) -> anyhow::Result<i32> {
             )
             .await
         }
-        MonitorsCommand::Test => validate::test(&args),
+        MonitorsCommand::Test { against: None } => validate::test(&args),
+        MonitorsCommand::Test { against: Some(src) } => validate::test_against(&args, src).await,
     }
 }
 

@@ -93,3 +93,11 @@ pub(super) fn test(args: &MonitorsArgs) -> anyhow::Result<i32> {
     println!("{pass} passed, {fail} failed");
     Ok(if fail > 0 { 1 } else { 0 })
 }
+
+/// `test --against`: the metric monitors evaluated over what a local agent recorded.
+pub(super) async fn test_against(args: &MonitorsArgs, against: &str) -> anyhow::Result<i32> {
+    let Some(loaded) = load(args) else {
+        return Ok(1);
+    };
+    Ok(crate::against::run(against, &loaded.monitors).await)
+}

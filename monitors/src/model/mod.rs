@@ -53,7 +53,7 @@ pub const DATADOG_TYPES: &[&str] = &[
 ];
 
 /// One desired monitor, as the files declare it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Monitor {
     pub address: String,
     pub resource_type: String,
