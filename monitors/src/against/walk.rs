@@ -184,7 +184,7 @@ mod tests {
             (last.time, last.group.as_str(), last.to),
             (1290, "host:h1", State::NoData)
         );
-        // 100,100,100,40,40,40 averaged over 1060..1110 is 70: alert at 1080 (10,10,10,100,100,100 = 55).
+        // The window ending at 1080 holds 10, 10, 10, 100, 100, 100: average 55, the first alert.
         assert!(w
             .changes
             .iter()
