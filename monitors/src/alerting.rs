@@ -53,6 +53,8 @@ pub struct Rule {
     pub op: Op,
     pub critical: f64,
     pub warning: Option<f64>,
+    /// `.as_count()`: recorded rates are read back as counts per interval.
+    pub as_count: bool,
 }
 
 /// The state and value of each group at one time.
@@ -84,6 +86,7 @@ impl Rule {
             .unwrap_or(q.threshold);
         let warning = th.and_then(|t| t.get("warning")).and_then(|v| v.as_f64());
         Ok(Rule {
+            as_count: q.expr.replace(' ', "").contains(".as_count()"),
             simple,
             time_aggr: q.time_aggr,
             window_minutes: q.window_minutes,

@@ -132,10 +132,25 @@ fn distribution_stat(space_aggr: &str, metric: &str) -> Result<&'static str, Str
     }
 }
 
+/// The agent's flush interval as the recorded times show it: the smallest gap between two of them.
+fn flush_interval(entries: &[Entry]) -> Option<i64> {
+    let times: std::collections::BTreeSet<i64> = entries
+        .iter()
+        .flat_map(|e| e.points.iter().map(|p| p.0))
+        .collect();
+    times
+        .iter()
+        .zip(times.iter().skip(1))
+        .map(|(a, b)| b - a)
+        .min()
+}
+
 /// The series `rule` reads among `entries`, as points sorted by time; a host becomes a `host:` tag as in
-/// Datadog. For a distribution, the statistic matching the space aggregator.
+/// Datadog. For a distribution, the statistic matching the space aggregator. With `.as_count()`, a rate
+/// (per second) becomes a count per flush interval.
 pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String> {
     let metric = &rule.simple.metric;
+    let interval = flush_interval(entries).unwrap_or(1) as f64;
     let mine: Vec<&Entry> = entries.iter().filter(|e| &e.metric == metric).collect();
     let stat = if mine.iter().any(|e| !e.stat.is_empty()) {
         distribution_stat(&rule.simple.space_aggr, metric)?
@@ -146,6 +161,11 @@ pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String>
         .into_iter()
         .filter(|e| e.stat == stat)
         .map(|e| {
+            let scale = if rule.as_count && e.kind == "rate" {
+                interval
+            } else {
+                1.0
+            };
             let mut tags = e.tags.clone();
             if !e.host.is_empty() && !tags.iter().any(|t| t.starts_with("host:")) {
                 tags.push(format!("host:{}", e.host));
@@ -153,7 +173,7 @@ pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String>
             let mut points: Vec<(i64, f64)> = e
                 .points
                 .iter()
-                .filter_map(|(t, v)| v.filter(|v| v.is_finite()).map(|v| (*t, v)))
+                .filter_map(|(t, v)| v.filter(|v| v.is_finite()).map(|v| (*t, v * scale)))
                 .collect();
             points.sort_by_key(|p| p.0);
             Points {
@@ -171,6 +191,15 @@ pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(query: &str) -> Rule {
+        Rule::of(&crate::model::Monitor {
+            mtype: "query alert".into(),
+            query: query.into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
 
     #[test]
     fn reads_one_answer_or_an_array_of_them() {
@@ -196,19 +225,22 @@ mod tests {
             {"host":"h","kind":"distribution","stat":"avg","points":[[1,2.0]],"tags":[]},
             {"host":"h","kind":"distribution","stat":"max","points":[[1,9.0]],"tags":[]}]}"#;
         let entries = parse_answers(text).unwrap();
-        let rule = |q: &str| {
-            Rule::of(&crate::model::Monitor {
-                mtype: "query alert".into(),
-                query: q.into(),
-                ..Default::default()
-            })
-            .unwrap()
-        };
         let p = points_for(&rule("avg(last_5m):max:lat{host:h} > 1"), &entries).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].points, vec![(1, 9.0)]);
         assert_eq!(p[0].tags, vec!["host:h".to_string()]);
         let err = points_for(&rule("avg(last_5m):sum:lat{*} > 1"), &entries).unwrap_err();
         assert!(err.contains("records only its p50"), "{err}");
+    }
+
+    #[test]
+    fn as_count_reads_a_rate_back_as_counts_per_flush_interval() {
+        let text = r#"{"metric":"req","series":[
+            {"host":"h","kind":"rate","points":[[10,0.5],[20,2.0]],"tags":[]}]}"#;
+        let entries = parse_answers(text).unwrap();
+        let p = points_for(&rule("sum(last_5m):sum:req{*}.as_count() > 1"), &entries).unwrap();
+        assert_eq!(p[0].points, vec![(10, 5.0), (20, 20.0)]);
+        let p = points_for(&rule("sum(last_5m):sum:req{*} > 1"), &entries).unwrap();
+        assert_eq!(p[0].points, vec![(10, 0.5), (20, 2.0)]);
     }
 }
