@@ -450,3 +450,102 @@ async fn a_self_signed_intake_certificate_is_refused() {
     assert_eq!(doc["forwarder"]["transactions"]["success"], 0, "{doc}");
     server.abort();
 }
+
+/// A host name the resolver rejects without asking anyone: under the reserved `.invalid` TLD (RFC 6761), with a
+/// 64-character label (DNS allows 63), so glibc's `getaddrinfo` fails while building the query and no packet
+/// leaves the machine (checked with `strace`: no `connect` to port 53).
+fn unresolvable_host() -> String {
+    format!("intake-{}.invalid", "x".repeat(57))
+}
+
+/// Issue 13 item 2, DNS failure: the intake's host name does not resolve. The agent says so once with the URL
+/// and the reason, counts its attempts and backs off, writes the data ahead to storage, shuts down within
+/// Docker's 10 s, and a restart pointed at the working intake delivers every sample exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_failure_is_said_once_backed_off_and_loses_nothing() {
+    let intake = Intake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let bad = format!("http://{}:1", unresolvable_host());
+    let store = [
+        ("DD_FORWARDER_STORAGE_PATH", storage.as_str()),
+        ("DD_FORWARDER_STORAGE_MAX_SIZE_IN_BYTES", "50000000"),
+    ];
+    let mut envs = vec![
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_DD_URL", bad.as_str()),
+        ("DD_FORWARDER_BACKOFF_BASE", "0.5"),
+        ("DD_FORWARDER_BACKOFF_MAX", "4"),
+        ("DD_FORWARDER_TIMEOUT", "1"),
+    ];
+    envs.extend_from_slice(&store);
+    let mut first = AgentProc::spawn(&envs);
+    let stat = |a: &AgentProc, path: &[&str]| {
+        let mut v = a.status_json();
+        for p in path {
+            v = v[*p].take();
+        }
+        v.as_u64().unwrap_or(0)
+    };
+    let flushes0 = stat(&first, &["aggregator", "flushes"]);
+    let mut sent = 0u64;
+    for _ in 0..40 {
+        first.send(&"e2e.dns.count:1|c\n".repeat(10));
+        sent += 10;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    first.wait_samples(sent, Duration::from_secs(10));
+    let doc = wait_for(Duration::from_secs(20), || {
+        let d = first.status_json();
+        (d["forwarder"]["delivering"] == false
+            && d["forwarder"]["queued_bytes"].as_i64() == Some(0)
+            && d["forwarder"]["queued_on_disk_bytes"].as_i64().unwrap_or(0) > 0)
+            .then_some(d)
+    });
+    assert!(doc.is_some(), "{}", first.status_json());
+    let flushes = stat(&first, &["aggregator", "flushes"]) - flushes0;
+    let attempts = stat(&first, &["forwarder", "transactions", "retried"]);
+    eprintln!("DNS failure: {sent} samples sent, {flushes} flushes, {attempts} failed attempts");
+    assert!(attempts >= 3, "the agent stopped probing: {attempts}");
+    assert!(
+        attempts < flushes,
+        "{attempts} attempts for {flushes} flushes: no backoff"
+    );
+    let doc = first.status_json();
+    assert_eq!(
+        doc["forwarder"]["transactions"]["dropped"],
+        serde_json::json!({}),
+        "{doc}"
+    );
+    let log = first.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot deliver to the intake"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one outage, one first-failure line: {log}");
+    eprintln!("first-failure line: {}", lines[0]);
+    assert!(lines[0].contains(&bad), "{}", lines[0]);
+    assert!(lines[0].contains("dns error"), "{}", lines[0]);
+    let t0 = std::time::Instant::now();
+    let st = first.terminate(Duration::from_secs(10));
+    eprintln!("exited in {:?} with {st}", t0.elapsed());
+    assert!(st.success(), "{st}");
+    assert!(intake.requests().is_empty());
+    let url = intake.url();
+    let mut envs = vec![("DD_API_KEY", "e2e-key"), ("DD_DD_URL", url.as_str())];
+    envs.extend_from_slice(&store);
+    let _second = AgentProc::spawn(&envs);
+    let t1 = std::time::Instant::now();
+    let ok = wait_until(&intake, 30, |i| {
+        counted(&i.series(), "e2e.dns.count") >= sent as f64
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of {sent}",
+        counted(&intake.series(), "e2e.dns.count")
+    );
+    eprintln!("all {sent} delivered {:?} after the restart", t1.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counted(&intake.series(), "e2e.dns.count"), sent as f64);
+}
