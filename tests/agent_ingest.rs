@@ -93,10 +93,13 @@ fn a_burst_of_new_contexts_is_received_whole() {
     assert_eq!(udp, sent);
     let samples = wait_for(Duration::from_secs(30), || {
         let s = agent.status_json();
+        // Lines are counted when parsed and contexts when inserted: wait for both (a worker may still be
+        // inserting its last lines when the last sample is counted).
         let n = s["dogstatsd"]["metric_samples"].as_u64().unwrap_or(0);
-        (n >= 40_001).then_some(s)
+        let contexts = s["dogstatsd"]["contexts"].as_u64().unwrap_or(0);
+        (n >= 40_001 && contexts >= 40_001).then_some(s)
     })
-    .expect("every line parsed");
+    .expect("every line parsed and inserted");
     assert_eq!(samples["dogstatsd"]["metric_samples"], 40_001);
     assert_eq!(samples["dogstatsd"]["contexts"], 40_001);
     assert_eq!(samples["dogstatsd"]["parse_errors"], 0);
