@@ -1,4 +1,4 @@
-//! Encoding functions: base64, CSV, JSON (with Terraform's jsonencode layout), URL and YAML.
+//! Encoding functions: base64 (of text in several encodings, of gzip), CSV, JSON (with Terraform's jsonencode layout), URL and YAML.
 
 use super::collections::sorted_keys;
 use super::types::num_to_string;
@@ -202,4 +202,93 @@ pub(super) fn yamlencode(a: &[Value], _: &Scope<'_>) -> R {
     serde_yaml::to_string(&json)
         .map(Value::String)
         .map_err(|e| format!("yamlencode(): {e}"))
+}
+
+/// The text encodings `textencodebase64` and `textdecodebase64` know, by their IANA names.
+#[derive(Clone, Copy)]
+enum Text {
+    Utf8,
+    Utf16Le,
+    Utf16Be,
+    Latin1,
+    Ascii,
+}
+
+fn text_encoding(a: &[Value], name: &str) -> Result<Text, String> {
+    let e = str_arg(a, 1, name)?;
+    Ok(match e.to_ascii_uppercase().replace('_', "-").as_str() {
+        "UTF-8" | "UTF8" => Text::Utf8,
+        "UTF-16LE" => Text::Utf16Le,
+        "UTF-16BE" => Text::Utf16Be,
+        "ISO-8859-1" | "LATIN1" => Text::Latin1,
+        "US-ASCII" | "ASCII" => Text::Ascii,
+        _ => {
+            return Err(format!(
+                "{name}(): kelpie knows the encodings UTF-8, UTF-16LE, UTF-16BE, ISO-8859-1 and US-ASCII, not {e:?}"
+            ))
+        }
+    })
+}
+
+/// The string in a one-byte encoding whose code points go up to `max`.
+fn narrow(s: &str, max: u32) -> Result<Vec<u8>, String> {
+    s.chars()
+        .map(|c| {
+            (c as u32 <= max).then_some(c as u8).ok_or_else(|| {
+                format!("textencodebase64(): {c:?} cannot be written in that encoding")
+            })
+        })
+        .collect()
+}
+
+pub(super) fn textencodebase64(a: &[Value], _: &Scope<'_>) -> R {
+    use base64::Engine;
+    want(a, 2, "textencodebase64")?;
+    let s = str_arg(a, 0, "textencodebase64")?;
+    let bytes: Vec<u8> = match text_encoding(a, "textencodebase64")? {
+        Text::Utf8 => s.into_bytes(),
+        Text::Utf16Le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        Text::Utf16Be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        Text::Latin1 => narrow(&s, 0xff)?,
+        Text::Ascii => narrow(&s, 0x7f)?,
+    };
+    string(b64().encode(bytes))
+}
+
+pub(super) fn textdecodebase64(a: &[Value], _: &Scope<'_>) -> R {
+    use base64::Engine;
+    want(a, 2, "textdecodebase64")?;
+    let enc = text_encoding(a, "textdecodebase64")?;
+    let bytes = b64()
+        .decode(str_arg(a, 0, "textdecodebase64")?.trim())
+        .map_err(|e| format!("textdecodebase64(): {e}"))?;
+    let bad = || "textdecodebase64(): the bytes are not valid text in that encoding".to_string();
+    let units = |f: fn([u8; 2]) -> u16| -> Result<Vec<u16>, String> {
+        if bytes.len() % 2 != 0 {
+            return Err(bad());
+        }
+        Ok(bytes.chunks(2).map(|c| f([c[0], c[1]])).collect())
+    };
+    let s = match enc {
+        Text::Utf8 => String::from_utf8(bytes.clone()).map_err(|_| bad())?,
+        Text::Utf16Le => String::from_utf16(&units(u16::from_le_bytes)?).map_err(|_| bad())?,
+        Text::Utf16Be => String::from_utf16(&units(u16::from_be_bytes)?).map_err(|_| bad())?,
+        Text::Latin1 => bytes.iter().map(|&b| b as char).collect(),
+        Text::Ascii if bytes.is_ascii() => bytes.iter().map(|&b| b as char).collect(),
+        Text::Ascii => return Err(bad()),
+    };
+    string(s)
+}
+
+/// Gzip-compresses the UTF-8 bytes of a string and encodes the result in base64.
+pub(super) fn base64gzip(a: &[Value], _: &Scope<'_>) -> R {
+    use base64::Engine;
+    use std::io::Write;
+    want(a, 1, "base64gzip")?;
+    let s = str_arg(a, 0, "base64gzip")?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(s.as_bytes())
+        .map_err(|e| format!("base64gzip(): {e}"))?;
+    let bytes = gz.finish().map_err(|e| format!("base64gzip(): {e}"))?;
+    string(b64().encode(bytes))
 }

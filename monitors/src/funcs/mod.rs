@@ -1,16 +1,21 @@
 //! Terraform's built-in functions that work offline, each with Terraform's documented semantics (`try` and
-//! `can` are in [`crate::eval`], since they see their arguments' errors). Functions whose result changes from
-//! run to run (`timestamp`, `uuid`, `bcrypt`) are left out: a monitor using them would never be in sync.
+//! `can` are in [`crate::eval`], since they see their arguments' errors). `timestamp`, `plantimestamp` and
+//! `uuid` give a new result on every run, as in Terraform (a monitor using them changes on every sync);
+//! `bcrypt` is left out (its random salt makes every result different, and no monitor needs a password hash).
 //! Relative file paths are read against the root module's directory, as Terraform (run there) reads them.
 
 mod collections;
+mod dates;
 mod encoding;
 mod files;
 mod hashes;
+mod net;
 mod numbers;
 mod strings;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_more;
 mod types;
 
 pub use encoding::{from_json, jsonencode_value};
@@ -95,9 +100,12 @@ const FUNCS: &[(&str, F)] = &[
     // Encoding.
     ("base64decode", encoding::base64decode),
     ("base64encode", encoding::base64encode),
+    ("base64gzip", encoding::base64gzip),
     ("csvdecode", encoding::csvdecode),
     ("jsondecode", encoding::jsondecode),
     ("jsonencode", encoding::jsonencode),
+    ("textdecodebase64", encoding::textdecodebase64),
+    ("textencodebase64", encoding::textencodebase64),
     ("urlencode", encoding::urlencode),
     ("yamldecode", encoding::yamldecode),
     ("yamlencode", encoding::yamlencode),
@@ -114,9 +122,31 @@ const FUNCS: &[(&str, F)] = &[
     // Hashes.
     ("base64sha256", hashes::base64sha256),
     ("base64sha512", hashes::base64sha512),
+    ("filebase64sha256", hashes::filebase64sha256),
+    ("filebase64sha512", hashes::filebase64sha512),
+    ("filemd5", hashes::filemd5),
+    ("filesha1", hashes::filesha1),
+    ("filesha256", hashes::filesha256),
+    ("filesha512", hashes::filesha512),
+    ("md5", hashes::md5),
+    ("sha1", hashes::sha1),
     ("sha256", hashes::sha256),
     ("sha512", hashes::sha512),
+    ("uuid", hashes::uuid),
+    ("uuidv5", hashes::uuidv5),
+    // Date and time.
+    ("formatdate", dates::formatdate),
+    ("plantimestamp", dates::plantimestamp),
+    ("timeadd", dates::timeadd),
+    ("timecmp", dates::timecmp),
+    ("timestamp", dates::timestamp),
+    // IP networks.
+    ("cidrhost", net::cidrhost),
+    ("cidrnetmask", net::cidrnetmask),
+    ("cidrsubnet", net::cidrsubnet),
+    ("cidrsubnets", net::cidrsubnets),
     // Types.
+    ("ephemeralasnull", types::identity),
     ("issensitive", types::issensitive),
     ("nonsensitive", types::identity),
     ("sensitive", types::identity),

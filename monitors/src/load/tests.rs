@@ -128,7 +128,7 @@ fn unknown_functions_and_module_inputs_are_named() {
     let t = dir(&[
             (
                 "main.tf",
-                "resource \"datadog_monitor\" \"m\" {\n  name = sha1(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
+                "resource \"datadog_monitor\" \"m\" {\n  name = bcrypt(\"x\")\n  type = \"query alert\"\n  query = \"avg(last_5m):avg:a{*} > 1\"\n  message = \"m\"\n}\nmodule \"x\" {\n  source = \"./x\"\n  nope = 1\n}\n",
             ),
             ("x/main.tf", "# nothing\n"),
         ]);
@@ -136,7 +136,7 @@ fn unknown_functions_and_module_inputs_are_named() {
     let msgs: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert!(
-        msgs[1].ends_with("datadog_monitor.m: name: unknown function `sha1`"),
+        msgs[1].ends_with("datadog_monitor.m: name: unknown function `bcrypt`"),
         "{}",
         msgs[1]
     );
