@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kelpie_standin::intake::{Failure, Intake, IntakeHandle, ReceivedSeries, Times};
+use kelpie_standin::intake::{Failure, Intake, IntakeHandle, Times};
 use std::time::Duration;
 
 fn agent_for(intake: &IntakeHandle, extra: &[(&str, &str)]) -> AgentProc {
@@ -18,15 +18,6 @@ fn agent_for(intake: &IntakeHandle, extra: &[(&str, &str)]) -> AgentProc {
     ];
     envs.extend_from_slice(extra);
     AgentProc::spawn(&envs)
-}
-
-/// Total count carried by a counter's series: every rate point × its interval.
-fn counted(series: &[ReceivedSeries], name: &str) -> f64 {
-    series
-        .iter()
-        .filter(|s| s.name == name)
-        .flat_map(|s| s.points.iter().map(move |p| p.1 * s.interval.max(1) as f64))
-        .sum()
 }
 
 /// The intake fails in four ways in a row (503, stalls past the timeout, resets, refused connections), 5 s
@@ -52,21 +43,16 @@ async fn an_outage_of_every_kind_is_probed_gently_and_loses_nothing() {
     ];
     let mut sent = 0u64;
     let mut flushes_during = 0u64;
-    let flushes = |a: &AgentProc| {
-        a.status_json()["aggregator"]["flushes"]
-            .as_u64()
-            .unwrap_or(0)
-    };
     let before = intake.requests().len();
     for failure in phases {
         intake.set_failure(failure, Times::Always);
-        let f0 = flushes(&agent);
+        let f0 = agent.flushes();
         for _ in 0..10 {
             agent.send(&"e2e.outage.count:1|c\n".repeat(10));
             sent += 10;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        flushes_during += flushes(&agent) - f0;
+        flushes_during += agent.flushes() - f0;
     }
     agent.wait_samples(sent, Duration::from_secs(10));
     // Requests the intake saw while it failed (the refused connections of the last phase never reach it).

@@ -7,42 +7,8 @@ mod common;
 
 use common::*;
 use kelpie_container::{ContainerConfig, Containers};
-use parking_lot::Mutex;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
-
-/// Forwards connections from `path` to the Docker socket; `cut()` closes all of them.
-struct Relay {
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Relay {
-    fn start(path: &std::path::Path) -> Relay {
-        let listener = UnixListener::bind(path).unwrap();
-        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let c2 = conns.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let h = tokio::spawn(async move {
-                    if let Ok(mut upstream) = UnixStream::connect("/var/run/docker.sock").await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-                c2.lock().push(h.abort_handle());
-            }
-        });
-        Relay { conns }
-    }
-
-    fn cut(&self) {
-        for h in self.conns.lock().drain(..) {
-            h.abort();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_event_stream_reconnects_without_duplicate_events() {

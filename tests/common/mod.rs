@@ -178,6 +178,13 @@ impl AgentProc {
         }
     }
 
+    /// Flushes the aggregator has made (`aggregator.flushes` in the status).
+    pub fn flushes(&self) -> u64 {
+        self.status_json()["aggregator"]["flushes"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -288,4 +295,13 @@ pub fn outcome(out: std::process::Output) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Total count carried by a counter's series: every rate point × its interval.
+pub fn counted(series: &[kelpie_standin::intake::ReceivedSeries], name: &str) -> f64 {
+    series
+        .iter()
+        .filter(|s| s.name == name)
+        .flat_map(|s| s.points.iter().map(move |p| p.1 * s.interval.max(1) as f64))
+        .sum()
 }

@@ -205,3 +205,46 @@ pub async fn collect_events(
     }
     out
 }
+
+/// Forwards connections from `path` to the Docker socket; `cut()` closes all of them (as a daemon restart
+/// does: the engine itself is shared, so it is not restarted).
+pub struct Relay {
+    conns: std::sync::Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+impl Relay {
+    pub fn start(path: &std::path::Path) -> Relay {
+        use tokio::net::{UnixListener, UnixStream};
+        let listener = UnixListener::bind(path).unwrap();
+        let conns: std::sync::Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Default::default();
+        let c2 = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let h = tokio::spawn(async move {
+                    if let Ok(mut upstream) = UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                c2.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        Relay {
+            conns,
+            accept: accept.abort_handle(),
+        }
+    }
+
+    pub fn cut(&self) {
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
