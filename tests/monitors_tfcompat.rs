@@ -228,6 +228,12 @@ fn newer_provider_arguments_and_monitor_json() {
             {"name": "runbook", "url": "https://wiki.example.com/runbooks/batch", "category": "runbook"}
         ])
     );
+    let dynamic = get(&l, "datadog_monitor.dynamic_threshold");
+    assert_eq!(
+        dynamic.options["thresholds"],
+        json!({"critical_query": "formula(\"2 * query1\").rollup(\"avg\").last(\"1w\")",
+               "critical_recovery_query": "formula(\"1.5 * query1\").rollup(\"avg\").last(\"1w\")"})
+    );
     let j = get(&l, "datadog_monitor_json.from_json");
     assert_eq!(j.name, "Queue depth (JSON)");
     assert_eq!(j.tags, vec!["team:orders"]);

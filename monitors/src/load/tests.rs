@@ -181,3 +181,67 @@ resource "datadog_monitor_metric" "app.internal_errors" {
         "infra errors\n{{#is_alert}}@slack-infra{{/is_alert}}"
     );
 }
+
+#[test]
+fn dynamic_thresholds_are_checked_as_datadog_checks_them() {
+    let with = |thresholds: &str, variables: bool| {
+        let vars = if variables {
+            r#"variables {
+    event_query {
+      name        = "query1"
+      data_source = "rum"
+      indexes     = ["*"]
+      compute {
+        aggregation = "count"
+      }
+    }
+  }"#
+        } else {
+            ""
+        };
+        let text = format!(
+            r#"
+resource "datadog_monitor" "m" {{
+  name    = "M"
+  type    = "rum alert"
+  query   = "formula(\"query1\").last(\"15m\") > 0"
+  message = "m"
+  {vars}
+  monitor_thresholds {{
+    {thresholds}
+  }}
+}}
+"#
+        );
+        let t = dir(&[("main.tf", &text)]);
+        let l = load_dir(t.path(), &LoadOptions::default());
+        l.errors.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+    };
+    let q = r#"critical_query = "formula(\"2 * query1\").last(\"1w\")""#;
+    assert_eq!(with(q, true), Vec::<String>::new());
+    let errs = with(&format!("{q}\n    critical = 0"), true);
+    assert!(
+        errs.len() == 1
+            && errs[0].contains(
+                "`critical_query` cannot be combined with the static `critical` threshold"
+            ),
+        "{errs:?}"
+    );
+    let errs = with(q, false);
+    assert!(
+        errs.len() == 1
+            && errs[0].contains("needs a formula query")
+            && errs[0].contains("`variables` block"),
+        "{errs:?}"
+    );
+    let errs = with(r#"critical_recovery_query = "query1 * 2""#, true);
+    assert!(
+        errs.len() == 1 && errs[0].contains("`critical_recovery_query` must be a formula query"),
+        "{errs:?}"
+    );
+    let errs = with("critical_query = 5", true);
+    assert!(
+        errs.len() == 1 && errs[0].contains("must be a non-empty query string"),
+        "{errs:?}"
+    );
+}

@@ -117,7 +117,7 @@ pub(super) fn check_query_thresholds(
                     ),
                     // Datadog copies the query's threshold into thresholds.critical; declaring it avoids a
                     // perpetual diff.
-                    None => {
+                    None if !th.contains_key("critical_query") => {
                         th.insert("critical".into(), json!(q.threshold));
                     }
                     _ => {}

@@ -18,6 +18,14 @@ const THRESHOLD_KEYS: &[&str] = &[
     "critical_recovery",
     "warning_recovery",
     "unknown",
+    "critical_query",
+    "critical_recovery_query",
+];
+
+/// Thresholds given as queries (dynamic thresholds) rather than numbers, with the static one each replaces.
+const QUERY_THRESHOLDS: &[(&str, &str)] = &[
+    ("critical_query", "critical"),
+    ("critical_recovery_query", "critical_recovery"),
 ];
 
 const MONITOR_ARGS: &[&str] = &[
@@ -252,13 +260,50 @@ fn monitor_form(c: &mut Conv<'_>, mon: &mut Monitor, opts: &mut JsonMap<String, 
         "monitor_thresholds"
     };
     let (mut th, th_pos) = thresholds(c, key);
+    check_threshold_queries(c, mon, opts, &th, th_pos.as_ref());
     check_query_thresholds(c, mon, &mut th, th_pos, query_pos);
     if !th.is_empty() {
         opts.insert("thresholds".into(), JsonValue::Object(th));
     }
 }
 
-/// The `monitor_thresholds` (or older `thresholds`) block as JSON numbers, with where it is.
+/// Dynamic thresholds (`critical_query`, `critical_recovery_query`), as Datadog takes them: only with a
+/// formula query over a `variables` block, not with the static threshold they replace, and each a
+/// `formula("…")…` query itself.
+fn check_threshold_queries(
+    c: &mut Conv<'_>,
+    mon: &Monitor,
+    opts: &JsonMap<String, JsonValue>,
+    th: &JsonMap<String, JsonValue>,
+    at: Option<&Pos>,
+) {
+    for (qkey, static_key) in QUERY_THRESHOLDS {
+        let Some(q) = th.get(*qkey).and_then(JsonValue::as_str) else {
+            continue;
+        };
+        if th.contains_key(*static_key) {
+            c.err(
+                at,
+                format!("`{qkey}` cannot be combined with the static `{static_key}` threshold"),
+            );
+        }
+        if !mon.query.trim_start().starts_with("formula(") || !opts.contains_key("variables") {
+            c.err(
+                at,
+                format!("`{qkey}` needs a formula query (`formula(\"query1\")…`) and a `variables` block"),
+            );
+        }
+        if !q.starts_with("formula(") || !q.ends_with(')') {
+            c.err(
+                at,
+                format!("`{qkey}` must be a formula query, e.g. formula(\"2 * query1\").rollup(\"avg\").last(\"6mo\"), not {q:?}"),
+            );
+        }
+    }
+}
+
+/// The `monitor_thresholds` (or older `thresholds`) block as JSON numbers (query thresholds as strings),
+/// with where it is.
 fn thresholds(c: &mut Conv<'_>, key: &str) -> (JsonMap<String, JsonValue>, Option<Pos>) {
     let mut th = JsonMap::new();
     let mut th_pos = None;
@@ -277,6 +322,18 @@ fn thresholds(c: &mut Conv<'_>, key: &str) -> (JsonMap<String, JsonValue>, Optio
                 continue;
             }
             if v.is_null() {
+                continue;
+            }
+            if QUERY_THRESHOLDS.iter().any(|(q, _)| q == k) {
+                match v {
+                    hcl::Value::String(q) if !q.trim().is_empty() => {
+                        th.insert(k.clone(), json!(q.trim()));
+                    }
+                    _ => c.err(
+                        Some(p),
+                        format!("`{key}.{k}` must be a non-empty query string"),
+                    ),
+                }
                 continue;
             }
             if let Some(f) = c.number_of(v, p, &format!("{key}.{k}")) {

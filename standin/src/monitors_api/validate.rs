@@ -133,7 +133,12 @@ pub(super) fn validate(m: &Value) -> Result<(), String> {
         let Some(o) = th.as_object() else {
             return Err("The value provided for parameter 'thresholds' is invalid".into());
         };
-        if o.values().any(|v| !v.is_null() && num(v).is_none()) {
+        // Dynamic thresholds (`critical_query`, `critical_recovery_query`) are formula queries, as strings.
+        let bad = |(k, v): (&String, &Value)| match k.as_str() {
+            "critical_query" | "critical_recovery_query" => !v.is_null() && !v.is_string(),
+            _ => !v.is_null() && num(v).is_none(),
+        };
+        if o.iter().any(bad) {
             return Err("The value provided for parameter 'thresholds' is invalid".into());
         }
     }

@@ -91,3 +91,30 @@ resource "datadog_monitor_json" "from_json" {
     }
   })
 }
+
+# A dynamic threshold: the critical level is a formula over the same variables, not a number.
+resource "datadog_monitor" "dynamic_threshold" {
+  name    = "RUM errors above twice their usual level"
+  type    = "rum alert"
+  query   = "formula(\"query1\").last(\"15m\") > 0"
+  message = "errors above their baseline"
+
+  variables {
+    event_query {
+      name        = "query1"
+      data_source = "rum"
+      indexes     = ["*"]
+      compute {
+        aggregation = "count"
+      }
+      search {
+        query = "@type:error @application.name:shop"
+      }
+    }
+  }
+
+  monitor_thresholds {
+    critical_query          = "formula(\"2 * query1\").rollup(\"avg\").last(\"1w\")"
+    critical_recovery_query = "formula(\"1.5 * query1\").rollup(\"avg\").last(\"1w\")"
+  }
+}
