@@ -347,18 +347,26 @@ async fn oom_kill_gives_one_oom_error_event() {
     let _cs = Containers::start(config("test-host"), tx)
         .await
         .expect("start");
-    // 64 MiB in a 16 MiB container without swap: the kernel OOM-kills it.
+    // 64 MiB in a 16 MiB container without swap: the kernel OOM-kills it. The allocation waits a second:
+    // containerd's shim starts watching the container's cgroup for OOM only after the process started, and an
+    // OOM before that is never reported by Docker (no `oom` event, `State.OOMKilled` false), to anyone.
     let c = run(
         "kelpie-oom",
         &["--memory", "16m", "--memory-swap", "16m"],
-        &["hold", "64"],
+        &["hold", "64", "1000"],
     );
     let tag = format!("container_name:{}", c.name);
     let oom = wait_event(&mut rx, Duration::from_secs(20), |e| {
         has_tag(e, &tag) && e.title.contains("out of memory")
     })
     .await
-    .expect("oom event");
+    .unwrap_or_else(|| {
+        panic!(
+            "no oom event; Docker says OOMKilled={} ExitCode={}",
+            inspect(&c.id, "{{.State.OOMKilled}}"),
+            inspect(&c.id, "{{.State.ExitCode}}")
+        )
+    });
     assert_eq!(oom.alert_type, "error");
     assert!(has_tag(&oom, &format!("container_id:{}", c.id)));
     let rest = collect_events(&mut rx, Duration::from_secs(3), |e| has_tag(e, &tag)).await;

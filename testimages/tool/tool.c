@@ -1,7 +1,8 @@
 /* kelpie test tool: one static binary, several behaviours, for FROM-scratch test images.
  *   tool sleep                 sleep forever
  *   tool burn                  spin one CPU core forever
- *   tool hold <MiB>            allocate and touch <MiB> of memory, print "ready", sleep forever
+ *   tool hold <MiB> [ms]       wait <ms> milliseconds (default 0), allocate and touch <MiB> of memory,
+ *                              print "ready", sleep forever
  *   tool exit <code> [ms]      wait <ms> milliseconds (default 0), then exit with <code>
  *   tool send <socket> <text>  connect to a Unix stream socket, send <text> as one length-prefixed
  *                              DogStatsD frame every 100 ms (at most 600 times), then sleep forever
@@ -80,6 +81,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "sleep")) sleep_forever();
     if (!strcmp(mode, "burn")) { volatile uint64_t x = 0; for (;;) x++; }
     if (!strcmp(mode, "hold") && argc >= 3) {
+        if (argc >= 4) msleep(atol(argv[3]));
         size_t n = (size_t)atol(argv[2]) << 20;
         char *p = malloc(n);
         if (!p) { fprintf(stderr, "malloc failed\n"); return 1; }
