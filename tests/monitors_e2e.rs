@@ -625,13 +625,14 @@ fn an_interrupted_sync_converges_without_duplicates() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Interrupt it (SIGINT, as Ctrl-C or a CI runner's cancel) once some monitors exist.
+    // Interrupt it once some monitors exist: SIGTERM, as a CI runner's cancel sends (SIGINT, Ctrl-C's, would do
+    // the same, but a shell starts background jobs with SIGINT ignored, and children inherit that).
     let t = std::time::Instant::now();
     while api.monitors().len() < 8 && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
