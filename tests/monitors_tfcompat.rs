@@ -485,6 +485,7 @@ fn every_corpus_directory_plans_clean_after_sync() {
         ("monitor_types", vec![]),
         ("provider_args", vec![]),
         ("lifecycle", vec![]),
+        ("object_for_lines", vec![]),
     ] {
         let d = corpus(dir);
         let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];
@@ -631,4 +632,97 @@ resource "datadog_monitor" "m" {
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     assert_eq!(l.monitors[0].name, "CPU label-prod");
     assert_eq!(l.ignored_modules, vec!["module.gone"]);
+}
+
+#[test]
+fn object_for_expressions_broken_across_lines_and_cumulative_windows() {
+    let l = load("object_for_lines");
+    assert_eq!(l.monitors.len(), 2);
+    let spans = get(&l, "datadog_monitor.monthly_spans");
+    assert_eq!(spans.name, "prod-checkout: monthly ingested spans");
+    assert_eq!(spans.tags, vec!["env:prod", "service:checkout"]);
+    assert_eq!(
+        spans.query,
+        "sum(current_1mo):sum:datadog.estimated_usage.apm.ingested_spans{*}.as_count() > 1000"
+    );
+    assert_eq!(
+        spans.options["scheduling_options"],
+        json!({"evaluation_window": {"day_starts": "00:00", "month_starts": 1}})
+    );
+    assert_eq!(
+        get(&l, "datadog_monitor.daily_errors").options["thresholds"]["critical"],
+        json!(500.0)
+    );
+    // A line after a joined expression keeps its number in messages.
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            "locals {\n  m = { for k, v in { a = 1 } : k => v > 0 ? v :\n    0 }\n}\nresource \"datadog_monitor\" \"x\" {\n  name    = \"X\"\n  type    = \"metric alert\"\n  query   = \"avg(current_2d):avg:a{*} > 1\"\n  message = \"m ${local.m.a}\"\n}\n",
+        )],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["main.tf:8:3: datadog_monitor.x: invalid query: invalid time window `current_2d` (expected e.g. last_5m, last_1h, last_1d, or a cumulative current_1d)"]
+    );
+}
+
+#[test]
+fn failed_module_outputs_and_locals_name_their_cause_where_another_module_uses_them() {
+    let mon = "variable \"monitors\" {}\nresource \"datadog_monitor\" \"m\" {\n  for_each = var.monitors\n  name     = each.key\n  type     = \"metric alert\"\n  query    = \"avg(last_5m):avg:a{*} > 1\"\n  message  = \"m\"\n}\n";
+    // An output computed by a data source (a YAML deep-merge provider), passed to a module.
+    let errs = errors_of(
+        &[
+            (
+                "main.tf",
+                "module \"config\" {\n  source = \"./config\"\n}\nmodule \"alerts\" {\n  source   = \"./alerts\"\n  monitors = module.config.merged\n}\n",
+            ),
+            (
+                "config/main.tf",
+                "data \"yaml_merge\" \"all\" {\n  inputs = []\n}\noutput \"merged\" {\n  value = data.yaml_merge.all.result\n}\n",
+            ),
+            ("alerts/main.tf", mon),
+        ],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["config/main.tf:5:3: output \"merged\" of module module.config: `data.yaml_merge.all` is a data source, read by Terraform when it runs; kelpie cannot know its value"]
+    );
+    // A local needing another resource type's attribute, passed to a module.
+    let errs = errors_of(
+        &[
+            (
+                "main.tf",
+                "resource \"datadog_service_level_objective\" \"slo\" {\n  name = \"s\"\n}\nlocals {\n  by_slo = { (datadog_service_level_objective.slo.id) = 1 }\n}\nmodule \"alerts\" {\n  source   = \"./alerts\"\n  monitors = local.by_slo\n}\n",
+            ),
+            ("alerts/main.tf", mon),
+        ],
+        &LoadOptions::default(),
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("main.tf:5:3: local.by_slo: `datadog_service_level_objective.slo.id` is an attribute of a resource that kelpie does not read"),
+        "{errs:#?}"
+    );
+    // A -var value that does not parse is reported once (not also as "not set").
+    let opts = LoadOptions {
+        vars: vec!["monitors=oops".into()],
+        ..LoadOptions::default()
+    };
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            &mon.replace(
+                "variable \"monitors\" {}",
+                "variable \"monitors\" {\n  type = map(any)\n}",
+            ),
+        )],
+        &opts,
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains("the value given (oops) is invalid"),
+        "{errs:#?}"
+    );
 }

@@ -73,6 +73,12 @@ impl Rule {
         let simple = q.simple.clone().ok_or(
             "only simple queries (`<aggr>:<metric>{scope} by {keys}`) can be evaluated offline",
         )?;
+        if q.window.starts_with("current_") {
+            return Err(format!(
+                "a cumulative window (`{}`) cannot be evaluated offline",
+                q.window
+            ));
+        }
         if !query::TIME_AGGRS.contains(&q.time_aggr.as_str()) {
             return Err(format!(
                 "time aggregator `{}` cannot be evaluated offline",

@@ -6,6 +6,7 @@
 mod call;
 mod instances;
 mod module;
+mod newlines;
 mod parse;
 mod resource;
 #[cfg(test)]

@@ -195,11 +195,16 @@ fn locals_and_calls<'f>(
             progressed = true;
             match eval(expr, ctx) {
                 Ok(v) => drop(locals.insert(name.to_string(), v)),
-                Err(msg) => failed.push((
-                    name,
-                    text,
-                    Diag::new(Some(pos), None, format!("local.{name}: {msg}")),
-                )),
+                Err(msg) => {
+                    let diag = Diag::new(Some(pos), None, format!("local.{name}: {msg}"));
+                    // Known at once, so that a module call loaded next whose input uses this local
+                    // names the cause (not "there is no local value"); settled in defer_failures.
+                    let cause = m.explain(Some(&text), diag.clone());
+                    m.deferred
+                        .borrow_mut()
+                        .insert(format!("local.{name}"), (cause, false));
+                    failed.push((name, text, diag))
+                }
             }
         }
         pending = still;
@@ -211,6 +216,13 @@ fn locals_and_calls<'f>(
             progressed = true;
             if let Some((name, v, failed)) = load_module_call(m, &f.src, b, ctx, out) {
                 modules.insert(name, v);
+                // Known at once, so that locals and module calls evaluated next name the cause of a
+                // failed output (not "has no output").
+                let mut d = m.deferred.borrow_mut();
+                for (key, diag) in &failed {
+                    d.entry(key.clone()).or_insert((diag.clone(), false));
+                }
+                drop(d);
                 failed_outputs.extend(failed);
             }
         }

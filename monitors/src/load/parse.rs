@@ -84,7 +84,20 @@ pub(super) fn parse_files(dir: &Path, out: &mut Loaded) -> Vec<ParsedFile> {
         out.files += 1;
         match hcl::edit::parser::parse_body(&src.text) {
             Ok(body) => files.push(ParsedFile { src, body }),
-            Err(e) => out.errors.push(parse_diag(&src, &e)),
+            Err(e) => {
+                // A line break inside an object `for`, which Terraform accepts (see newlines.rs).
+                let joined = super::newlines::join_object_for_lines(&src.text).and_then(|t| {
+                    let body = hcl::edit::parser::parse_body(&t).ok()?;
+                    Some(ParsedFile {
+                        src: Source::new(src.name.clone(), t),
+                        body,
+                    })
+                });
+                match joined {
+                    Some(f) => files.push(f),
+                    None => out.errors.push(parse_diag(&src, &e)),
+                }
+            }
         }
     }
     files

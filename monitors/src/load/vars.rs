@@ -107,9 +107,16 @@ pub(super) fn bind_variables(
             };
             declared.push(name.to_string());
             let pos = f.src.span_pos(b.span());
+            let errors_before = out.errors.len();
             match variable_value(m, &f.src, b, name, ctx, out) {
                 Some(v) => {
                     vars.insert(name.to_string(), v);
+                }
+                // Its value was invalid and that was reported: a monitor using it says nothing more
+                // (not also "is not set").
+                None if out.errors.len() > errors_before => {
+                    let d = out.errors[out.errors.len() - 1].clone();
+                    m.deferred.borrow_mut().insert(format!("var.{name}"), (d, true));
                 }
                 None if m.failed_inputs.contains_key(name) => {
                     let d = m.failed_inputs.get(name).cloned();

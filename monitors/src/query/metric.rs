@@ -1,7 +1,10 @@
 //! Metric monitor queries (`metric alert`, `query alert`): parsing, with a one-sentence error saying what
 //! is wrong, and the checks of the functions Datadog evaluates specially.
 
-use super::{window_minutes, MetricQuery, Op, Simple, QUERY_TIME_AGGRS, SPACE_AGGRS, TIME_AGGRS};
+use super::{
+    cumulative_window_minutes, window_minutes, MetricQuery, Op, Simple, QUERY_TIME_AGGRS,
+    SPACE_AGGRS, TIME_AGGRS,
+};
 
 /// Algorithms of the functions whose monitors Datadog evaluates specially.
 const ANOMALY_ALGOS: &[&str] = &["basic", "agile", "robust"];
@@ -33,9 +36,11 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
     } else {
         args.to_string()
     };
-    let window_minutes = window_minutes(&window).ok_or_else(|| {
-        format!("invalid time window `{window}` (expected e.g. last_5m, last_1h, last_1d)")
-    })?;
+    let window_minutes = window_minutes(&window)
+        .or_else(|| cumulative_window_minutes(&window).filter(|_| args == window))
+        .ok_or_else(|| {
+            format!("invalid time window `{window}` (expected e.g. last_5m, last_1h, last_1d, or a cumulative current_1d)")
+        })?;
     let rest = q[close + 1..].trim_start();
     let rest = rest
         .strip_prefix(':')

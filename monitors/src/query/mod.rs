@@ -123,6 +123,19 @@ pub fn window_minutes(w: &str) -> Option<u64> {
     (m > 0 && m <= 93 * 1440).then_some(m)
 }
 
+/// A cumulative window (`current_1h`, `current_1d`, `current_1w`, `current_1mo`): from the start of the
+/// hour, day, week or month (set by `scheduling_options.evaluation_window`) until now. Its length in
+/// minutes at most.
+pub fn cumulative_window_minutes(w: &str) -> Option<u64> {
+    match w.strip_prefix("current_")? {
+        "1h" => Some(60),
+        "1d" => Some(1440),
+        "1w" => Some(10080),
+        "1mo" => Some(31 * 1440),
+        _ => None,
+    }
+}
+
 /// Formats a threshold as Datadog shows it in queries: `10`, `2.5`.
 pub fn fmt_num(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {

@@ -2,7 +2,7 @@
 //! tracking, database monitoring, service checks, composites, ...), checked as far as Datadog's validate
 //! endpoint would check them offline.
 
-use super::{window_minutes, Op};
+use super::{cumulative_window_minutes, window_minutes, Op};
 
 /// The comparator and threshold ending a query, if it ends with one (outside brackets and quotes).
 fn trailing_comparison(q: &str) -> Option<(usize, Op, f64)> {
@@ -124,18 +124,29 @@ pub fn check_typed(mtype: &str, q: &str) -> Result<Option<(Op, f64)>, String> {
         let (at, op, thr) = trailing_comparison(q)
             .ok_or("the query has no comparator and threshold (e.g. `> 100`) at its end")?;
         let body = &q[..at];
-        let last = body
-            .rfind(".last(")
-            .ok_or("the query needs `.last(\"<window>\")`, e.g. .last(\"5m\")")?;
-        let w = body[last + 6..]
+        // `.last("5m")`, or `.current("1d")` for a cumulative window (scheduling_options.evaluation_window).
+        let (at_fn, name, len) = match (body.rfind(".last("), body.rfind(".current(")) {
+            (Some(l), Some(c)) if c > l => (c, "current", 9),
+            (Some(l), _) => (l, "last", 6),
+            (None, Some(c)) => (c, "current", 9),
+            (None, None) => {
+                return Err("the query needs `.last(\"<window>\")`, e.g. .last(\"5m\")".into())
+            }
+        };
+        let w = body[at_fn + len..]
             .split(')')
             .next()
             .unwrap_or("")
             .trim()
             .trim_matches(|c| c == '"' || c == '\'');
-        if window_minutes(&format!("last_{w}")).is_none() {
+        if name == "last" && window_minutes(&format!("last_{w}")).is_none() {
             return Err(format!(
                 "invalid window \"{w}\" in .last() (expected e.g. \"5m\", \"1h\", \"1d\")"
+            ));
+        }
+        if name == "current" && cumulative_window_minutes(&format!("current_{w}")).is_none() {
+            return Err(format!(
+                "invalid cumulative window \"{w}\" in .current() (expected \"1h\", \"1d\", \"1w\" or \"1mo\")"
             ));
         }
         return Ok(Some((op, thr)));

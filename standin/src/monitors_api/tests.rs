@@ -25,6 +25,14 @@ fn datadog_error_texts() {
     );
     let m = json!({"type": "query alert", "query": "sum(last_1h):sum:a{x:y}.as_count() / sum:b{*}.as_count() >= 0.5"});
     assert!(validate(&m).is_ok());
+    // Month windows, and cumulative windows (from the start of the hour, day, week or month).
+    for w in ["last_1mo", "last_2mo", "current_1h", "current_1mo"] {
+        let m =
+            json!({"type": "query alert", "query": format!("sum({w}):sum:a{{*}}.as_count() > 5")});
+        assert!(validate(&m).is_ok(), "{w}");
+    }
+    let m = json!({"type": "query alert", "query": "sum(current_2d):sum:a{*} > 5"});
+    assert!(validate(&m).is_err());
 }
 
 #[test]

@@ -47,14 +47,23 @@ fn check_metric_query(q: &str) -> Option<(String, f64)> {
         Some((_, inner)) => inner.split(')').next()?,
         None => args,
     };
-    let w = window
-        .strip_prefix("last_")
-        .or_else(|| window.strip_prefix("next_"))?;
-    let unit_len = w.chars().next_back()?.len_utf8();
-    let (n, unit) = w.split_at(w.len() - unit_len);
-    n.parse::<u32>().ok().filter(|n| *n > 0)?;
-    if !["m", "h", "d", "w"].contains(&unit) {
-        return None;
+    // A cumulative window from the start of the hour, day, week or month (scheduling_options).
+    let cumulative = ["current_1h", "current_1d", "current_1w", "current_1mo"].contains(&window);
+    if !cumulative {
+        let w = window
+            .strip_prefix("last_")
+            .or_else(|| window.strip_prefix("next_"))?;
+        let (n, unit) = match w.strip_suffix("mo") {
+            Some(n) => (n, "mo"),
+            None => {
+                let unit_len = w.chars().next_back()?.len_utf8();
+                w.split_at(w.len() - unit_len)
+            }
+        };
+        n.parse::<u32>().ok().filter(|n| *n > 0)?;
+        if !["m", "h", "d", "w", "mo"].contains(&unit) {
+            return None;
+        }
     }
     let rest = q[close + 1..].strip_prefix(':')?;
     if !rest.contains('{') || rest.matches('{').count() != rest.matches('}').count() {
