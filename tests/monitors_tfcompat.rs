@@ -725,4 +725,19 @@ fn failed_module_outputs_and_locals_name_their_cause_where_another_module_uses_t
         errs[0].contains("the value given (oops) is invalid"),
         "{errs:#?}"
     );
+    // for_each over a variable left null says so.
+    let errs = errors_of(
+        &[(
+            "main.tf",
+            &mon.replace(
+                "variable \"monitors\" {}",
+                "variable \"monitors\" {\n  default = null\n}",
+            ),
+        )],
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["main.tf:5:3: datadog_monitor.m: for_each needs a map or a set of strings; `var.monitors` is null (give it a value)"]
+    );
 }

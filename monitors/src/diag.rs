@@ -55,7 +55,11 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(name: String, text: String) -> Source {
+    pub fn new(name: String, mut text: String) -> Source {
+        // A UTF-8 byte order mark (Windows editors write one) is ignored, as Terraform ignores it.
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Source {
@@ -139,6 +143,10 @@ mod tests {
         assert_eq!(s.pos(8).to_string(), "f.tf:3:1");
         assert_eq!(s.pos(7).to_string(), "f.tf:2:4");
         assert_eq!(s.pos(999).line, 3);
+        // A byte order mark is not part of the text (nor of the first line's columns).
+        let s = Source::new("f.tf".into(), "\u{feff}ab\ncd".into());
+        assert_eq!(s.text, "ab\ncd");
+        assert_eq!(s.pos(1).to_string(), "f.tf:1:2");
     }
 
     #[test]

@@ -105,11 +105,18 @@ fn for_each_instances(
             items.dedup_by(|a, b| a.0 == b.0);
             items
         }
-        _ => {
+        other => {
+            let expr = src.slice(fe.value.span()).unwrap_or("").trim();
+            let got = match &other {
+                Value::Null => format!("`{expr}` is null (give it a value)"),
+                Value::Bool(_) => format!("`{expr}` is a bool"),
+                Value::Number(_) => format!("`{expr}` is a number"),
+                _ => format!("`{expr}` is a string"),
+            };
             out.errors.push(Diag::new(
                 Some(src.span_pos(fe.span())),
                 Some(what),
-                "for_each needs a map or a set of strings",
+                format!("for_each needs a map or a set of strings; {got}"),
             ));
             return None;
         }

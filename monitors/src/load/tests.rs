@@ -245,3 +245,19 @@ resource "datadog_monitor" "m" {{
         "{errs:?}"
     );
 }
+
+#[test]
+fn files_saved_by_windows_editors_load() {
+    // A UTF-8 byte order mark, CRLF line ends and tabs, in a .tf and a .tfvars file.
+    let t = dir(&[
+        (
+            "main.tf",
+            "\u{feff}variable \"env\" {}\r\nresource \"datadog_monitor\" \"m\" {\r\n\tname    = \"M ${var.env}\"\r\n\ttype    = \"metric alert\"\r\n\tquery   = \"avg(last_5m):avg:a{env:${var.env}} > 1\"\r\n\tmessage = <<-EOT\r\n\t\tPaging.\r\n\tEOT\r\n}\r\n",
+        ),
+        ("terraform.tfvars", "\u{feff}env = \"prod\"\r\n"),
+    ]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(l.monitors[0].name, "M prod");
+    assert!(l.monitors[0].message.starts_with("Paging."));
+}
