@@ -715,14 +715,16 @@ fn failed_module_outputs_and_locals_name_their_cause_where_another_module_uses_t
             "main.tf",
             &mon.replace(
                 "variable \"monitors\" {}",
-                "variable \"monitors\" {\n  type = map(any)\n}",
-            ),
+                "variable \"monitors\" {\n  type = map(any)\n}\nlocals {\n  all = var.monitors\n  n   = length(local.all)\n}",
+            )
+            .replace("message  = \"m\"", "message  = \"${local.n} in all\"")
+            .replace("for_each = var.monitors", "for_each = toset([\"a\"])"),
         )],
         &opts,
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(
-        errs[0].contains("the value given (oops) is invalid"),
+        errs[0].contains("the value given (oops) is invalid") && !errs[0].contains("more instance"),
         "{errs:#?}"
     );
     // for_each over a variable left null says so.

@@ -66,9 +66,12 @@ impl Module {
         for k in hits {
             if let Some((diag, reported)) = d.get_mut(&k) {
                 found = true;
+                // A root cause is reported once, however many references lead to it.
                 if !*reported {
                     *reported = true;
-                    out.errors.push(diag.clone());
+                    if !out.errors.iter().any(|e| e == diag) {
+                        out.errors.push(diag.clone());
+                    }
                 }
             }
         }
