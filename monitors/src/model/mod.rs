@@ -50,6 +50,8 @@ pub const DATADOG_TYPES: &[&str] = &[
     "network-performance alert",
     "synthetics alert",
     "cost alert",
+    "data-quality alert",
+    "network-path alert",
 ];
 
 /// One desired monitor, as the files declare it.

@@ -116,3 +116,27 @@ fn provider_form_checks_thresholds() {
         "t.tf:5:3: x: warning threshold (5) must be above the critical threshold (10) for `<`"
     );
 }
+
+#[test]
+fn the_newest_monitor_types_are_accepted() {
+    // Types the API added lately; their queries are only checked for balanced quotes and brackets.
+    for t in ["data-quality alert", "network-path alert", "cost alert"] {
+        let a = args(vec![
+            ("name", Value::from("n")),
+            ("type", Value::from(t)),
+            ("query", Value::from("source(\"x\").last(\"1h\") > 1")),
+            ("message", Value::from("m")),
+        ]);
+        assert!(
+            from_args(MONITOR_RESOURCE, "x", Pos::default(), &a).is_ok(),
+            "{t}"
+        );
+    }
+    let a = args(vec![
+        ("name", Value::from("n")),
+        ("type", Value::from("quality alert")),
+        ("query", Value::from("x > 1")),
+        ("message", Value::from("m")),
+    ]);
+    assert!(from_args(MONITOR_RESOURCE, "x", Pos::default(), &a).is_err());
+}

@@ -122,6 +122,8 @@ pub(super) fn validate(m: &Value) -> Result<(), String> {
         "network-performance alert",
         "synthetics alert",
         "cost alert",
+        "data-quality alert",
+        "network-path alert",
     ];
     if !TYPES.contains(&t) {
         return Err("The value provided for parameter 'type' is invalid".into());
