@@ -156,6 +156,9 @@ const FUNCS: &[(&str, F)] = &[
     ("tonumber", types::tonumber),
     ("toset", types::toset),
     ("tostring", types::tostring),
+    // Terraform 0.11's list(…) and map(…), for the older files kelpie reads (Terraform 0.15 removed them).
+    ("list", types::legacy_list),
+    ("map", types::legacy_map),
 ];
 
 /// Names of every function (besides `try` and `can`).

@@ -266,3 +266,15 @@ fn base64gzip_round_trips() {
         .unwrap();
     assert_eq!(s, "hello world");
 }
+
+#[test]
+fn terraform_0_11_list_and_map() {
+    ok(r#"join(",", list("a", "b"))"#, "a,b");
+    ok(r#"jsonencode(list())"#, "[]");
+    ok(r#"map("env", "prod", "team", "core")["team"]"#, "core");
+    ok(
+        r#"jsonencode(merge(map("a", 1), map("b", list(2))))"#,
+        r#"{"a":1,"b":[2]}"#,
+    );
+    err(r#"map("a")"#, "in pairs");
+}

@@ -110,6 +110,26 @@ pub(super) fn toset(a: &[Value], _: &Scope<'_>) -> R {
     Ok(Value::Array(set_order(dedup(as_list(&a[0], "toset")?))))
 }
 
+/// `list(a, b, …)` of Terraform 0.11: the list of its arguments.
+pub(super) fn legacy_list(a: &[Value], _: &Scope<'_>) -> R {
+    Ok(Value::Array(a.to_vec()))
+}
+
+/// `map(k1, v1, k2, v2, …)` of Terraform 0.11: keys and values in turn (a later key wins).
+pub(super) fn legacy_map(a: &[Value], _: &Scope<'_>) -> R {
+    if !a.len().is_multiple_of(2) {
+        return Err(format!(
+            "map() takes keys and values in pairs, got {} argument(s)",
+            a.len()
+        ));
+    }
+    let mut m = hcl::Map::new();
+    for pair in a.chunks(2) {
+        m.insert(super::to_str(&pair[0])?, pair[1].clone());
+    }
+    Ok(Value::Object(m))
+}
+
 pub(super) fn tomap(a: &[Value], _: &Scope<'_>) -> R {
     want(a, 1, "tomap")?;
     Ok(Value::Object(as_map(&a[0], "tomap")?.clone()))

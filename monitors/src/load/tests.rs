@@ -261,3 +261,19 @@ fn files_saved_by_windows_editors_load() {
     assert_eq!(l.monitors[0].name, "M prod");
     assert!(l.monitors[0].message.starts_with("Paging."));
 }
+
+#[test]
+fn a_var_given_for_a_quoted_string_type_is_a_string() {
+    // Terraform 0.11 files quote the type: `-var env=prod` is the string "prod" there too.
+    let t = dir(&[(
+        "main.tf",
+        &format!("variable \"env\" {{\n  type = \"string\"\n}}\n{MON}"),
+    )]);
+    let opts = LoadOptions {
+        vars: vec!["env=prod".into()],
+        ..LoadOptions::default()
+    };
+    let l = load_dir(t.path(), &opts);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(l.monitors[0].name, "M prod");
+}

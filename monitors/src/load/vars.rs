@@ -242,7 +242,8 @@ fn check_undeclared(m: &Module, declared: &[String], out: &mut Loaded) {
 /// Types `-var`/`TF_VAR_` text by the variable's declared type, as Terraform does: strings stay text,
 /// other types are parsed as HCL expressions.
 fn typed_raw(text: &str, ty: &str) -> Result<Value, String> {
-    if ty.is_empty() || ty == "string" {
+    // `"string"` is the quoted form of Terraform 0.11, read as the older files are.
+    if ty.is_empty() || ty == "string" || ty == "\"string\"" {
         return Ok(Value::from(text));
     }
     let expr = hcl::edit::parser::parse_expr(text).map_err(|e| e.message().to_string())?;
