@@ -190,8 +190,16 @@ pub(super) fn urlencode(a: &[Value], _: &Scope<'_>) -> R {
 
 pub(super) fn yamldecode(a: &[Value], _: &Scope<'_>) -> R {
     want(a, 1, "yamldecode")?;
-    let v: serde_json::Value = serde_yaml::from_str(&str_arg(a, 0, "yamldecode")?)
-        .map_err(|e| format!("yamldecode(): {e}"))?;
+    let text = str_arg(a, 0, "yamldecode")?;
+    let err = |e: serde_yaml::Error| format!("yamldecode(): {e}");
+    let v: serde_json::Value = if text.contains("<<") {
+        // Merge keys (`<<: *defaults`), which Terraform's YAML decoder applies.
+        let mut y: serde_yaml::Value = serde_yaml::from_str(&text).map_err(err)?;
+        y.apply_merge().map_err(err)?;
+        serde_yaml::from_value(y).map_err(err)?
+    } else {
+        serde_yaml::from_str(&text).map_err(err)?
+    };
     Ok(from_json(v))
 }
 

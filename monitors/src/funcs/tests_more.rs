@@ -278,3 +278,14 @@ fn terraform_0_11_list_and_map() {
     );
     err(r#"map("a")"#, "in pairs");
 }
+
+#[test]
+fn yaml_merge_keys_are_applied() {
+    // A defaults mapping merged into each entry, its own keys winning, as Terraform's yamldecode does.
+    ok(
+        r#"jsonencode(yamldecode("base: &b\n  priority: 3\n  notify: \"@ops\"\ncpu:\n  <<: *b\n  priority: 1\n").cpu)"#,
+        r#"{"notify":"@ops","priority":1}"#,
+    );
+    // A `<<` inside a string is only text.
+    ok(r#"yamldecode("a: \"x << y\"\n").a"#, "x << y");
+}
