@@ -587,7 +587,8 @@ resource "datadog_monitor" "m" {
         .collect();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].starts_with("variable \"critical\": the value given (ninety) is invalid"),
+        errs[0]
+            == "variable \"critical\": the value given (ninety) is not a valid number: unknown name `ninety`",
         "{errs:?}"
     );
 }
@@ -724,7 +725,7 @@ fn failed_module_outputs_and_locals_name_their_cause_where_another_module_uses_t
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(
-        errs[0].contains("the value given (oops) is invalid") && !errs[0].contains("more instance"),
+        errs[0].ends_with("the value given (oops) is not a valid map(any): unknown name `oops`"),
         "{errs:#?}"
     );
     // for_each over a variable left null says so.

@@ -183,7 +183,12 @@ fn variable_value(
                     Err(msg) => out.errors.push(Diag::new(
                         Some(pos.clone()),
                         None,
-                        format!("variable \"{name}\": the value given ({text}) is invalid: {msg}"),
+                        format!(
+                            "variable \"{name}\": the value given ({text}) is not a valid {}: {}",
+                            if ty.is_empty() { "value" } else { ty.as_str() },
+                            // The hint about var./local. names is for expressions in files, not a -var.
+                            msg.split(" (use var.").next().unwrap_or(&msg)
+                        ),
                     )),
                 },
             }
