@@ -277,3 +277,42 @@ fn a_var_given_for_a_quoted_string_type_is_a_string() {
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     assert_eq!(l.monitors[0].name, "M prod");
 }
+
+#[test]
+fn import_blocks_with_for_each_name_each_instance() {
+    let t = dir(&[(
+        "main.tf",
+        r#"
+locals {
+  existing = { cpu = "101", disk = 102 }
+}
+resource "datadog_monitor" "m" {
+  for_each = local.existing
+  name     = "M ${each.key}"
+  type     = "metric alert"
+  query    = "avg(last_5m):avg:system.${each.key}{*} > 1"
+  message  = "m"
+}
+import {
+  for_each = local.existing
+  to       = datadog_monitor.m[each.key]
+  id       = each.value
+}
+import {
+  to = datadog_monitor.m["cpu"]
+  id = "101"
+}
+"#,
+    )]);
+    let l = load_dir(t.path(), &LoadOptions::default());
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let got: Vec<(String, i64)> = l.imports.iter().map(|i| (i.to.clone(), i.id)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (r#"datadog_monitor.m["cpu"]"#.to_string(), 101),
+            (r#"datadog_monitor.m["disk"]"#.to_string(), 102),
+            (r#"datadog_monitor.m["cpu"]"#.to_string(), 101),
+        ]
+    );
+}
