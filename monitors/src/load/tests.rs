@@ -316,3 +316,30 @@ import {
         ]
     );
 }
+
+#[test]
+fn an_invalid_var_for_a_long_type_is_one_line() {
+    let t = dir(&[(
+        "main.tf",
+        &format!(
+            "variable \"env\" {{\n  type = map(object({{\n    name  = string\n    query = string\n  }}))\n}}\n{}",
+            MON.replace("${var.env}", "x")
+        ),
+    )]);
+    let opts = LoadOptions {
+        vars: vec!["env=metric alert".into()],
+        ..LoadOptions::default()
+    };
+    let errs: Vec<String> = load_dir(t.path(), &opts)
+        .errors
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "variable \"env\": the value given (metric alert) is not a valid map(…): "
+        ) && !errs[0].contains('\n'),
+        "{errs:?}"
+    );
+}

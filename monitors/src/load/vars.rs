@@ -185,7 +185,7 @@ fn variable_value(
                         None,
                         format!(
                             "variable \"{name}\": the value given ({text}) is not a valid {}: {}",
-                            if ty.is_empty() { "value" } else { ty.as_str() },
+                            short_type(&ty),
                             // The hint about var./local. names is for expressions in files, not a -var.
                             msg.split(" (use var.").next().unwrap_or(&msg)
                         ),
@@ -246,6 +246,16 @@ fn check_undeclared(m: &Module, declared: &[String], out: &mut Loaded) {
 
 /// Types `-var`/`TF_VAR_` text by the variable's declared type, as Terraform does: strings stay text,
 /// other types are parsed as HCL expressions.
+/// A type constraint for a one-line message: `map(object({ … }))` as `map(…)`.
+fn short_type(ty: &str) -> String {
+    let one_line = ty.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.find('(') {
+        _ if one_line.is_empty() => "value".to_string(),
+        Some(i) if one_line.len() > 40 => format!("{}(…)", &one_line[..i]),
+        _ => one_line,
+    }
+}
+
 fn typed_raw(text: &str, ty: &str) -> Result<Value, String> {
     // `"string"` is the quoted form of Terraform 0.11, read as the older files are.
     if ty.is_empty() || ty == "string" || ty == "\"string\"" {
