@@ -204,6 +204,9 @@ fn load(args: &MonitorsArgs) -> Option<Loaded> {
     if let Some(l) = loaded.ignored_line() {
         eprintln!("{l}");
     }
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     if !loaded.errors.is_empty() {
         print_errors(&loaded.errors);
         return None;

@@ -76,6 +76,8 @@ pub struct Loaded {
     /// Module calls with a registry or git source (not read).
     pub ignored_modules: Vec<String>,
     pub errors: Vec<Diag>,
+    /// What Terraform and Datadog accept but is likely a mistake (two monitors with one name).
+    pub warnings: Vec<Diag>,
 }
 
 impl Loaded {
@@ -190,7 +192,7 @@ fn dedup_errors(errors: &mut Vec<Diag>) {
 fn check_duplicates(out: &mut Loaded) {
     let mut by_addr: BTreeMap<String, Pos> = BTreeMap::new();
     let mut by_name: BTreeMap<String, (String, Pos)> = BTreeMap::new();
-    let mut errors = Vec::new();
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
     for mon in &out.monitors {
         let tag = model::address_tag(&mon.address);
         if model::TAG_ADDRESS.len() + tag.len() > 200 {
@@ -211,9 +213,11 @@ fn check_duplicates(out: &mut Loaded) {
         } else {
             by_addr.insert(tag, mon.pos.clone());
         }
+        // Datadog and Terraform accept two monitors with one name (ownership goes by address), so this is a
+        // warning: usually a copy-paste, but not ours to refuse.
         let name = mon.name.trim().to_string();
         if let Some((addr, first)) = by_name.get(&name) {
-            errors.push(Diag::new(
+            warnings.push(Diag::new(
                 Some(mon.pos.clone()),
                 Some(&mon.address),
                 format!("duplicate name \"{name}\": {addr} at {first} has the same name"),
@@ -223,4 +227,5 @@ fn check_duplicates(out: &mut Loaded) {
         }
     }
     out.errors.extend(errors);
+    out.warnings.extend(warnings);
 }
