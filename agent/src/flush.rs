@@ -143,6 +143,7 @@ impl Flusher {
         t.flushes.inc();
         t.last_flush_unix.set(now);
         t.last_duration_us.set(started.elapsed().as_micros() as i64);
+        release_free_memory();
     }
 
     /// Streams the aggregator's closed buckets, `other` series and the self metrics (read after the
@@ -249,6 +250,19 @@ fn drain_in_arrival_order<T>(rx: &mut mpsc::Receiver<(Arrival, T)>) -> Vec<T> {
     }
     got.sort_by_key(|(arrival, _)| *arrival);
     got.into_iter().map(|(_, item)| item).collect()
+}
+
+/// Gives the memory a flush freed back to the system. A flush allocates and frees a bucket's worth of values
+/// (closed buckets set aside while samples keep arriving) and the encoders' buffers, from whichever threads
+/// ran it; glibc keeps freed memory in each thread's arena, so without this the agent's RSS creeps up flush
+/// after flush (measured: 82 → 94 MiB over three flushes at 100k contexts). `malloc_trim` also returns free
+/// pages in the middle of the arenas; it takes about a millisecond here.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Aggregator {
                     self.insert_timestamped(line, ts, origin_tags);
                     continue;
                 }
-                let alias = alias_hash(&mut self.key_buf, line, origin);
+                let alias = alias_hash(line, origin);
                 self.st.aliases.prefetch(alias.0);
                 pending.push(Pending {
                     line: i,

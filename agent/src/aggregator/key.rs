@@ -118,15 +118,15 @@ pub(super) fn origin_hash(origin_tags: &[IStr]) -> u64 {
 
 /// 128-bit hash of what determines a line's context as sent: name, raw tag field, distribution or not, and
 /// the origin tags' hash (the mapper, `dogstatsd_tags` and host rules are fixed for the aggregator's life).
-pub(super) fn alias_hash(buf: &mut Vec<u8>, line: &MetricLine<'_>, origin: u64) -> (u64, u64) {
-    buf.clear();
-    buf.extend_from_slice(line.name.as_bytes());
-    buf.push(0xff);
-    buf.extend_from_slice(line.tags.as_bytes());
-    buf.push(0xff);
-    buf.push((line.kind == MetricKind::Distribution) as u8);
-    buf.extend_from_slice(&origin.to_le_bytes());
-    let h = xxhash_rust::xxh3::xxh3_128_with_seed(buf, 0x0061_6c69_6173);
+/// The name, kind and origin seed the hash of the tag field, so the line's text is hashed where it lies,
+/// without copying it.
+pub(super) fn alias_hash(line: &MetricLine<'_>, origin: u64) -> (u64, u64) {
+    let dist = (line.kind == MetricKind::Distribution) as u64;
+    let seed = xxhash_rust::xxh3::xxh3_64_with_seed(
+        line.name.as_bytes(),
+        origin.rotate_left(1) ^ dist ^ 0x0061_6c69_6173,
+    );
+    let h = xxhash_rust::xxh3::xxh3_128_with_seed(line.tags.as_bytes(), seed);
     // (0, 0) means "no alias" in a context.
     ((h as u64) | 1, (h >> 64) as u64)
 }

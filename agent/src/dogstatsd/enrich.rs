@@ -109,12 +109,13 @@ fn recycle_lines<'b>(mut v: Vec<MetricLine<'_>>) -> Vec<MetricLine<'b>> {
 
 impl AggregatingSink {
     // Over 100 lines on purpose: the per-datagram hot path, whose per-line closure borrows most of its locals.
-    /// Processes one batch of datagrams (called by a worker; `start` is where this worker begins its round of
-    /// the shards, so that workers do not queue up behind the same lock).
+    /// Processes datagrams taken together (called by a worker; `arrivals[i]` is where `batch[i]` stood in
+    /// arrival order; `start` is where this worker begins its round of the shards, so that workers do not
+    /// queue up behind the same lock).
     pub fn process(
         &self,
         batch: &[Received<'_>],
-        seq: u64,
+        arrivals: &[Arrival],
         scratch: &mut ShardLines,
         start: usize,
     ) {
@@ -138,8 +139,7 @@ impl AggregatingSink {
             .as_ref()
             .map_or(TagCardinality::Low, OriginResolver::cardinality);
         let mut cache: FieldCache<'_> = None;
-        for (i, r) in batch.iter().enumerate() {
-            let arrival: Arrival = (seq, i as u32);
+        for (r, &arrival) in batch.iter().zip(arrivals) {
             let sender = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
                     o.origin_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
@@ -273,7 +273,7 @@ mod tests {
             transport: Transport::Udp,
             pid: None,
         };
-        sink.process(&[received], 0, &mut ShardLines::default(), 0);
+        sink.process(&[received], &[(0, 0)], &mut ShardLines::default(), 0);
     }
 
     /// Counter totals per tag set after one flush.

@@ -10,21 +10,34 @@
 //! that does not fit is dropped whole and its datagrams are counted as `queue_full` (never a wait, never
 //! growth). Spare buffers are kept for reuse up to [`POOL_BUFFERS`] of at most [`POOL_BUFFER_MAX`] bytes each.
 //!
+//! Waking: a push wakes a worker only when one is idle (no traffic for [`BUSY_FOR`]) or when the queue holds
+//! more than [`WAKE_BYTES`]. While traffic flows, a worker that finds the queue empty naps for [`NAP`] and then
+//! takes everything that came meanwhile ([`PacketQueue::pop_many`]), so a steady stream of small reads costs a
+//! wake-up per millisecond per worker, not a futex wake and two context switches per datagram (measured: the
+//! reader spent 22% of its time in `futex_wake` and the workers switched 4,000 times a second each at 2M
+//! metrics/s). A burst still wakes every worker at once through [`WAKE_BYTES`].
+//!
 //! Why a mutex and a condition variable rather than a channel crate: the bound is in bytes (a channel bounds
-//! the number of items), pushes and pops happen once per batch of up to 32 datagrams (thousands per second,
-//! not millions), and the pool of buffers shares the same lock.
+//! the number of items), the wake-up policy above needs to see who waits and how, and the pool of buffers
+//! shares the same lock.
 
 use super::listen::{DatagramSink, Received, Transport};
 use crate::telemetry::{DropReason, Telemetry};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Spare buffers kept for reuse.
 pub const POOL_BUFFERS: usize = 16;
 /// Largest buffer kept for reuse (a batch of 32 datagrams of 8 KB is 256 KiB).
 pub const POOL_BUFFER_MAX: usize = 1 << 20;
+/// How long a worker that found the queue empty waits while traffic flows, before it looks again.
+pub const NAP: Duration = Duration::from_millis(1);
+/// Traffic "flows" for this long after a push: until then, empty-handed workers nap instead of sleeping.
+pub const BUSY_FOR: Duration = Duration::from_millis(50);
+/// Queued bytes past which a push wakes a napping worker at once (a burst: 64 datagrams of 8 KB).
+pub const WAKE_BYTES: usize = 512 << 10;
 
 /// One datagram (or stream frame) inside a [`Batch`]'s buffer.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +101,10 @@ struct Inner {
     closed: bool,
     /// The next batch's [`Batch::seq`].
     next_seq: u64,
+    /// Workers waiting for a push to wake them (no traffic lately).
+    idle: usize,
+    /// When the last push came.
+    last_push: Option<Instant>,
 }
 
 /// The bounded queue (see the module docs). Readers push through [`DatagramSink::receive`].
@@ -118,16 +135,43 @@ impl PacketQueue {
     /// Takes the next batch, waiting up to `wait` for one. `None` when none came in time, or when the queue
     /// is closed and empty (see [`PacketQueue::is_finished`]).
     pub fn pop(&self, wait: Duration) -> Option<Batch> {
+        let mut out = Vec::with_capacity(1);
+        self.pop_many(&mut out, wait, 1);
+        out.pop()
+    }
+
+    /// Moves queued batches into `out`, oldest first, until they hold `max_bytes` (at least one batch). When
+    /// the queue is empty it waits first: [`NAP`] while traffic flows (a push does not wake a napping worker
+    /// unless [`WAKE_BYTES`] are queued), else up to `idle_wait` (the next push wakes it). `out` stays empty
+    /// when nothing came in time, or when the queue is closed and empty (see [`PacketQueue::is_finished`]).
+    pub fn pop_many(&self, out: &mut Vec<Batch>, idle_wait: Duration, max_bytes: usize) {
         let mut inner = self.inner.lock();
         if inner.queue.is_empty() && !inner.closed {
-            self.ready.wait_for(&mut inner, wait);
+            let flowing = inner.last_push.is_some_and(|t| t.elapsed() < BUSY_FOR);
+            if flowing {
+                self.ready.wait_for(&mut inner, NAP.min(idle_wait));
+            } else {
+                inner.idle += 1;
+                self.ready.wait_for(&mut inner, idle_wait);
+                inner.idle -= 1;
+            }
         }
-        let batch = inner.queue.pop_front()?;
-        inner.bytes -= batch.footprint();
+        let mut taken = 0;
+        while taken == 0 || taken < max_bytes {
+            let Some(batch) = inner.queue.pop_front() else {
+                break;
+            };
+            let size = batch.footprint();
+            inner.bytes -= size;
+            taken += size;
+            out.push(batch);
+        }
+        if taken == 0 {
+            return;
+        }
         let bytes = inner.bytes;
         drop(inner);
         self.telemetry.dogstatsd.queue_bytes.set(bytes as i64);
-        Some(batch)
     }
 
     /// True once the queue is closed and every batch has been taken: the workers can stop.
@@ -181,9 +225,13 @@ impl PacketQueue {
         inner.next_seq += 1;
         let bytes = inner.bytes;
         inner.queue.push_back(batch);
+        inner.last_push = Some(Instant::now());
+        let wake = inner.idle > 0 || bytes >= WAKE_BYTES;
         drop(inner);
         self.telemetry.dogstatsd.queue_bytes.set(bytes as i64);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -265,6 +313,57 @@ mod tests {
         assert!(tel.dogstatsd.queue_bytes.get() as usize <= 3000);
         assert_eq!(q.pop(Duration::ZERO).unwrap().len(), 2);
         assert!(q.pop(Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn pop_many_takes_what_came_up_to_the_byte_limit_in_order() {
+        let tel = Arc::new(Telemetry::default());
+        let q = PacketQueue::new(1 << 20, tel.clone());
+        let payload = vec![b'x'; 1000];
+        for _ in 0..3 {
+            q.receive(&[dgram(&payload)]);
+        }
+        let mut out = Vec::new();
+        // The limit is reached inside the second batch: two are taken, the third stays.
+        q.pop_many(&mut out, Duration::ZERO, 1500);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].seq() < out[1].seq());
+        out.clear();
+        // At least one batch, whatever the limit.
+        q.pop_many(&mut out, Duration::ZERO, 1);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        q.pop_many(&mut out, Duration::ZERO, 1 << 20);
+        assert!(out.is_empty());
+        assert_eq!(tel.dogstatsd.queue_bytes.get(), 0);
+    }
+
+    /// While traffic flows a push does not wake a napping worker, yet what was pushed is taken at the worker's
+    /// next look; an idle worker is woken by the next push.
+    #[test]
+    fn napping_and_idle_workers_both_get_every_push() {
+        let tel = Arc::new(Telemetry::default());
+        let q = Arc::new(PacketQueue::new(1 << 20, tel));
+        let q2 = q.clone();
+        let worker = std::thread::spawn(move || {
+            let (mut got, mut out) = (0, Vec::new());
+            while !q2.is_finished() {
+                q2.pop_many(&mut out, Duration::from_secs(30), 1 << 20);
+                got += out.drain(..).map(|b| b.len()).sum::<usize>();
+            }
+            got
+        });
+        for i in 0..200 {
+            q.receive(&[dgram(b"a:1|c")]);
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        // Past BUSY_FOR without a push, the worker sleeps until woken.
+        std::thread::sleep(BUSY_FOR * 2);
+        q.receive(&[dgram(b"a:1|c"), dgram(b"a:1|c")]);
+        q.close();
+        assert_eq!(worker.join().unwrap(), 202);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! aggregate). Started listeners first, stopped in the same order: listeners, then the queue is closed and the
 //! workers drain it.
 
-use super::enrich::{AggregatingSink, ShardLines};
+use super::enrich::{AggregatingSink, Arrival, ShardLines};
 use super::listen::{ListenerConfig, Listeners, Received};
 use super::queue::PacketQueue;
 use crate::config::Config;
@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// How long an idle worker waits for the queue before it looks at the stop condition again.
 const WORKER_POLL: Duration = Duration::from_millis(200);
+/// Bytes of datagrams a worker takes from the queue at once: what came during a nap, shared with the other
+/// workers in a burst (32 datagrams of 8 KB).
+const TAKE_BYTES: usize = 256 << 10;
 
 /// The processing workers: each takes batches from the queue and runs [`AggregatingSink::process`] until the
 /// queue is closed and drained.
@@ -36,16 +39,28 @@ impl Workers {
                 .name(format!("dsd-worker-{i}"))
                 .spawn(move || {
                     let mut scratch = ShardLines::default();
+                    let mut batches = Vec::new();
                     loop {
-                        match queue.pop(WORKER_POLL) {
-                            Some(batch) => {
-                                let received: Vec<Received<'_>> = batch.received().collect();
-                                sink.process(&received, batch.seq(), &mut scratch, start);
-                                drop(received);
-                                queue.recycle(batch);
+                        queue.pop_many(&mut batches, WORKER_POLL, TAKE_BYTES);
+                        if batches.is_empty() {
+                            if queue.is_finished() {
+                                return;
                             }
-                            None if queue.is_finished() => return,
-                            None => {}
+                            continue;
+                        }
+                        // Every datagram taken, with where it stood in arrival order.
+                        let (received, arrivals): (Vec<Received<'_>>, Vec<Arrival>) = batches
+                            .iter()
+                            .flat_map(|b| {
+                                b.received()
+                                    .enumerate()
+                                    .map(move |(i, r)| (r, (b.seq(), i as u32)))
+                            })
+                            .unzip();
+                        sink.process(&received, &arrivals, &mut scratch, start);
+                        drop(received);
+                        for b in batches.drain(..) {
+                            queue.recycle(b);
                         }
                     }
                 })

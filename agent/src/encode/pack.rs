@@ -224,9 +224,11 @@ impl StreamPacker {
         if raw_len > self.limits.max_uncompressed {
             return self.split_or_drop(raw, starts, a, b, raw_len, None);
         }
-        let body = self
+        let mut body = self
             .codec
             .compress_parts(&[f.prefix, &raw[span], f.suffix])?;
+        // The output buffer was sized for a poor ratio; a queued payload keeps only what it uses.
+        body.shrink_to_fit();
         if !body.is_empty() {
             self.ratio = (raw_len as f64 / body.len() as f64).max(1.0);
         }

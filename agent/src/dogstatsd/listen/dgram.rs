@@ -7,7 +7,7 @@ use crate::telemetry::{DropReason, Telemetry};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A datagram socket and how to read it. `fd_owner` keeps the socket open while the reader runs.
 pub(super) struct DgramSocket {
@@ -21,6 +21,74 @@ pub(super) struct DgramSocket {
 
 /// Control buffer per message, in u64 for cmsghdr alignment; enough for one `ucred`.
 const CTRL_WORDS: usize = 8;
+
+/// While datagrams arrive faster than [`BUSY_RATE`] per second, a reader that emptied its socket naps this
+/// long before it reads again, so that it is woken once per nap rather than once per datagram (measured at
+/// 2M metrics/s in 8 KB datagrams: 12,000 wake-ups a second, a third of the reader's time in the scheduler).
+const NAP: Duration = Duration::from_micros(500);
+/// Datagrams per second above which a reader naps (see [`NAP`]), measured over [`RATE_WINDOW`].
+const BUSY_RATE: u32 = 2_000;
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+/// Smallest granted receive buffer with which a reader naps: what arrives during a nap waits in it, and this
+/// holds a nap's worth at over 100,000 datagrams of 8 KB a second. With less (the kernel's default 208 KiB,
+/// when `net.core.rmem_max` was not raised) the reader never naps.
+const NAP_MIN_RCVBUF: usize = 1 << 20;
+
+/// When a reader naps (see [`NAP`]).
+struct Napper {
+    allowed: bool,
+    window_start: Instant,
+    in_window: u32,
+    busy: bool,
+}
+
+impl Napper {
+    fn new(fd: libc::c_int) -> Napper {
+        Napper {
+            allowed: rcvbuf(fd).is_some_and(|b| b >= NAP_MIN_RCVBUF),
+            window_start: Instant::now(),
+            in_window: 0,
+            busy: false,
+        }
+    }
+
+    /// After a read of `n` datagrams (of the `max` the call could take): naps when the socket was emptied
+    /// while traffic is busy.
+    fn after_read(&mut self, n: usize, max: usize) {
+        if !self.allowed {
+            return;
+        }
+        self.in_window = self.in_window.saturating_add(n as u32);
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= RATE_WINDOW {
+            let per_sec = u64::from(self.in_window) * 1000 / elapsed.as_millis().max(1) as u64;
+            self.busy = per_sec >= u64::from(BUSY_RATE);
+            self.window_start = Instant::now();
+            self.in_window = 0;
+        }
+        if self.busy && n < max {
+            std::thread::sleep(NAP);
+        }
+    }
+}
+
+/// The socket's receive buffer as the kernel reports it (twice what was granted: the kernel doubles the
+/// request for its bookkeeping, and the datagrams' overhead is charged against the doubled figure).
+fn rcvbuf(fd: libc::c_int) -> Option<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: fd is an open socket; v and len are live and sized for an int option.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| usize::try_from(v).unwrap_or(0) / 2)
+}
 
 /// Reads `socket` until `stop`, handing each batch of datagrams to `sink`.
 // One function (~120 lines) on purpose: the buffers the kernel writes into through raw pointers and the
@@ -71,6 +139,7 @@ pub(super) fn dgram_loop(
         })
         .collect();
 
+    let mut napper = Napper::new(fd);
     while !stop.load(Ordering::Relaxed) {
         for h in hdrs.iter_mut() {
             h.msg_len = 0;
@@ -139,6 +208,7 @@ pub(super) fn dgram_loop(
         }
         d.bytes.add(bytes);
         sink.receive(&received[..n]);
+        napper.after_read(n, batch);
     }
     // Keep the iovecs (pointed to by hdrs) and the buffers alive until here.
     drop(hdrs);
@@ -210,4 +280,34 @@ fn read_cmsgs(msg: &libc::msghdr) -> (Option<i32>, Option<u32>) {
         }
     }
     (pid, drops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn napper(allowed: bool) -> Napper {
+        Napper {
+            allowed,
+            window_start: Instant::now() - RATE_WINDOW * 2,
+            in_window: 0,
+            busy: false,
+        }
+    }
+
+    #[test]
+    fn a_reader_naps_only_when_busy_drained_and_allowed() {
+        // Well above BUSY_RATE over the window: busy.
+        let mut n = napper(true);
+        n.after_read(BUSY_RATE as usize, 32);
+        assert!(n.busy);
+        // Below it: not busy.
+        let mut n = napper(true);
+        n.after_read(1, 32);
+        assert!(!n.busy);
+        // With a small receive buffer the reader never naps, however busy.
+        let mut n = napper(false);
+        n.after_read(BUSY_RATE as usize, 32);
+        assert!(!n.busy);
+    }
 }
