@@ -157,7 +157,7 @@ impl PacketQueue {
             }
         }
         let mut taken = 0;
-        while taken == 0 || taken < max_bytes {
+        while taken < max_bytes.max(1) {
             let Some(batch) = inner.queue.pop_front() else {
                 break;
             };

@@ -72,22 +72,15 @@ impl Napper {
     }
 }
 
-/// The socket's receive buffer as the kernel reports it (twice what was granted: the kernel doubles the
-/// request for its bookkeeping, and the datagrams' overhead is charged against the doubled figure).
+/// The receive buffer the kernel granted (it reports twice that: the doubled figure covers its bookkeeping),
+/// read as the listener's setup reads it.
 fn rcvbuf(fd: libc::c_int) -> Option<usize> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: fd is an open socket; v and len are live and sized for an int option.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then(|| usize::try_from(v).unwrap_or(0) / 2)
+    // SAFETY: fd is an open socket for the duration of this call (the reader owns it).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd)
+        .recv_buffer_size()
+        .ok()
+        .map(|b| b / 2)
 }
 
 /// Reads `socket` until `stop`, handing each batch of datagrams to `sink`.
