@@ -744,3 +744,61 @@ fn failed_module_outputs_and_locals_name_their_cause_where_another_module_uses_t
         vec!["main.tf:5:3: datadog_monitor.m: for_each needs a map or a set of strings; `var.monitors` is null (give it a value)"]
     );
 }
+
+#[test]
+fn tf_json_files_read_as_their_native_syntax() {
+    // *.tf.json (Terraform's JSON syntax) next to a .tf file, and a local module written in it.
+    let l = load("tf_json");
+    assert_eq!(l.monitors.len(), 4, "{:?}", l.monitors);
+    assert_eq!(l.ignored.get("aws_sqs_queue"), Some(&1));
+    let cpu = get(&l, "datadog_monitor.cpu");
+    assert_eq!(cpu.name, "CPU high on prod");
+    assert_eq!(
+        cpu.query,
+        "avg(last_5m):avg:system.cpu.user{env:prod} by {host} > 90"
+    );
+    // Variable defaults are literal: `${…}` in one stays text.
+    assert_eq!(
+        cpu.message,
+        "CPU is high. \"Check\" the hosts. cost ${not_a_template}"
+    );
+    assert_eq!(
+        cpu.tags,
+        vec!["env:prod", "managed:terraform", "team:infra"]
+    );
+    assert_eq!(cpu.options["thresholds"]["critical"], json!(90.0));
+    assert_eq!(cpu.options["thresholds"]["warning"], json!(80.0));
+    let web = get(&l, "datadog_monitor.errors[1]");
+    assert_eq!(web.name, "Errors on web");
+    assert_eq!(web.options["thresholds"]["critical"], json!(10.0));
+    let svc = get(&l, "module.checkout.datadog_monitor.latency");
+    assert_eq!(svc.name, "checkout latency");
+    assert_eq!(svc.message, "@pagerduty");
+    assert!(
+        svc.query.contains("{service:checkout,env:prod}"),
+        "{}",
+        svc.query
+    );
+}
+
+#[test]
+fn tf_json_errors_name_the_json_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.tf.json"),
+        "{\n  \"resource\": {\n    \"datadog_monitor\": {\n      \"m\": {\n        \"name\": \"x\",\n        \"type\": \"metric alert\",\n        \"query\": \"${var.missing}\",\n        \"message\": \"m\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.tf.json"), "{ \"locals\": [1, }").unwrap();
+    let l = load_dir(dir.path(), &LoadOptions::default());
+    let errors: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].contains("bad.tf.json:1:") && errors[0].contains("invalid JSON"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].contains("m.tf.json:7:") && errors[1].contains("variable \"missing\""),
+        "{errors:#?}"
+    );
+}

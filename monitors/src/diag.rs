@@ -52,6 +52,9 @@ pub struct Source {
     pub name: String,
     pub text: String,
     line_starts: Vec<usize>,
+    /// For text written from another file (a `.tf.json` read as native syntax): each line's (line, column)
+    /// in that file, which positions name instead.
+    origin: Vec<(usize, usize)>,
 }
 
 impl Source {
@@ -66,6 +69,15 @@ impl Source {
             name,
             text,
             line_starts,
+            origin: Vec::new(),
+        }
+    }
+
+    /// Text written from file `name`, line `i` of it coming from `origin[i]` (line, column) of that file.
+    pub fn mapped(name: String, text: String, origin: Vec<(usize, usize)>) -> Source {
+        Source {
+            origin,
+            ..Source::new(name, text)
         }
     }
 
@@ -76,6 +88,14 @@ impl Source {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
+        if !self.origin.is_empty() {
+            let (line, col) = self.origin[line.min(self.origin.len() - 1)];
+            return Pos {
+                file: self.name.clone(),
+                line,
+                col,
+            };
+        }
         let start = self.line_starts.get(line).copied().unwrap_or(0);
         let col = self
             .text
@@ -87,6 +107,26 @@ impl Source {
             file: self.name.clone(),
             line: line + 1,
             col,
+        }
+    }
+
+    /// The position of 1-based `line` and `col` of the text (of the file it was written from, if it was).
+    pub fn at(&self, line: usize, col: usize) -> Pos {
+        match self
+            .origin
+            .get(line.saturating_sub(1))
+            .or(self.origin.last())
+        {
+            Some(&(line, col)) => Pos {
+                file: self.name.clone(),
+                line,
+                col,
+            },
+            None => Pos {
+                file: self.name.clone(),
+                line,
+                col,
+            },
         }
     }
 

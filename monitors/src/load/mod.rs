@@ -5,6 +5,7 @@
 
 mod call;
 mod instances;
+mod json;
 mod module;
 mod newlines;
 mod parse;
@@ -103,7 +104,7 @@ impl Loaded {
     }
 }
 
-/// Loads every `*.tf` and `*.hcl` file of `dir` (not `*.monitortest.hcl`).
+/// Loads every `*.tf`, `*.tf.json` and `*.hcl` file of `dir` (not `*.monitortest.hcl`).
 pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Loaded {
     let mut out = Loaded::default();
     let mut overrides: Vec<(String, Override)> = Vec::new();

@@ -2,7 +2,7 @@
 //! expression, a block's labels and attributes, and whether a text references a name.
 
 use super::Loaded;
-use crate::diag::{Diag, Pos, Source};
+use crate::diag::{Diag, Source};
 use crate::eval::Scope;
 use hcl::edit::structure::{Block, Body};
 use hcl::Value;
@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) fn parse_diag(src: &Source, e: &hcl::edit::parser::Error) -> Diag {
     let loc = e.location();
-    let pos = Pos {
-        file: src.name.clone(),
-        line: loc.line(),
-        col: loc.column(),
-    };
+    let pos = src.at(loc.line(), loc.column());
     let msg = e
         .message()
         .lines()
@@ -53,7 +49,7 @@ pub(super) fn parse_files(dir: &Path, out: &mut Loaded) -> Vec<ParsedFile> {
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
                 p.is_file()
-                    && (n.ends_with(".tf") || n.ends_with(".hcl"))
+                    && (n.ends_with(".tf") || n.ends_with(".tf.json") || n.ends_with(".hcl"))
                     && !n.ends_with(".monitortest.hcl")
             })
             .collect(),
@@ -80,8 +76,17 @@ pub(super) fn parse_files(dir: &Path, out: &mut Loaded) -> Vec<ParsedFile> {
                 continue;
             }
         };
-        let src = Source::new(p.display().to_string(), text);
+        let mut src = Source::new(p.display().to_string(), text);
         out.files += 1;
+        if src.name.ends_with(".tf.json") {
+            match super::json::to_native(&src) {
+                Ok(native) => src = native,
+                Err(d) => {
+                    out.errors.push(d);
+                    continue;
+                }
+            }
+        }
         match hcl::edit::parser::parse_body(&src.text) {
             Ok(body) => files.push(ParsedFile { src, body }),
             Err(e) => {
