@@ -802,3 +802,69 @@ fn tf_json_errors_name_the_json_file_and_line() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn monitors_read_other_monitors_arguments() {
+    let l = load("monitor_attributes");
+    let copy = get(&l, "datadog_monitor.copy");
+    assert_eq!(copy.name, "CPU high (copy)");
+    assert_eq!(copy.mtype, "metric alert");
+    assert_eq!(
+        copy.query,
+        "avg(last_5m):avg:system.cpu.user{*} by {host} > 95"
+    );
+    assert_eq!(copy.message, "critical at 90; no priority");
+    // `tags` is a set in the provider: sorted, without duplicates.
+    assert_eq!(copy.tags, vec!["env:prod", "team:infra"]);
+    let summary = get(&l, "datadog_monitor.summary");
+    assert_eq!(summary.name, "summary of disk 1 and web errors");
+    assert_eq!(
+        summary.message,
+        "api=sum(last_5m):sum:trace.http.request.errors{service:api}.as_count() > 10, \
+         web=sum(last_5m):sum:trace.http.request.errors{service:web}.as_count() > 10"
+    );
+    let m = get(&l, "datadog_monitor.from_module");
+    assert_eq!(m.name, "after child memory");
+    assert_eq!(m.query, "avg(last_5m):avg:system.mem.used{*} > 200");
+    // A monitor's id is still the reference sync fills in.
+    assert!(
+        summary.query.contains("datadog_monitor.base.id}"),
+        "{}",
+        summary.query
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        "resource \"datadog_monitor\" \"a\" {\n  name = \"a\"\n  type = \"metric alert\"\n  query = \"avg(last_5m):avg:x{*} > 1\"\n  message = datadog_monitor.b.nonsense\n}\nresource \"datadog_monitor\" \"b\" {\n  name = \"b\"\n  type = \"metric alert\"\n  query = \"avg(last_5m):avg:x{*} > 1\"\n  message = \"b\"\n}\n",
+    )
+    .unwrap();
+    let l = load_dir(dir.path(), &LoadOptions::default());
+    let errors: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("no attribute \"nonsense\""),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn new_corpus_directories_plan_clean_after_sync() {
+    let api = MonitorsApi::start();
+    for dir in ["tf_json", "monitor_attributes"] {
+        let d = corpus(dir);
+        let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];
+        let (code, out) = kelpie(&api, &args);
+        assert_eq!(code, 0, "{dir}: {out}");
+        args[0] = "plan";
+        let (code, out) = kelpie(&api, &args);
+        assert_eq!(
+            code, 0,
+            "{dir}: a plan right after sync shows changes:\n{out}"
+        );
+    }
+    let id = |name: &str| remote_by_name(&api, name)["id"].as_i64().unwrap();
+    assert_eq!(
+        remote_by_name(&api, "summary of disk 1 and web errors")["query"],
+        json!(format!("{} && {}", id("CPU high"), id("api errors")))
+    );
+}

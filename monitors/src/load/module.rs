@@ -101,7 +101,7 @@ pub(super) fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
     ctx.set("local", Value::Object(resolved.locals));
     // Again, now that count and for_each may use locals and module outputs.
     declare_monitor_refs(m, &files, &mut ctx);
-    load_blocks(m, &files, &ctx, out);
+    load_blocks(m, &files, &mut ctx, out);
     let _ = &m.call_pos;
     module_outputs(m, &files, &ctx)
 }
@@ -279,7 +279,10 @@ fn defer_failures(m: &Module, failed_outputs: Vec<(String, Diag)>, failed: Vec<F
 }
 
 /// The monitor resources, `moved` and `import` blocks of a module (other resources are counted as ignored).
-fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>, out: &mut Loaded) {
+/// A monitor that reads another's arguments (`datadog_monitor.a.name`, not only `.id`) is loaded after it;
+/// each monitor loaded sets its arguments in `ctx` for the monitors and outputs that read them.
+fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>, out: &mut Loaded) {
+    let mut monitors: Vec<(&ParsedFile, &Block, &str, &str)> = Vec::new();
     for f in files {
         for s in f.body.iter() {
             let Some(b) = s.as_block() else { continue };
@@ -295,7 +298,7 @@ fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>, out: &mut Load
                         continue;
                     };
                     if MONITOR_TYPES.contains(&rtype) {
-                        load_resource(m, &f.src, b, rtype, rname, ctx, out);
+                        monitors.push((f, b, rtype, rname));
                     } else {
                         *out.ignored.entry(rtype.to_string()).or_default() += 1;
                     }
@@ -321,6 +324,150 @@ fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>, out: &mut Load
             }
         }
     }
+    let mut stuck = false;
+    while !monitors.is_empty() {
+        let keys: Vec<String> = monitors
+            .iter()
+            .map(|(_, _, t, n)| format!("{t}.{n}"))
+            .collect();
+        let mut still = Vec::new();
+        let mut progressed = false;
+        for (f, b, rtype, rname) in std::mem::take(&mut monitors) {
+            let own = format!("{rtype}.{rname}");
+            let text = f.src.slice(b.span()).unwrap_or("");
+            if !stuck && keys.iter().any(|k| *k != own && reads_arguments(text, k)) {
+                still.push((f, b, rtype, rname));
+                continue;
+            }
+            progressed = true;
+            let loaded = load_resource(m, &f.src, b, rtype, rname, ctx, out);
+            if !loaded.is_empty() {
+                let base = format!("{}{}", m.prefix, own);
+                set_monitor_value(ctx, rtype, rname, &base, loaded);
+            }
+        }
+        monitors = still;
+        // A cycle (Terraform refuses one): the rest is loaded as it is.
+        stuck = !progressed;
+    }
+}
+
+/// Whether `text` reads arguments of resource `key` (`datadog_monitor.a.name`, `datadog_monitor.a[0].query`,
+/// the whole `datadog_monitor.a`), not only its `.id`.
+fn reads_arguments(text: &str, key: &str) -> bool {
+    text.match_indices(key).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            return false;
+        }
+        let mut rest = &text[i + key.len()..];
+        if rest
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        {
+            return false;
+        }
+        // Step over index and splat steps: `[0]`, `["k"]`, `[*]`, `.*`.
+        loop {
+            if let Some(r) = rest.strip_prefix(".*") {
+                rest = r;
+            } else if rest.starts_with('[') {
+                let mut depth = 0;
+                let end = rest.char_indices().find_map(|(j, c)| {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0).then_some(j + 1)
+                });
+                match end {
+                    Some(e) => rest = &rest[e..],
+                    None => return true,
+                }
+            } else {
+                break;
+            }
+        }
+        let only_id = rest.strip_prefix(".id").is_some_and(|r| {
+            !r.chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        });
+        !only_id
+    })
+}
+
+/// Sets `<rtype>.<rname>` in `ctx` to what the instances that loaded give other expressions: each one's
+/// arguments (those not set are null, as in Terraform; set-typed ones sorted and without duplicates) and
+/// its `id` reference; a list of them with `count`, a map with `for_each`.
+fn set_monitor_value(
+    ctx: &mut Scope<'_>,
+    rtype: &str,
+    rname: &str,
+    base: &str,
+    loaded: Vec<super::resource::LoadedInstance>,
+) {
+    let mut by_type = match ctx.get(rtype) {
+        Some(Value::Object(o)) => o.clone(),
+        _ => Map::new(),
+    };
+    let mut current = by_type.get(rname).cloned();
+    let names = model::argument_names(rtype);
+    for (suffix, each, count, mut attrs) in loaded {
+        for n in &names {
+            attrs.entry(n.to_string()).or_insert(Value::Null);
+        }
+        for set in ["tags", "restricted_roles", "notify_by", "renotify_statuses"] {
+            if let Some(Value::Array(a)) = attrs.get_mut(set) {
+                if a.iter().all(Value::is_string) {
+                    a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+                    a.dedup();
+                }
+            }
+        }
+        attrs.insert(
+            "id".to_string(),
+            Value::from(model::ref_token(&format!("{base}{suffix}"))),
+        );
+        let obj = Value::Object(attrs);
+        current = Some(match (count, each, current) {
+            (Some(i), _, cur) => {
+                let mut list = match cur {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                let i = i as usize;
+                while list.len() <= i {
+                    let id = model::ref_token(&format!("{base}[{}]", list.len()));
+                    list.push(Value::Object(Map::from_iter([(
+                        "id".to_string(),
+                        Value::from(id),
+                    )])));
+                }
+                list[i] = obj;
+                Value::Array(list)
+            }
+            (None, Some((key, _)), cur) => {
+                let mut map = match cur {
+                    Some(Value::Object(o)) => o,
+                    _ => Map::new(),
+                };
+                let key = match key {
+                    Value::String(s) => s,
+                    other => crate::funcs::to_str(&other).unwrap_or_default(),
+                };
+                map.insert(key, obj);
+                Value::Object(map)
+            }
+            (None, None, _) => obj,
+        });
+    }
+    if let Some(v) = current {
+        by_type.insert(rname.to_string(), v);
+    }
+    ctx.set(rtype, Value::Object(by_type));
 }
 
 /// An `import` block: `to` and `id`, once per item with `for_each` (Terraform 1.7), where `to` names the

@@ -18,6 +18,15 @@ const MAX_MONITORS: usize = 100_000;
 
 const META_ARGS: &[&str] = &["count", "for_each", "depends_on", "provider", "lifecycle"];
 
+/// One instance of a monitor resource that loaded: its address suffix, `each` and `count.index`, and the
+/// arguments as other expressions see them (`datadog_monitor.a.name`): attributes by value, blocks as lists.
+pub(super) type LoadedInstance = (
+    String,
+    Option<(Value, Value)>,
+    Option<i64>,
+    Map<String, Value>,
+);
+
 pub(super) fn load_resource(
     m: &Module,
     src: &Source,
@@ -26,10 +35,11 @@ pub(super) fn load_resource(
     rname: &str,
     ctx: &Scope<'_>,
     out: &mut Loaded,
-) {
+) -> Vec<LoadedInstance> {
+    let mut loaded = Vec::new();
     let base = format!("{}{}.{}", m.prefix, rtype, rname);
     let Some(insts) = instances(m, src, b, ctx, &base, out) else {
-        return;
+        return loaded;
     };
     if out.monitors.len() + insts.len() > MAX_MONITORS {
         out.errors.push(Diag::new(
@@ -37,13 +47,14 @@ pub(super) fn load_resource(
             Some(&base),
             format!("more than {MAX_MONITORS} monitors in one directory; check count, for_each and module nesting"),
         ));
-        return;
+        return loaded;
     }
     let ignored = ignored_changes(src, b);
     for (suffix, each, count) in insts {
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
         let mut args = model::Args::default();
+        let mut attrs = Map::new();
         let mut list_blocks: BTreeMap<String, (Pos, Vec<Value>)> = BTreeMap::new();
         let mut ok = true;
         for s in b.body.iter() {
@@ -55,7 +66,10 @@ pub(super) fn load_resource(
                     }
                     let pos = src.span_pos(a.span());
                     match eval(&a.value, &ictx) {
-                        Ok(v) => args.insert(key, v, pos, false, &address, &mut out.errors),
+                        Ok(v) => {
+                            attrs.insert(key.to_string(), v.clone());
+                            args.insert(key, v, pos, false, &address, &mut out.errors)
+                        }
                         Err(msg) => {
                             ok = false;
                             let d = Diag::new(Some(pos), Some(&address), format!("{key}: {msg}"));
@@ -78,6 +92,12 @@ pub(super) fn load_resource(
                     match blocks {
                         Some(blocks) => {
                             for (k, o) in blocks {
+                                if let Value::Array(list) = attrs
+                                    .entry(k.clone())
+                                    .or_insert_with(|| Value::Array(Vec::new()))
+                                {
+                                    list.push(Value::Object(o.clone()));
+                                }
                                 if model::LIST_BLOCKS.contains(&k.as_str()) {
                                     list_blocks
                                         .entry(k)
@@ -109,10 +129,14 @@ pub(super) fn load_resource(
         }
         let pos = src.span_pos(b.span());
         match model::from_args(rtype, &address, pos, &args) {
-            Ok(mon) => out.monitors.push(mon),
+            Ok(mon) => {
+                out.monitors.push(mon);
+                loaded.push((suffix, each, count, attrs));
+            }
             Err(diags) => out.errors.extend(diags),
         }
     }
+    loaded
 }
 
 /// `lifecycle { ignore_changes = [silenced, tags] }`: those arguments are left to whoever changes them.

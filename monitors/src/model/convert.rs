@@ -63,6 +63,20 @@ const METRIC_ARGS: &[&str] = &[
     "force_delete",
 ];
 
+/// The arguments a monitor resource type takes (what `datadog_monitor.a.<name>` may read).
+pub fn argument_names(resource: &str) -> Vec<&'static str> {
+    let own: &[&'static str] = match resource {
+        METRIC_RESOURCE => METRIC_ARGS,
+        JSON_RESOURCE => &["monitor", "url", "validate", "force_delete"],
+        _ => MONITOR_ARGS,
+    };
+    let mut names: Vec<&'static str> = own.to_vec();
+    if resource != JSON_RESOURCE {
+        names.extend(super::args::OPTION_ARGS.iter().map(|(k, _)| *k));
+    }
+    names
+}
+
 /// Builds the desired monitor from a resource's arguments; all errors found are returned together.
 pub fn from_args(
     resource: &str,

@@ -13,7 +13,7 @@ mod tests;
 
 pub use args::{Args, Kind, OPTION_ARGS};
 pub use compare::{canon_type, diff, managed_fields, option_default, Change};
-pub use convert::from_args;
+pub use convert::{argument_names, from_args};
 pub use tags::{
     address_tag, ref_token, remote_tags, resolve_refs, tag_value, FOOTER_MARK, TAG_ADDRESS,
     TAG_MANAGED, TAG_PROJECT,
