@@ -1,10 +1,10 @@
 //! String functions, `format` with Go's verbs, and the regex functions (RE2 syntax, as Terraform's).
 
 use super::encoding::jsonencode_value;
-use super::types::num_to_string;
+use super::types::f64_to_string;
 use super::{as_int, as_list, as_map, str_arg, string, to_num, to_str, want, want_min, R};
 use crate::eval::{self, to_bool, Scope};
-use hcl::{Map, Number, Value};
+use hcl::{Map, Value};
 
 /// One `%` verb of `format`: flags, width, precision and the verb letter.
 // Over 100 lines: one match arm per Go verb, kept in one place so the verb table reads whole.
@@ -80,7 +80,7 @@ pub(super) fn format_one(
                         let back: f64 = s.parse().unwrap_or(f);
                         back.to_string()
                     }
-                    None => num_to_string(&Number::from_f64(f).unwrap_or(Number::from(0))),
+                    None => f64_to_string(f),
                 },
             };
             format!("{sign}{body}")

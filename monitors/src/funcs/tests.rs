@@ -197,3 +197,24 @@ fn errors_are_sentences() {
         .unwrap_err()
         .starts_with("regex(): invalid regular expression"));
 }
+
+#[test]
+fn numbers_become_text_as_terraform_writes_them() {
+    // Terraform's 512-bit arithmetic makes these exact; an f64's rounding noise must not show.
+    ok("tostring(100 * 1.1)", Value::from("110"));
+    ok("tostring(0.1 + 0.2)", Value::from("0.3"));
+    ok("tostring(10 / 4)", Value::from("2.5"));
+    ok("tostring(90 * 0.9)", Value::from("81"));
+    ok("tostring(0.7 + 0.1)", Value::from("0.8"));
+    ok("tostring(80 * 1.15)", Value::from("92"));
+    ok("tostring(0.1 * 3)", Value::from("0.3"));
+    ok(r#""${0.1 + 0.2} ${100 * 1.1}""#, Value::from("0.3 110"));
+    ok("jsonencode([0.1 + 0.2])", Value::from("[0.3]"));
+    // No exponent, as Go's Text('f', -1) writes it.
+    ok("tostring(0.0000001)", Value::from("0.0000001"));
+    ok("tostring(1e21)", Value::from("1000000000000000000000"));
+    ok("tostring(-2.5 * 2)", Value::from("-5"));
+    ok("tostring(0.123456789012)", Value::from("0.123456789012"));
+    // Inexact even at 512 bits: Terraform writes ~155 digits, kelpie the 15 an f64 holds.
+    ok("tostring(1 / 3)", Value::from("0.333333333333333"));
+}

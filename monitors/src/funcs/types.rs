@@ -18,13 +18,39 @@ pub fn to_str(v: &Value) -> Result<String, String> {
     }
 }
 
+/// Terraform's number-to-string conversion, as far as an f64 can follow it. Terraform keeps numbers as
+/// 512-bit binary floats and writes the shortest decimal that identifies one (Go's `Text('f', -1)`): no
+/// exponent, whole numbers without a point, and arithmetic on short decimals exact in practice
+/// (`100 * 1.1` is `110`, `0.1 + 0.2` is `0.3`). An f64 carries rounding noise in its 16th and 17th
+/// digits, so a fraction is written with at most 15 significant digits (trailing zeros dropped); a
+/// value whose 512-bit result is itself inexact (`1 / 3`, `3 * 1.1`) Terraform writes with ~155 digits,
+/// which no f64 has, and kelpie writes the 15-digit form.
 pub(super) fn num_to_string(n: &Number) -> String {
     match (n.as_i64(), n.as_f64()) {
         (Some(i), _) => i.to_string(),
-        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-        (None, Some(f)) => f.to_string(),
+        (None, Some(f)) => f64_to_string(f),
         _ => n.to_string(),
     }
+}
+
+/// [`num_to_string`] of an f64.
+pub(super) fn f64_to_string(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
+    if f == 0.0 {
+        return "0".to_string();
+    }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        return format!("{}", f as i64);
+    }
+    // Whole numbers past 2^53 are exact binary values: Terraform writes all their digits, as Display does.
+    if f.fract() == 0.0 {
+        return format!("{f}");
+    }
+    // The nearest f64 to the 15-digit decimal prints as that decimal (any 15-digit decimal round-trips).
+    let rounded: f64 = format!("{f:.14e}").parse().unwrap_or(f);
+    format!("{rounded}")
 }
 
 /// Terraform's conversion to a number: a number, or a string that reads as one.
