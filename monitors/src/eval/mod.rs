@@ -125,15 +125,88 @@ pub fn eval(expr: &Expression, s: &Scope<'_>) -> R {
         Expression::Parenthesis(e) => eval(e, s),
         Expression::Conditional(c) => {
             let cond = eval(&c.cond_expr, s)?;
-            if to_bool(&cond).map_err(|e| format!("condition: {e}"))? {
-                eval(&c.true_expr, s)
+            let (taken, other) = if to_bool(&cond).map_err(|e| format!("condition: {e}"))? {
+                (&c.true_expr, &c.false_expr)
             } else {
-                eval(&c.false_expr, s)
+                (&c.false_expr, &c.true_expr)
+            };
+            let v = eval(taken, s)?;
+            // Terraform gives both results one type (`false ? "a" : 1` is the string "1"); an error
+            // in the other result only leaves its type unknown, as in Terraform.
+            match eval(other, s) {
+                Ok(o) => unify_conditional(v, &o),
+                Err(_) => Ok(v),
             }
         }
         Expression::Operation(op) => operation(op, s),
         Expression::ForExpr(f) => for_expr(f, s),
         other => Err(format!("unsupported expression `{}`", short_expr(other))),
+    }
+}
+
+/// The taken result of a conditional converted to the type both results unify to, as Terraform's
+/// conditional does (cty's unification): a string with a number or a bool makes both strings; a number
+/// with a bool is an error; tuples of one length and objects with the same attributes unify element by
+/// element, lists of other lengths to one element type. A null result takes the other's type. Where kelpie
+/// cannot tell Terraform's types apart (a list from a tuple, a map from an object), the value is kept.
+fn unify_conditional(v: Value, other: &Value) -> R {
+    match (v, other) {
+        (v @ Value::Null, _) | (v, Value::Null) => Ok(v),
+        (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => {
+            Ok(Value::String(crate::funcs::to_str(&v)?))
+        }
+        (v @ Value::Number(_), Value::Bool(_)) | (v @ Value::Bool(_), Value::Number(_)) => {
+            Err(format!(
+                "the true and false results of a conditional must have consistent types, and {} and {} have none in common",
+                crate::funcs::type_name(&v),
+                crate::funcs::type_name(other)
+            ))
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => Ok(Value::Array(
+            a.into_iter()
+                .zip(b)
+                .map(|(x, y)| unify_conditional(x.clone(), y).unwrap_or(x))
+                .collect(),
+        )),
+        (Value::Array(a), Value::Array(b)) => {
+            let all = a.iter().chain(b);
+            let strings = all.clone().any(Value::is_string);
+            let others = all
+                .clone()
+                .any(|x| matches!(x, Value::Number(_) | Value::Bool(_)));
+            let primitive = all.clone().all(|x| {
+                matches!(
+                    x,
+                    Value::Null | Value::String(_) | Value::Number(_) | Value::Bool(_)
+                )
+            });
+            if strings && others && primitive {
+                Ok(Value::Array(
+                    a.into_iter()
+                        .map(|x| match x {
+                            Value::Null => Value::Null,
+                            x => crate::funcs::to_str(&x).map(Value::String).unwrap_or(x),
+                        })
+                        .collect(),
+                ))
+            } else {
+                Ok(Value::Array(a))
+            }
+        }
+        (Value::Object(a), Value::Object(b))
+            if a.len() == b.len() && a.keys().all(|k| b.contains_key(k)) =>
+        {
+            Ok(Value::Object(
+                a.into_iter()
+                    .map(|(k, x)| {
+                        let y = &b[&k];
+                        let u = unify_conditional(x.clone(), y).unwrap_or(x);
+                        (k, u)
+                    })
+                    .collect(),
+            ))
+        }
+        (v, _) => Ok(v),
     }
 }
 

@@ -97,3 +97,39 @@ fn templates_and_for() {
     );
     assert!(ev(r#""x${null}""#).unwrap_err().contains("null"));
 }
+
+#[test]
+fn conditional_results_unify_to_one_type() {
+    assert_eq!(ev(r#"false ? "a" : 1"#), Ok(Value::from("1")));
+    assert_eq!(ev(r#"true ? 1 : "2""#), Ok(Value::from("1")));
+    assert_eq!(ev(r#"true ? true : "x""#), Ok(Value::from("true")));
+    assert_eq!(ev(r#"true ? 0.1 + 0.2 : "x""#), Ok(Value::from("0.3")));
+    // Same types, or a null: nothing converts.
+    assert_eq!(ev(r#"true ? 1 : 2"#), Ok(Value::from(1)));
+    assert_eq!(ev(r#"true ? 1 : null"#), Ok(Value::from(1)));
+    assert_eq!(ev(r#"false ? "a" : null"#), Ok(Value::Null));
+    // Tuples of one length element by element, objects attribute by attribute.
+    assert_eq!(
+        ev(r#"true ? [1, "a", true] : ["b", 2, false]"#),
+        Ok(Value::from(vec![
+            Value::from("1"),
+            Value::from("a"),
+            Value::Bool(true)
+        ]))
+    );
+    let o = ev(r#"true ? { n = 5, s = "x" } : { n = "five", s = "y" }"#).unwrap();
+    assert_eq!(
+        o.as_object().and_then(|o| o.get("n")),
+        Some(&Value::from("5"))
+    );
+    // A list of strings with a tuple of numbers: one element type, string.
+    assert_eq!(
+        ev(r#"false ? var.tags : [1, 2, 3]"#),
+        Ok(Value::from(vec!["1", "2", "3"]))
+    );
+    // A number and a bool have no common type: Terraform refuses the conditional.
+    let e = ev(r#"true ? 1 : false"#).unwrap_err();
+    assert!(e.contains("consistent types"), "{e}");
+    // An error in the other result leaves its type unknown: the taken one stays as it is.
+    assert_eq!(ev(r#"true ? 1 : var.nope"#), Ok(Value::from(1)));
+}
