@@ -868,3 +868,39 @@ fn new_corpus_directories_plan_clean_after_sync() {
         json!(format!("{} && {}", id("CPU high"), id("api errors")))
     );
 }
+
+#[test]
+fn provider_functions_builtin_ones_work_others_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        r#"locals {
+  unused = provider::aws::arn_parse("arn:aws:iam::444455556666:role/example")
+  limits = provider::terraform::decode_tfvars("critical = 90\nwarning = 80")
+}
+resource "datadog_monitor" "ok" {
+  name    = "limits ${provider::terraform::encode_expr([local.limits.critical, "x"])}"
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:x{*} > ${local.limits.critical}"
+  message = "m"
+}
+resource "datadog_monitor" "needs_aws" {
+  name    = provider::aws::arn_parse("arn:aws:iam::444455556666:role/example").account_id
+  type    = "metric alert"
+  query   = "avg(last_5m):avg:x{*} > 1"
+  message = "m"
+}
+"#,
+    )
+    .unwrap();
+    let l = load_dir(dir.path(), &LoadOptions::default());
+    let errors: Vec<String> = l.errors.iter().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("datadog_monitor.needs_aws: name: the provider function `provider::aws::arn_parse` cannot be evaluated offline"),
+        "{errors:#?}"
+    );
+    let ok = get(&l, "datadog_monitor.ok");
+    assert_eq!(ok.name, r#"limits [90, "x"]"#);
+    assert_eq!(ok.query, "avg(last_5m):avg:x{*} > 90");
+}

@@ -511,10 +511,16 @@ fn for_expr(f: &ForExpr, s: &Scope<'_>) -> R {
 fn call(f: &hcl::expr::FuncCall, s: &Scope<'_>) -> R {
     let name = f.name.name.as_str();
     if f.name.is_namespaced() {
-        return Err(format!(
-            "provider functions (`{}`) are not available offline",
-            f.name
-        ));
+        let ns: Vec<&str> = f.name.namespace.iter().map(|i| i.as_str()).collect();
+        let provider = match ns.as_slice() {
+            ["provider", p] => *p,
+            _ => return Err(format!("unknown function `{}`", f.name)),
+        };
+        let mut args = Vec::with_capacity(f.args.len());
+        for a in &f.args {
+            args.push(eval(a, s)?);
+        }
+        return funcs::provider::call(provider, name, &args);
     }
     match name {
         TEMPLATE_FN => {

@@ -11,6 +11,7 @@ mod files;
 mod hashes;
 mod net;
 mod numbers;
+pub mod provider;
 mod strings;
 #[cfg(test)]
 mod tests;
