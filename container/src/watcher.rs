@@ -153,15 +153,29 @@ impl Watcher {
         self.probe_ecs().await;
         let mut backoff = Duration::from_millis(250);
         let mut first = true;
+        // Since when the event stream is lost, and how many connections failed since.
+        let mut lost: Option<(Instant, u32)> = None;
         loop {
             if self.stop.is_cancelled() {
                 return;
             }
             if !first {
                 // Missed events are lost when the daemon restarted: re-list and treat what runs now as seen.
-                if let Err(e) = self.resync().await {
-                    tracing::warn!(error = %e, "re-listing containers after reconnect failed");
-                    self.inner.set_error(&e);
+                match self.resync().await {
+                    Ok(()) => {
+                        if let Some((since, failed)) = lost.take() {
+                            tracing::info!(
+                                "Docker answers again after {:.1} s ({failed} failed connections); containers \
+                                 re-listed, events followed from unix time {} on",
+                                since.elapsed().as_secs_f64(),
+                                self.last_time
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-listing containers after reconnect failed");
+                        self.inner.set_error(&e);
+                    }
                 }
             }
             first = false;
@@ -203,6 +217,7 @@ impl Watcher {
                 }
             }
             self.inner.connected.store(false, Relaxed);
+            lost.get_or_insert((Instant::now(), 0)).1 += 1;
             if connected_at.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(250);
             }
