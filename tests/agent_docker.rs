@@ -669,3 +669,248 @@ async fn docker_missing_at_start_then_cut_keeps_dogstatsd_and_loses_no_die_event
     assert!(!agent.log_text().contains("panicked"));
     drop((burner, before, after, relay));
 }
+
+/// Issue 13 item 4, a real Docker daemon restart while the agent runs. The engine of this machine is shared,
+/// so the test starts a daemon of its own beside it (`docker::PrivateDockerd`: own socket, data root, exec
+/// root, containerd and network namespace; no bridge, no iptables) and points the agent at it with
+/// `DOCKER_HOST`; the host's interfaces (the shared engine's docker0) are checked unchanged at the end. A task
+/// container (ECS labels, revision 1, `--restart always`) runs throughout; one container fails before the
+/// restart, the daemon is stopped (SIGTERM; it kills the revision-1 container, which ignores SIGTERM as PID 1,
+/// after its 1 s stop timeout), stays down a few seconds, starts again on the same data root (restarting the
+/// revision-1 container), and then revision 2 starts and a second container fails. DogStatsD keeps flowing
+/// and flushes stay on time throughout; the agent logs the lost event stream and reconnects; each failing
+/// container gives exactly one error event and the revision change exactly one deploy event (the revision-1
+/// container's restart by the daemon is not a deploy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_docker_daemon_restart_keeps_dogstatsd_and_loses_or_repeats_no_event() {
+    if !docker::docker_ready() {
+        return;
+    }
+    let host_interfaces = docker::host_interfaces();
+    let mut dockerd = docker::PrivateDockerd::start()
+        .unwrap_or_else(|e| panic!("cannot start a private dockerd beside the shared engine: {e}"));
+    let intake = Intake::start().await;
+    let url = intake.url();
+    let docker_host = dockerd.host.clone();
+    let mut agent = AgentProc::spawn(&[
+        ("DD_API_KEY", "e2e-key"),
+        ("DD_DD_URL", url.as_str()),
+        ("DD_CONTAINER_COLLECTION", "true"),
+        ("DOCKER_HOST", docker_host.as_str()),
+        ("DD_ECS_AGENT_URL", "http://127.0.0.1:9"),
+    ]);
+    let f0 = agent.flushes();
+    let t0 = std::time::Instant::now();
+    let mut sent = 0u64;
+    let mut send = |a: &AgentProc| {
+        a.send(&"e2e.rs.count:1|c\n".repeat(10));
+        sent += 10;
+    };
+    let family = docker::unique("rsfam");
+    let fam_label = format!("com.amazonaws.ecs.task-definition-family={family}");
+    let task = |dockerd: &docker::PrivateDockerd, rev: &str, extra: &[&str]| {
+        let rev_label = format!("com.amazonaws.ecs.task-definition-version={rev}");
+        let mut args = vec![
+            "--label",
+            &fam_label,
+            "--label",
+            &rev_label,
+            "--label",
+            "com.amazonaws.ecs.container-name=app",
+        ];
+        args.extend_from_slice(extra);
+        dockerd.run("e2e-rstask", &args, &["sleep"])
+    };
+    let v1 = task(
+        &dockerd,
+        "1",
+        &["--restart", "always", "--stop-timeout", "1"],
+    );
+    let v1_tag = format!("container_name:{}", v1.name);
+    let v1_cpu = |i: &kelpie_standin::intake::IntakeHandle| {
+        with_tag(&i.series(), "docker.cpu.usage", &v1_tag).len()
+    };
+    for _ in 0..60 {
+        if v1_cpu(&intake) > 0 {
+            break;
+        }
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        v1_cpu(&intake) > 0,
+        "no container metrics from the private daemon; log:\n{}",
+        agent.log_text()
+    );
+    let error_events = |i: &kelpie_standin::intake::IntakeHandle, tag: &str| {
+        i.events()
+            .iter()
+            .filter(|e| {
+                e["alert_type"] == "error"
+                    && e["tags"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|x| x == tag))
+            })
+            .count()
+    };
+    let before = dockerd.run("e2e-rsexit", &[], &["exit", "3", "200"]);
+    let before_tag = format!("container_name:{}", before.name);
+    for _ in 0..60 {
+        if error_events(&intake, &before_tag) > 0 {
+            break;
+        }
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        error_events(&intake, &before_tag),
+        1,
+        "die before the restart: {:?}",
+        intake.events()
+    );
+    let v1_pid_before = dockerd.inspect(&v1.id, "{{.State.Pid}}");
+    // The restart: SIGTERM, and DogStatsD keeps coming while dockerd stops its containers and exits.
+    let stopping = std::time::Instant::now();
+    dockerd.begin_stop();
+    for _ in 0..120 {
+        if dockerd.exited() {
+            break;
+        }
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        dockerd.exited(),
+        "dockerd did not exit within 60 s of SIGTERM:\n{}",
+        dockerd.log_tail()
+    );
+    let stop_took = stopping.elapsed();
+    // Down for 3 s; the agent's status says so.
+    for _ in 0..6 {
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let down = agent.status_json()["collectors"]["docker"].clone();
+    assert_eq!(
+        down["status"], "error",
+        "docker status while dockerd is down: {down}"
+    );
+    let cpu_at_restart = v1_cpu(&intake);
+    dockerd
+        .launch()
+        .unwrap_or_else(|e| panic!("dockerd did not start again: {e}"));
+    let restarted = std::time::Instant::now();
+    let v1_pid_after = dockerd.inspect(&v1.id, "{{.State.Pid}}");
+    let v2 = task(&dockerd, "2", &[]);
+    let after = dockerd.run("e2e-rsexit", &[], &["exit", "4", "200"]);
+    let after_tag = format!("container_name:{}", after.name);
+    let deploy_title = format!("ECS deploy: {family} rev 1 → 2");
+    let deploys = |i: &kelpie_standin::intake::IntakeHandle| {
+        i.events()
+            .iter()
+            .filter(|e| e["title"].as_str().is_some_and(|t| t.contains(&family)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // When the failed container's event, the revision-1 container's metrics and the deploy event arrived.
+    let (mut t_event, mut t_metrics, mut t_deploy) = (None, None, None);
+    for _ in 0..120 {
+        let now = Some(restarted.elapsed().as_secs_f64());
+        if t_event.is_none() && error_events(&intake, &after_tag) > 0 {
+            t_event = now;
+        }
+        if t_metrics.is_none() && v1_cpu(&intake) > cpu_at_restart + 1 {
+            t_metrics = now;
+        }
+        if t_deploy.is_none() && !deploys(&intake).is_empty() {
+            t_deploy = now;
+        }
+        if t_event.is_some() && t_metrics.is_some() && t_deploy.is_some() {
+            break;
+        }
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Replays after the reconnect would show up within a few flushes.
+    for _ in 0..6 {
+        send(&agent);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = t0.elapsed().as_secs();
+    let flushed = agent.flushes() - f0;
+    assert_ne!(
+        v1_pid_before, v1_pid_after,
+        "the daemon restart did not restart the revision-1 container"
+    );
+    assert_eq!(
+        error_events(&intake, &after_tag),
+        1,
+        "die after the restart: {:?}",
+        intake.events()
+    );
+    assert_eq!(
+        error_events(&intake, &before_tag),
+        1,
+        "die before the restart, replayed? {:?}",
+        intake.events()
+    );
+    // The revision-1 container was killed (137) by the daemon's shutdown: reported at most once (the die is
+    // sent on the event stream before the daemon exits; it is lost if the stream was already gone).
+    let v1_deaths = error_events(&intake, &v1_tag);
+    assert!(v1_deaths <= 1, "{:?}", intake.events());
+    let d = deploys(&intake);
+    assert_eq!(d.len(), 1, "exactly one deploy event: {d:?}");
+    assert!(
+        d[0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&deploy_title)),
+        "{d:?}"
+    );
+    assert!(
+        v1_cpu(&intake) > cpu_at_restart + 1,
+        "container collection did not resume after the restart"
+    );
+    let st = agent.status_json();
+    assert_eq!(st["collectors"]["docker"]["status"], "ok", "{st}");
+    let log = agent.log_text();
+    let lost = log
+        .lines()
+        .filter(|l| l.contains("Docker event stream") && l.contains("reconnecting"))
+        .count();
+    assert!(
+        lost >= 1,
+        "the agent did not log the lost event stream; log:\n{log}"
+    );
+    let back: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Docker answers again"))
+        .collect();
+    assert_eq!(back.len(), 1, "one reconnect, said once; log:\n{log}");
+    let ok = wait_until(&intake, 20, |i| {
+        counted(&i.series(), "e2e.rs.count") >= sent as f64
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of {sent}",
+        counted(&intake.series(), "e2e.rs.count")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = counted(&intake.series(), "e2e.rs.count");
+    eprintln!(
+        "docker daemon restart: {sent} samples sent, {got} received; {flushed} flushes in {elapsed} s; dockerd stopped in {:.1} s; \
+         error events for the container the restart killed: {v1_deaths}; after dockerd was back: the die event at {t_event:?} s, \
+         metrics at {t_metrics:?} s, the deploy event at {t_deploy:?} s; {lost} event-stream failure lines; {}; \
+         docker status while down: {down}",
+        stop_took.as_secs_f64(),
+        back[0]
+    );
+    assert_eq!(got, sent as f64);
+    assert!(flushed * 2 >= elapsed, "{flushed} flushes in {elapsed} s");
+    let exit = agent.terminate(Duration::from_secs(10));
+    assert!(exit.success(), "{exit}");
+    assert!(!agent.log_text().contains("panicked"));
+    drop((v1, v2, before, after, dockerd));
+    // The shared engine's bridge (docker0) and every other host interface are still there.
+    assert_eq!(docker::host_interfaces(), host_interfaces);
+}

@@ -248,3 +248,260 @@ impl Drop for Relay {
         self.cut();
     }
 }
+
+/// A Docker daemon of the test's own, beside the machine's engine (which is shared and must not be
+/// restarted): its own socket, data root, exec root, pid file and managed containerd, all under one directory
+/// in /tmp (kept short: containerd's sockets live under the exec root), and its own network namespace
+/// (`unshare --net`): dockerd with `--bridge=none` deletes any interface named docker0 it sees, which took the
+/// shared engine's bridge away when it ran in the host's namespace. No iptables rules; containers on it run
+/// with `--network none`. `stop` and `launch` restart it on the same data root. On drop it removes its
+/// containers, stops, and its directory goes.
+pub struct PrivateDockerd {
+    /// `unix://<dir>/docker.sock`, for `DOCKER_HOST` and `docker -H`.
+    pub host: String,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+/// A container on a [`PrivateDockerd`] (removed with the daemon's other containers when it is dropped).
+pub struct PrivCtr {
+    pub id: String,
+    pub name: String,
+}
+
+impl PrivateDockerd {
+    /// Starts the daemon and loads the test image into it (from the shared engine, where `docker_ready` built
+    /// it). An error says which step failed and ends with the daemon's log.
+    pub fn start() -> Result<PrivateDockerd, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("kdd")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("tempdir: {e}"))?;
+        // An empty configuration file: dockerd refuses flags that /etc/docker/daemon.json also sets.
+        std::fs::write(dir.path().join("daemon.json"), "{}").map_err(|e| e.to_string())?;
+        let mut d = PrivateDockerd {
+            host: format!("unix://{}/docker.sock", dir.path().display()),
+            child: None,
+            dir,
+        };
+        d.launch()?;
+        let mut save = Command::new("docker")
+            .args(["save", IMAGE])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("docker save: {e}"))?;
+        let image = save.stdout.take().expect("piped");
+        let load = d
+            .docker()
+            .arg("load")
+            .stdin(image)
+            .output()
+            .map_err(|e| format!("docker load: {e}"))?;
+        let _ = save.wait();
+        if !load.status.success() {
+            return Err(format!(
+                "docker save {IMAGE} | docker -H {} load failed: {}\n{}",
+                d.host,
+                String::from_utf8_lossy(&load.stderr),
+                d.log_tail()
+            ));
+        }
+        Ok(d)
+    }
+
+    /// `docker -H <this daemon>`.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.args(["-H", &self.host]);
+        c
+    }
+
+    /// Starts dockerd on this directory and waits (at most 60 s) until it answers.
+    pub fn launch(&mut self) -> Result<(), String> {
+        let p = |name: &str| self.dir.path().join(name).display().to_string();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p("dockerd.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new("unshare")
+            .args(["--net", "--", "dockerd"])
+            .args(["--config-file", &p("daemon.json")])
+            .args(["-H", &self.host])
+            .args(["--data-root", &p("data")])
+            .args(["--exec-root", &p("exec")])
+            .args(["--pidfile", &p("dockerd.pid")])
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .args(["--storage-driver", "vfs"])
+            // Its managed containerd is its own (under the exec root); distinct namespaces besides.
+            .args(["--containerd-namespace", "kelpie-test"])
+            .args(["--containerd-plugins-namespace", "kelpie-test-plugins"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run unshare --net dockerd: {e}"))?;
+        self.child = Some(child);
+        for _ in 0..240 {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!(
+                    "dockerd exited at start ({st}):\n{}",
+                    self.log_tail()
+                ));
+            }
+            let ok = self
+                .docker()
+                .args(["version", "-f", "{{.Server.Version}}"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "dockerd did not answer within 60 s:\n{}",
+            self.log_tail()
+        ))
+    }
+
+    /// Sends dockerd SIGTERM (it stops its running containers, then exits); `exited` says when it has.
+    pub fn begin_stop(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// True once dockerd has exited (or was not running).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => false,
+            _ => {
+                self.child = None;
+                true
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for dockerd to exit (at most 60 s; then SIGKILL and an error). Returns how long
+    /// it took.
+    pub fn stop(&mut self) -> Result<Duration, String> {
+        let t = Instant::now();
+        self.begin_stop();
+        for _ in 0..600 {
+            if self.exited() {
+                return Ok(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        Err(format!(
+            "dockerd did not exit within 60 s of SIGTERM:\n{}",
+            self.log_tail()
+        ))
+    }
+
+    /// `docker run -d --network none --label kelpie-test=1 --name <unique> <docker_args> kelpie-test/tool
+    /// <tool_args>` on this daemon.
+    pub fn run(&self, prefix: &str, docker_args: &[&str], tool_args: &[&str]) -> PrivCtr {
+        let name = unique(prefix);
+        let out = self
+            .docker()
+            .args(["run", "-d", "--network", "none", "--label", "kelpie-test=1"])
+            .args(["--name", &name])
+            .args(docker_args)
+            .arg(IMAGE)
+            .args(tool_args)
+            .output()
+            .expect("docker run");
+        assert!(
+            out.status.success(),
+            "docker run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        PrivCtr { id, name }
+    }
+
+    /// `docker inspect -f <format>` on this daemon.
+    pub fn inspect(&self, id: &str, format: &str) -> String {
+        let out = self
+            .docker()
+            .args(["inspect", "-f", format, id])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The last 40 lines of dockerd's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Ok(o) = self.docker().args(["ps", "-aq"]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if !ids.is_empty() {
+                    let _ = self.docker().args(["rm", "-f"]).args(&ids).output();
+                }
+            }
+            let _ = self.stop();
+        }
+        // Its containerd exits with it; should it not have (dockerd killed), it goes too.
+        let pidfile = self.dir.path().join("exec/containerd/containerd.pid");
+        if let Ok(pid) = std::fs::read_to_string(pidfile) {
+            let pid = pid.trim();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours = self.dir.path().display().to_string();
+            if String::from_utf8_lossy(&cmdline).contains(&ours) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        // Nothing may stay mounted under the directory before it is removed (vfs mounts nothing; a network
+        // namespace file would be).
+        let ours = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&ours))
+            .collect();
+        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in points {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+    }
+}
+
+/// The host's network interfaces other than containers' veth ends (which come and go with other tests'
+/// containers), to check that a private daemon changed none of them.
+pub fn host_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("veth"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
