@@ -4,6 +4,8 @@
 # client sends 10 increments a second; then the intake recovers and the script reports what arrived, how many
 # requests the failing intake got, the agent's drops and its peak RSS.
 #   OUTAGE_SECS=600 FAILURE='{"kind":"status","status":503}' scripts/outage.sh
+# FAILURE=refused stops the stand-in listening (connections refused) for OUTAGE_SECS + 8 s; it cannot count
+# refused connections, so the attempts are the agent's own `forwarder.transactions.retried`.
 # Uses target/debug/{kelpie,kelpie-standin} unless KELPIE_BIN / STANDIN_BIN say otherwise (cargo build first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,11 @@ FAILURE=${FAILURE:-'{"kind":"status","status":503}'}
 KELPIE_BIN=${KELPIE_BIN:-target/debug/kelpie}
 STANDIN_BIN=${STANDIN_BIN:-target/debug/kelpie-standin}
 STORAGE=${STORAGE:-1}
+REFUSED=0
+if [ "$FAILURE" = refused ]; then
+  REFUSED=1
+  FAILURE="{\"kind\":\"down\",\"for_ms\":$(( (OUTAGE_SECS + 8) * 1000 ))}"
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 IN_PORT=$(free_port); ST_PORT=$(free_port); UDP_PORT=$(free_port)
 work=$(mktemp -d)
@@ -40,7 +47,15 @@ while [ $(( $(date +%s) - start )) -lt "$OUTAGE_SECS" ]; do
 done
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 status_during=$(curl -fsS "http://127.0.0.1:$ST_PORT/status")
-requests_during=$(curl -fsS "http://127.0.0.1:$IN_PORT/_standin/received" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["requests"]))')
+if [ "$REFUSED" = 1 ]; then
+  requests_during="none reached the stand-in (refused); the agent's attempts are 'retried' below"
+  for _ in $(seq 1 30); do
+    curl -fsS "http://127.0.0.1:$IN_PORT/_standin/received" >/dev/null 2>&1 && break
+    sleep 1
+  done
+else
+  requests_during=$(curl -fsS "http://127.0.0.1:$IN_PORT/_standin/received" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["requests"]))')
+fi
 curl -fsS -X DELETE "http://127.0.0.1:$IN_PORT/_standin/failure" >/dev/null
 received=0
 for _ in $(seq 1 240); do
