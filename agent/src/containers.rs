@@ -1,10 +1,13 @@
 //! The Docker and ECS collectors as the flush sees them: connecting to Docker (at start, then retried every
 //! minute while it is missing, so a host without Docker runs the rest), their points turned into series,
 //! their events into DogStatsD-style events, and their state into the status's `docker` and `ecs` lines.
+//! While collection fails (Docker went away after it connected), the first failure is a warning, then a
+//! summary at most once a minute, then one info line when it works again ([`crate::outage`]).
 //! The collectors themselves are the `kelpie-container` crate.
 
 use crate::config::Config;
 use crate::model::{Event, IStr, Series, SeriesKind};
+use crate::outage::{secs, Episode};
 use crate::status::{CollectorStatus, StatusState};
 use kelpie_container::{
     ContainerConfig, ContainerEvent, Containers, OriginResolver, Point, PointKind,
@@ -99,6 +102,45 @@ fn container_event(e: ContainerEvent, hostname: &str) -> Event {
     }
 }
 
+/// What the log says about failing collections: the first failure, a summary at most once a minute while
+/// they fail, the recovery. Each call returns the line to log, if any (a warning, or info for the recovery).
+#[derive(Debug, Default)]
+struct CollectionLog {
+    failing: Option<Episode>,
+}
+
+impl CollectionLog {
+    fn failed(&mut self, now: Instant, error: &str) -> Option<String> {
+        match &mut self.failing {
+            None => {
+                self.failing = Some(Episode::begin(now));
+                Some(format!(
+                    "docker collection failed: {error}; container metrics are missing while it fails \
+                     (tried at every flush, a summary at most once a minute)"
+                ))
+            }
+            Some(e) => e.failed(now).map(|s| {
+                format!(
+                    "docker collection has been failing for {} ({} failed collections since the last \
+                     message, {} in all; the last: {error})",
+                    secs(s.lasted),
+                    s.since_last_line,
+                    s.failures
+                )
+            }),
+        }
+    }
+
+    fn succeeded(&mut self, now: Instant) -> Option<String> {
+        let r = self.failing.take()?.end(now);
+        Some(format!(
+            "docker collection works again after {} ({} failed collections)",
+            secs(r.lasted),
+            r.failures
+        ))
+    }
+}
+
 /// The collectors translated from the agent's configuration; None when `container_collection` is off.
 pub fn container_config(cfg: &Config) -> Option<ContainerConfig> {
     cfg.container_collection.then(|| ContainerConfig {
@@ -124,6 +166,7 @@ pub struct ContainerSource {
     origin_slot: Arc<RwLock<Option<OriginResolver>>>,
     state: Arc<StatusState>,
     hostname: String,
+    log: CollectionLog,
 }
 
 impl ContainerSource {
@@ -157,6 +200,7 @@ impl ContainerSource {
             origin_slot,
             state,
             hostname,
+            log: CollectionLog::default(),
         }
     }
 
@@ -173,12 +217,21 @@ impl ContainerSource {
         }
         if let Some(c) = &self.containers {
             match c.collect().await {
-                Ok(points) => series.extend(
-                    points
-                        .into_iter()
-                        .map(|p| point_to_series(p, now, interval)),
-                ),
-                Err(e) => warn!("docker collection failed: {e}"),
+                Ok(points) => {
+                    if let Some(line) = self.log.succeeded(Instant::now()) {
+                        info!("{line}");
+                    }
+                    series.extend(
+                        points
+                            .into_iter()
+                            .map(|p| point_to_series(p, now, interval)),
+                    )
+                }
+                Err(e) => {
+                    if let Some(line) = self.log.failed(Instant::now(), &e.to_string()) {
+                        warn!("{line}");
+                    }
+                }
             }
             let st = c.status();
             let mut cs = CollectorStatus::new(if st.last_error.is_some() {
@@ -199,5 +252,67 @@ impl ContainerSource {
         while let Ok(e) = self.events.try_recv() {
             out.push(container_event(e, &self.hostname));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker down for 2m 5s with a flush every 10 s: 3 warnings (the first failure, two summaries) and the
+    /// recovery, instead of 13 warnings.
+    #[test]
+    fn failing_collections_are_said_once_then_summarised_then_recovered() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = CollectionLog::default();
+        assert_eq!(log.succeeded(at(0)), None, "no outage, nothing to say");
+        let mut lines = Vec::new();
+        for s in (10..=130).step_by(10) {
+            if let Some(l) = log.failed(at(s), "list containers: connection refused") {
+                lines.push((s, l));
+            }
+        }
+        if let Some(l) = log.succeeded(at(135)) {
+            lines.push((135, l));
+        }
+        assert_eq!(
+            lines,
+            [
+                (
+                    10,
+                    "docker collection failed: list containers: connection refused; container metrics are \
+                     missing while it fails (tried at every flush, a summary at most once a minute)"
+                        .to_string()
+                ),
+                (
+                    70,
+                    "docker collection has been failing for 1m (6 failed collections since the last message, \
+                     7 in all; the last: list containers: connection refused)"
+                        .to_string()
+                ),
+                (
+                    130,
+                    "docker collection has been failing for 2m (6 failed collections since the last message, \
+                     13 in all; the last: list containers: connection refused)"
+                        .to_string()
+                ),
+                (
+                    135,
+                    "docker collection works again after 2m 5s (13 failed collections)".to_string()
+                ),
+            ]
+        );
+        // A second outage starts afresh with its own first line.
+        assert!(log
+            .failed(at(200), "x")
+            .unwrap()
+            .starts_with("docker collection failed: x;"));
+        assert_eq!(log.failed(at(210), "x"), None);
+        assert_eq!(
+            log.succeeded(at(215)).unwrap(),
+            "docker collection works again after 15s (2 failed collections)"
+        );
+        assert_eq!(log.succeeded(at(220)), None);
     }
 }

@@ -19,6 +19,7 @@ pub mod intake;
 pub mod mapper;
 pub mod memory;
 pub mod model;
+pub mod outage;
 pub mod pipeline;
 pub mod profiles;
 pub mod recent;

@@ -1,29 +1,19 @@
 //! Saying what is wrong while the intake fails: the first failure of an outage is logged at once (with the
 //! URL and the reason), then a summary at most once a minute while it lasts, then the recovery; the status
-//! shows since when the intake is not delivering and what is held.
+//! shows since when the intake is not delivering and what is held. The policy (when to say what) is
+//! [`crate::outage`], shared with Docker collection.
 
 use super::{Inner, State};
-use std::time::Duration;
+use crate::outage::{secs, Episode};
 use tokio::time::Instant;
-
-/// While the intake fails, a summary is logged at most this often.
-const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// An intake outage in progress: from the first failed attempt to the next success.
 pub(super) struct Outage {
     since_unix: i64,
-    since: Instant,
-    /// Failed attempts since the last log line about this outage.
-    failures_unlogged: u64,
-    last_log: Instant,
+    episode: Episode,
     last_reason: String,
     /// `forwarder.dropped` total when the outage began.
     dropped_before: u64,
-}
-
-/// A duration in whole seconds, for log lines (`1m 5s`).
-pub(super) fn secs(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 
 impl Inner {
@@ -34,7 +24,8 @@ impl Inner {
 
     /// Keeps track of an outage and says so: the first failure at once, then a summary at most once a minute.
     pub(super) fn note_failure(&self, st: &mut State, reason: &str) {
-        let now = Instant::now();
+        // tokio's clock (not std's), so that a test with paused time moves it.
+        let now = Instant::now().into_std();
         let (n, bytes) = Inner::held(st);
         let url = &self.cfg.base_url;
         let dropped_now = self.telemetry.forwarder.dropped.total();
@@ -55,26 +46,21 @@ impl Inner {
                     .set(since_unix);
                 st.outage = Some(Outage {
                     since_unix,
-                    since: now,
-                    failures_unlogged: 0,
-                    last_log: now,
+                    episode: Episode::begin(now),
                     last_reason: reason.to_string(),
                     dropped_before: dropped_now,
                 });
             }
             Some(o) => {
-                o.failures_unlogged += 1;
                 o.last_reason = reason.to_string();
-                if now.duration_since(o.last_log) >= OUTAGE_LOG_EVERY {
+                if let Some(s) = o.episode.failed(now) {
                     tracing::warn!(
                         "the intake {url} has not accepted data for {} ({} failed attempts since the last message, the last: {}); {n} payloads ({bytes} bytes) held, {} dropped since it began",
-                        secs(now.duration_since(o.since)),
-                        o.failures_unlogged,
+                        secs(s.lasted),
+                        s.since_last_line,
                         o.last_reason,
                         dropped_now.saturating_sub(o.dropped_before),
                     );
-                    o.last_log = now;
-                    o.failures_unlogged = 0;
                 }
             }
         }
@@ -85,7 +71,7 @@ impl Inner {
         tracing::info!(
             "the intake {} is accepting data again after {} (since {}); {n} payloads ({bytes} bytes) held are being sent, {} were dropped during the outage",
             self.cfg.base_url,
-            secs(o.since.elapsed()),
+            secs(o.episode.lasted(Instant::now().into_std())),
             crate::status::format_time(o.since_unix),
             self.telemetry
                 .forwarder
