@@ -260,12 +260,25 @@ impl Client {
         if status.is_success() {
             return Ok((status, json));
         }
-        Err(ApiError::Http {
+        Err(self.http_error(method.as_str(), path, status, &json))
+    }
+
+    /// The error for a final answer `status` with `body`; a refusal of the keys (401, 403) says what to check.
+    fn http_error(&self, method: &str, path: &str, status: StatusCode, body: &Value) -> ApiError {
+        let mut message = error_text(body);
+        if matches!(status.as_u16(), 401 | 403) {
+            message = format!(
+                "{message} (check that DD_API_KEY and DD_APP_KEY are keys of the account at {} and that the \
+                 application key may read and write monitors)",
+                self.base
+            );
+        }
+        ApiError::Http {
             method: method.to_string(),
             path: path.to_string(),
             status: status.as_u16(),
-            message: error_text(&json),
-        })
+            message,
+        }
     }
 
     /// Sends one request with the rate-limit, retry and concurrency rules; returns the final status and JSON
@@ -570,12 +583,7 @@ impl Client {
                 )
                 .await?;
             if !(status.is_success() || status == StatusCode::CONFLICT) {
-                return Err(ApiError::Http {
-                    method: "GET".into(),
-                    path: "/api/v1/monitor/can_delete".into(),
-                    status: status.as_u16(),
-                    message: error_text(&body),
-                });
+                return Err(self.http_error("GET", "/api/v1/monitor/can_delete", status, &body));
             }
             if let Some(a) = body.pointer("/data/ok").and_then(Value::as_array) {
                 ok.extend(a.iter().filter_map(Value::as_i64));

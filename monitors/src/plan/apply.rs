@@ -135,6 +135,12 @@ async fn apply_changes(
             },
             Op::Update(u) => match client.update(u.id, &u.body).await {
                 Ok(_) => Ok(format!("updated {} (id {})", u.address, u.id)),
+                // As Terraform's provider: the update fails, and the next plan (which no longer finds the
+                // monitor) creates it.
+                Err(ApiError::Http { status: 404, .. }) => Err(format!(
+                    "failed to update {} (id {}): it was deleted outside kelpie after this sync read it (HTTP 404); the next sync creates it again",
+                    u.address, u.id
+                )),
                 Err(e) => Err(format!(
                     "failed to update {} (id {}): {}",
                     u.address,
@@ -224,6 +230,12 @@ async fn apply_deletes(
     for d in &plan.delete {
         if d.force || ok.contains(&d.id) {
             todo.push(d);
+        } else if gone(client, d.id).await {
+            // Deleted by someone else since the plan read it: what the sync wanted.
+            let line = format!("deleted {} (id {}, already gone)", d.address, d.id);
+            out.deleted += 1;
+            progress(&line);
+            out.lines.push(line);
         } else {
             let why = refused
                 .get(&d.id)
@@ -262,4 +274,13 @@ async fn apply_deletes(
             }
         }
     }
+}
+
+/// Whether monitor `id` no longer exists (the API answers 404 for it): `can_delete` refuses a monitor that is
+/// gone as it refuses one still in use.
+async fn gone(client: &Client, id: i64) -> bool {
+    matches!(
+        client.get(id).await,
+        Err(ApiError::Http { status: 404, .. })
+    )
 }

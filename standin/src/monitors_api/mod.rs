@@ -10,9 +10,12 @@
 //! 429 once a window's budget is spent. By default one bucket covers every monitor endpoint;
 //! [`MonitorsApiHandle::add_rate_limit`] adds named buckets for some methods.
 //!
-//! Tests drive it through [`MonitorsApi::start`]'s handle: `insert_raw` plays an edit in the Datadog UI,
-//! `fail_next` injects errors, `fail_after_apply` applies a request and then loses its answer (a 5xx, or the
-//! connection dropped), `request_log` shows what kelpie sent.
+//! Tests drive it through [`MonitorsApiHandle`]: `insert_raw` plays an edit in the Datadog UI,
+//! `edit_before` plays one made while a client is between its read and its write (applied just before a
+//! given request is served), `fail_next` injects errors (`fail_next_with_headers` with headers such as
+//! `X-RateLimit-Reset`), `fail_after_apply` applies a request and then loses its answer (a 5xx, or the
+//! connection dropped), `require_keys` refuses other keys with 403 as Datadog does, `request_log` shows what
+//! kelpie sent.
 //!
 //! This file holds the state and the handle tests use; routing, rate limits, the list and search endpoints,
 //! validation and normalization have their own files.
@@ -67,6 +70,24 @@ struct Fail {
     left: u32,
     /// Apply the request first, then answer `status` (0: drop the connection) instead of its answer.
     after_apply: bool,
+    /// Headers added to the failed answer.
+    headers: Vec<(String, String)>,
+}
+
+/// A change made outside the client (someone in the Datadog UI, another tool), see
+/// [`MonitorsApiHandle::edit_before`].
+#[derive(Clone, Debug)]
+pub enum OutsideEdit {
+    /// The monitor is deleted.
+    Delete(i64),
+    /// The monitor is stored as given, as [`MonitorsApiHandle::insert_raw`] does (its `id` says which).
+    Store(Value),
+}
+
+struct PendingEdit {
+    method: Option<String>,
+    path: String,
+    edit: OutsideEdit,
 }
 
 /// What the handler answers: a normal response, or a dropped connection.
@@ -81,6 +102,48 @@ struct Inner {
     buckets: Vec<Bucket>,
     log: Vec<LogEntry>,
     fails: Vec<Fail>,
+    edits: Vec<PendingEdit>,
+    /// The only keys accepted (API key, application key), when set; otherwise any non-empty ones.
+    keys: Option<(String, String)>,
+}
+
+impl Inner {
+    /// See [`MonitorsApiHandle::insert_raw`].
+    fn insert_raw(&mut self, mut m: Value) -> i64 {
+        let id = match m.get("id").and_then(Value::as_i64) {
+            Some(id) => id,
+            None => {
+                self.next_id += 1;
+                self.next_id
+            }
+        };
+        let created = self
+            .monitors
+            .get(&id)
+            .and_then(|o| o.get("created").cloned());
+        normalize(&mut m);
+        server_fields(&mut m, id, created);
+        self.monitors.insert(id, m);
+        id
+    }
+
+    /// Applies the outside edits waiting for a request `method path`, first in, each once.
+    fn apply_edits(&mut self, method: &str, path: &str) {
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.edits)
+            .into_iter()
+            .partition(|e| e.path == path && e.method.as_deref().is_none_or(|m| m == method));
+        self.edits = rest;
+        for e in due {
+            match e.edit {
+                OutsideEdit::Delete(id) => {
+                    self.monitors.remove(&id);
+                }
+                OutsideEdit::Store(m) => {
+                    self.insert_raw(m);
+                }
+            }
+        }
+    }
 }
 
 /// Shared state of the stand-in (mount it with [`router`]).
@@ -97,6 +160,8 @@ impl Default for MonitorsState {
                 buckets: Vec::new(),
                 log: Vec::new(),
                 fails: Vec::new(),
+                edits: Vec::new(),
+                keys: None,
             }),
         }
     }
@@ -174,23 +239,24 @@ impl MonitorsApiHandle {
     /// Stores a monitor as if made or edited in the Datadog UI: no validation; server fields are filled in
     /// and the same normalization applies. With an `id` of an existing monitor it replaces that monitor.
     /// Returns the id.
-    pub fn insert_raw(&self, mut m: Value) -> i64 {
-        let mut inner = self.state.inner.lock();
-        let id = match m.get("id").and_then(Value::as_i64) {
-            Some(id) => id,
-            None => {
-                inner.next_id += 1;
-                inner.next_id
-            }
-        };
-        let created = inner
-            .monitors
-            .get(&id)
-            .and_then(|o| o.get("created").cloned());
-        normalize(&mut m);
-        server_fields(&mut m, id, created);
-        inner.monitors.insert(id, m);
-        id
+    pub fn insert_raw(&self, m: Value) -> i64 {
+        self.state.inner.lock().insert_raw(m)
+    }
+    /// Makes `edit` happen just before the next request to `path` (optionally prefixed by a method, as in
+    /// [`Self::fail_next`]) is served: a change someone makes while a client is between its read and its
+    /// write. Each edit happens once.
+    pub fn edit_before(&self, path: &str, edit: OutsideEdit) {
+        let (method, path) = split_method(path);
+        self.state
+            .inner
+            .lock()
+            .edits
+            .push(PendingEdit { method, path, edit });
+    }
+    /// Accepts only these keys from now on; other keys are answered 403 `Forbidden`, as Datadog answers an
+    /// invalid API or application key.
+    pub fn require_keys(&self, api_key: &str, app_key: &str) {
+        self.state.inner.lock().keys = Some((api_key.to_string(), app_key.to_string()));
     }
     /// Enables a rate limit of `limit` requests per `period` (whole seconds, at least 1) for all monitor
     /// endpoints, in one bucket named `monitors` (replacing any buckets set before).
@@ -211,25 +277,51 @@ impl MonitorsApiHandle {
     /// Makes the next `n` requests to `path` (optionally prefixed by a method, e.g. `"POST /api/v1/monitor"`)
     /// fail with `status`.
     pub fn fail_next(&self, path: &str, status: u16, n: u32) {
-        self.push_fail(path, status, n, false);
+        self.push_fail(path, status, n, false, &[]);
+    }
+    /// As [`Self::fail_next`], with `headers` on each failed answer (a 429's `X-RateLimit-Reset`, say).
+    pub fn fail_next_with_headers(
+        &self,
+        path: &str,
+        status: u16,
+        n: u32,
+        headers: &[(&str, &str)],
+    ) {
+        self.push_fail(path, status, n, false, headers);
     }
     /// Applies the next `n` requests to `path` (as [`Self::fail_next`]) and then loses their answers: the
     /// client gets `status` (a 5xx from a proxy that timed out) or, with `status` 0, a dropped connection,
     /// although the change was made.
     pub fn fail_after_apply(&self, path: &str, status: u16, n: u32) {
-        self.push_fail(path, status, n, true);
+        self.push_fail(path, status, n, true, &[]);
     }
-    fn push_fail(&self, path: &str, status: u16, n: u32, after_apply: bool) {
-        let (method, path) = match path.split_once(' ') {
-            Some((m, p)) => (Some(m.to_uppercase()), p.to_string()),
-            None => (None, path.to_string()),
-        };
+    fn push_fail(
+        &self,
+        path: &str,
+        status: u16,
+        n: u32,
+        after_apply: bool,
+        headers: &[(&str, &str)],
+    ) {
+        let (method, path) = split_method(path);
         self.state.inner.lock().fails.push(Fail {
             method,
             path,
             status,
             left: n,
             after_apply,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         });
+    }
+}
+
+/// `"PUT /api/v1/monitor/1"` → (`Some("PUT")`, `"/api/v1/monitor/1"`); a bare path matches every method.
+fn split_method(path: &str) -> (Option<String>, String) {
+    match path.split_once(' ') {
+        Some((m, p)) => (Some(m.to_uppercase()), p.to_string()),
+        None => (None, path.to_string()),
     }
 }

@@ -29,6 +29,16 @@ pub fn routes(state: Arc<MonitorsState>) -> Router {
         .with_state(state)
 }
 
+/// Headers an injected failure may carry (`fail_next_with_headers`), as the answer's header names.
+const INJECTABLE_HEADERS: [&str; 6] = [
+    "x-ratelimit-limit",
+    "x-ratelimit-period",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-ratelimit-name",
+    "retry-after",
+];
+
 pub(super) fn err(status: StatusCode, msg: &str) -> (StatusCode, Value) {
     (status, json!({ "errors": [msg] }))
 }
@@ -79,13 +89,18 @@ async fn handle(
     let mut inner = state.inner.lock();
     let mut rate_headers: Vec<(&'static str, String)> = Vec::new();
     let answer = 'answer: {
-        let key = |name: &str| {
+        let key = |name: &str, want: Option<&str>| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| !v.trim().is_empty())
+                .is_some_and(|v| !v.trim().is_empty() && want.is_none_or(|w| w == v))
         };
-        if !key("dd-api-key") || !key("dd-application-key") {
+        let keys = inner.keys.clone();
+        let want = |i: usize| {
+            keys.as_ref()
+                .map(|k| if i == 0 { k.0.as_str() } else { k.1.as_str() })
+        };
+        if !key("dd-api-key", want(0)) || !key("dd-application-key", want(1)) {
             break 'answer Answer::Json(
                 StatusCode::FORBIDDEN,
                 err(StatusCode::FORBIDDEN, "Forbidden").1,
@@ -95,12 +110,21 @@ async fn handle(
         if let Some(refused) = rate_limit(&mut inner, &m, &mut rate_headers) {
             break 'answer refused;
         }
+        inner.apply_edits(&m, &path);
         let fail = inner
             .fails
             .iter_mut()
             .find(|f| f.left > 0 && f.path == path && f.method.as_ref().is_none_or(|fm| *fm == m))
             .map(|f| {
                 f.left -= 1;
+                for (k, v) in &f.headers {
+                    if let Some(known) = INJECTABLE_HEADERS
+                        .iter()
+                        .find(|h| h.eq_ignore_ascii_case(k))
+                    {
+                        rate_headers.push((known, v.clone()));
+                    }
+                }
                 (f.status, f.after_apply)
             });
         match fail {
