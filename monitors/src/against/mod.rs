@@ -106,7 +106,20 @@ fn change_line(rule: &Rule, c: &Change, groups: bool) -> Option<String> {
             "WARN       value {value} (warning {op} {})",
             rule.warning.map(fmt_num).unwrap_or_default()
         ),
-        (Some(State::Alert | State::Warn), State::Ok) => format!("recovered  value {value}"),
+        (Some(before @ (State::Alert | State::Warn)), State::Ok) => {
+            let recovery = match before {
+                State::Alert => rule.critical_recovery.map(|r| ("critical", r)),
+                _ => rule.warning_recovery.map(|r| ("warning", r)),
+            };
+            match recovery {
+                Some((which, r)) => format!(
+                    "recovered  value {value} ({which} recovery {} {})",
+                    recovery_op(rule.op),
+                    fmt_num(r)
+                ),
+                None => format!("recovered  value {value}"),
+            }
+        }
         (_, State::Ok) => format!("OK         value {value} (data again)"),
         (_, State::NoData) => format!("NO DATA    no point in the last {}m", rule.window_minutes),
     };
@@ -116,6 +129,19 @@ fn change_line(rule: &Rule, c: &Change, groups: bool) -> Option<String> {
         String::new()
     };
     Some(format!("  {}  {group}{what}", hms(c.time)))
+}
+
+/// The comparator a value must meet to pass a recovery threshold (Datadog's recovery condition).
+fn recovery_op(op: crate::query::Op) -> &'static str {
+    use crate::query::Op;
+    match op {
+        Op::Gt => "<=",
+        Op::Ge => "<",
+        Op::Lt => ">=",
+        Op::Le => ">",
+        Op::Eq => "!=",
+        Op::Ne => "==",
+    }
 }
 
 /// The one-line summary: `never triggered`, or `alert 2 times, warn 1 time, now OK`.
@@ -182,6 +208,50 @@ pub fn render(outcomes: &[Outcome]) -> String {
     out
 }
 
+/// The report as JSON: per monitor its address and query, and either why it was skipped or the hour walked
+/// (`from`/`to` unix seconds), every transition (`time` unix seconds, `utc` `HH:MM:SS`, `group`, `from`
+/// — null for a group's first state —, `to`, `value`), each group's final state and the summary line.
+pub fn render_json(outcomes: &[Outcome]) -> serde_json::Value {
+    use serde_json::json;
+    let items: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Skipped { address, reason } => json!({ "address": address, "skipped": reason }),
+            Outcome::Walked {
+                address,
+                query,
+                rule,
+                walk,
+            } => {
+                let Some(w) = walk else {
+                    return json!({
+                        "address": address, "query": query, "metric": rule.simple.metric,
+                        "recorded": false, "transitions": [], "summary": "never triggered",
+                    });
+                };
+                let transitions: Vec<serde_json::Value> = w
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "time": c.time, "utc": hms(c.time), "group": c.group,
+                            "from": c.from.map(State::as_str), "to": c.to.as_str(), "value": c.value,
+                        })
+                    })
+                    .collect();
+                let last: BTreeMap<&str, &str> =
+                    w.last.iter().map(|(g, s)| (g.as_str(), s.as_str())).collect();
+                json!({
+                    "address": address, "query": query, "metric": rule.simple.metric,
+                    "recorded": true, "from": w.from, "to": w.to, "steps": w.steps,
+                    "transitions": transitions, "final": last, "summary": summary(w),
+                })
+            }
+        })
+        .collect();
+    json!({ "monitors": items })
+}
+
 /// Reads what `source` recorded of the metrics the monitors read. Err: one sentence for the user.
 pub async fn load(source: &Source, monitors: &[Monitor]) -> Result<Vec<Entry>, String> {
     match source {
@@ -202,8 +272,9 @@ pub async fn load(source: &Source, monitors: &[Monitor]) -> Result<Vec<Entry>, S
     }
 }
 
-/// Runs the command: prints the report and returns the exit code (1 when the input could not be read).
-pub async fn run(against: &str, monitors: &[Monitor]) -> i32 {
+/// Runs the command: prints the report (as JSON with `json`) and returns the exit code (1 when the input
+/// could not be read).
+pub async fn run(against: &str, monitors: &[Monitor], json: bool) -> i32 {
     let source = Source::parse(against);
     let entries = match load(&source, monitors).await {
         Ok(e) => e,
@@ -220,7 +291,18 @@ pub async fn run(against: &str, monitors: &[Monitor]) -> i32 {
             .map(|d| d.as_secs() as i64),
         Source::File(_) => None,
     };
-    print!("{}", render(&evaluate(monitors, &entries, end)));
+    let outcomes = evaluate(monitors, &entries, end);
+    if json {
+        match serde_json::to_string_pretty(&render_json(&outcomes)) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the report as JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", render(&outcomes));
+    }
     0
 }
 

@@ -40,6 +40,10 @@ pub struct Entry {
     pub stat: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Seconds each point of a rate or count covers, when the answer says (else the flush interval is
+    /// taken from the recorded times).
+    #[serde(default)]
+    pub interval: i64,
     #[serde(default)]
     pub points: Vec<(i64, Option<f64>)>,
 }
@@ -126,6 +130,9 @@ fn distribution_stat(space_aggr: &str, metric: &str) -> Result<&'static str, Str
     match space_aggr {
         "avg" => Ok("avg"),
         "max" => Ok("max"),
+        "p50" => Ok("p50"),
+        "p95" => Ok("p95"),
+        "p99" => Ok("p99"),
         other => Err(format!(
             "`{other}:` of the distribution {metric}: the agent records only its p50, p95, p99, avg, max and count"
         )),
@@ -147,13 +154,25 @@ fn flush_interval(entries: &[Entry]) -> Option<i64> {
 
 /// The series `rule` reads among `entries`, as points sorted by time; a host becomes a `host:` tag as in
 /// Datadog. For a distribution, the statistic matching the space aggregator. With `.as_count()`, a rate
-/// (per second) becomes a count per flush interval.
+/// (per second) becomes a count per interval, and with `.as_rate()` a recorded count becomes a rate per
+/// second, as Datadog's modifiers do (gauges and distributions are left as they are).
 pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String> {
     let metric = &rule.simple.metric;
-    let interval = flush_interval(entries).unwrap_or(1) as f64;
+    let inferred = flush_interval(entries).unwrap_or(1).max(1);
     let mine: Vec<&Entry> = entries.iter().filter(|e| &e.metric == metric).collect();
     let stat = if mine.iter().any(|e| !e.stat.is_empty()) {
         distribution_stat(&rule.simple.space_aggr, metric)?
+    } else if crate::query::percentile_of(&rule.simple.space_aggr).is_some() {
+        match mine.first() {
+            Some(e) => {
+                return Err(format!(
+                    "`{}:` reads a distribution's percentile, but {metric} was recorded as a {}",
+                    rule.simple.space_aggr,
+                    if e.kind.is_empty() { "gauge" } else { &e.kind }
+                ))
+            }
+            None => "",
+        }
     } else {
         ""
     };
@@ -161,10 +180,11 @@ pub fn points_for(rule: &Rule, entries: &[Entry]) -> Result<Vec<Points>, String>
         .into_iter()
         .filter(|e| e.stat == stat)
         .map(|e| {
-            let scale = if rule.as_count && e.kind == "rate" {
-                interval
-            } else {
-                1.0
+            let interval = if e.interval > 0 { e.interval } else { inferred } as f64;
+            let scale = match e.kind.as_str() {
+                "rate" if rule.as_count => interval,
+                "count" if rule.as_rate => 1.0 / interval,
+                _ => 1.0,
             };
             let mut tags = e.tags.clone();
             if !e.host.is_empty() && !tags.iter().any(|t| t.starts_with("host:")) {

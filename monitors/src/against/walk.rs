@@ -79,16 +79,16 @@ pub fn walk(
         .max()?;
     let end = end.unwrap_or(newest);
     let times = steps(series, end);
-    let window = rule.window_minutes as i64 * 60;
     let mut last: BTreeMap<String, State> = BTreeMap::new();
     let mut changes = Vec::new();
     for &t in &times {
-        let states: GroupStates = rule.evaluate(series, t - window, t);
+        let states: GroupStates = rule.evaluate(series, t, 60);
         for (group, (state, value)) in states {
             let before = last.get(&group).copied();
             if state == State::NoData && !no_data_counts {
                 continue;
             }
+            let state = rule.next_state(before, state, value);
             if before == Some(state) {
                 continue;
             }
@@ -192,5 +192,33 @@ mod tests {
         let w = walk(&r, &pts, Some(1350), false).unwrap();
         assert_eq!(w.last.get("host:h1"), Some(&State::Ok));
         assert!(walk(&r, &[], None, false).is_none());
+    }
+
+    #[test]
+    fn require_full_window_waits_until_the_points_cover_the_window() {
+        let entries = parse_answers(&recorded()).unwrap();
+        let mut m = Monitor {
+            mtype: "metric alert".into(),
+            query: "avg(last_2m):avg:app.temp{*} > 30".into(),
+            ..Default::default()
+        };
+        let r = Rule::of(&m).unwrap();
+        let pts = points_for(&r, &entries).unwrap();
+        // Without it the first window (1000 alone) is evaluated at once; at 1070 the average of six 10s
+        // and two 100s is 32.5.
+        let w = walk(&r, &pts, None, false).unwrap();
+        assert_eq!(w.changes[0].time, 1000);
+        assert_eq!((w.changes[1].time, w.changes[1].to), (1070, State::Alert));
+        m.options
+            .insert("require_full_window".into(), serde_json::json!(true));
+        let r = Rule::of(&m).unwrap();
+        // With it nothing is evaluated before 1110, the first window, (990, 1110], whose start the points
+        // cover (within one 10-second step); it holds 10 ×6, 100 ×3, 40 ×3: average 40.
+        let w = walk(&r, &pts, None, false).unwrap();
+        assert_eq!(
+            (w.changes[0].time, w.changes[0].from, w.changes[0].to),
+            (1110, None, State::Alert)
+        );
+        assert_eq!(w.changes[0].value, Some(40.0));
     }
 }

@@ -115,6 +115,9 @@ pub enum MonitorsCommand {
         /// GET /api/series (one answer or a JSON array of answers).
         #[arg(long, value_name = "URL|FILE")]
         against: Option<String>,
+        /// With --against: print the transitions as JSON (times in unix seconds and UTC).
+        #[arg(long, requires = "against")]
+        json: bool,
     },
 }
 
@@ -278,8 +281,11 @@ pub async fn run(args: MonitorsArgs) -> anyhow::Result<i32> {
             )
             .await
         }
-        MonitorsCommand::Test { against: None } => validate::test(&args),
-        MonitorsCommand::Test { against: Some(src) } => validate::test_against(&args, src).await,
+        MonitorsCommand::Test { against: None, .. } => validate::test(&args),
+        MonitorsCommand::Test {
+            against: Some(src),
+            json,
+        } => validate::test_against(&args, src, *json).await,
     }
 }
 

@@ -95,9 +95,13 @@ pub(super) fn test(args: &MonitorsArgs) -> anyhow::Result<i32> {
 }
 
 /// `test --against`: the metric monitors evaluated over what a local agent recorded.
-pub(super) async fn test_against(args: &MonitorsArgs, against: &str) -> anyhow::Result<i32> {
+pub(super) async fn test_against(
+    args: &MonitorsArgs,
+    against: &str,
+    json: bool,
+) -> anyhow::Result<i32> {
     let Some(loaded) = load(args) else {
         return Ok(1);
     };
-    Ok(crate::against::run(against, &loaded.monitors).await)
+    Ok(crate::against::run(against, &loaded.monitors, json).await)
 }

@@ -2,8 +2,8 @@
 //! is wrong, and the checks of the functions Datadog evaluates specially.
 
 use super::{
-    cumulative_window_minutes, window_minutes, MetricQuery, Op, Simple, QUERY_TIME_AGGRS,
-    SPACE_AGGRS, TIME_AGGRS,
+    cumulative_window_minutes, percentile_of, window_minutes, ChangeSpec, MetricQuery, Op, Simple,
+    QUERY_TIME_AGGRS, SPACE_AGGRS, TIME_AGGRS,
 };
 
 /// Algorithms of the functions whose monitors Datadog evaluates specially.
@@ -31,10 +31,11 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
     }
     let close = matching_paren(q, open).ok_or("the time window's `(` is never closed")?;
     let args = q[open + 1..close].trim();
-    let window = if time_aggr == "change" || time_aggr == "pct_change" {
-        change_window(&time_aggr, args)?
+    let (window, change) = if time_aggr == "change" || time_aggr == "pct_change" {
+        let (w, spec) = change_window(&time_aggr, args)?;
+        (w, Some(spec))
     } else {
-        args.to_string()
+        (args.to_string(), None)
     };
     let window_minutes = window_minutes(&window)
         .or_else(|| cumulative_window_minutes(&window).filter(|_| args == window))
@@ -76,9 +77,9 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
     }
     let simple = parse_simple(&expr);
     if let Some(s) = &simple {
-        if !SPACE_AGGRS.contains(&s.space_aggr.as_str()) {
+        if !SPACE_AGGRS.contains(&s.space_aggr.as_str()) && percentile_of(&s.space_aggr).is_none() {
             return Err(format!(
-                "unknown space aggregator `{}` (expected one of {})",
+                "unknown space aggregator `{}` (expected one of {}, or a distribution's percentile like p95)",
                 s.space_aggr,
                 SPACE_AGGRS.join(", ")
             ));
@@ -92,12 +93,13 @@ pub fn parse(q: &str) -> Result<MetricQuery, String> {
         simple,
         op,
         threshold,
+        change,
     })
 }
 
 /// The window of `change(<aggr>(<window>),<shift>)` (and `pct_change`), checking the aggregator and the
-/// shift (`last_<N>` or `<N><unit>_ago`).
-fn change_window(time_aggr: &str, args: &str) -> Result<String, String> {
+/// shift (`last_<N>` or `<N><unit>_ago`): the window and what is compared.
+fn change_window(time_aggr: &str, args: &str) -> Result<(String, ChangeSpec), String> {
     let (inner, shift) = args.rsplit_once(',').ok_or_else(|| {
         format!("{time_aggr}() takes `<aggregator>(<window>),<shift>`, e.g. {time_aggr}(avg(last_5m),last_5m)")
     })?;
@@ -116,16 +118,22 @@ fn change_window(time_aggr: &str, args: &str) -> Result<String, String> {
         ));
     }
     let shift = shift.trim();
-    let shift_ok = window_minutes(shift).is_some()
-        || shift
+    let shift_minutes = window_minutes(shift).or_else(|| {
+        shift
             .strip_suffix("_ago")
-            .is_some_and(|s| window_minutes(&format!("last_{s}")).is_some());
-    if !shift_ok {
+            .and_then(|s| window_minutes(&format!("last_{s}")))
+    });
+    let Some(shift_minutes) = shift_minutes else {
         return Err(format!(
             "invalid time shift `{shift}` in {time_aggr}() (expected e.g. last_5m or 1h_ago)"
         ));
-    }
-    Ok(w.trim().to_string())
+    };
+    let spec = ChangeSpec {
+        pct: time_aggr == "pct_change",
+        aggr: agg.trim().to_string(),
+        shift_minutes,
+    };
+    Ok((w.trim().to_string(), spec))
 }
 
 /// The place and length of the query's comparator: the last one outside braces and parentheses.
@@ -202,7 +210,9 @@ fn check_functions(expr: &str) -> Result<(), String> {
 fn parse_simple(expr: &str) -> Option<Simple> {
     let (space, rest) = expr.split_once(':')?;
     let space = space.trim();
-    if space.is_empty() || !space.chars().all(|c| c.is_ascii_alphabetic()) {
+    if space.is_empty()
+        || !(space.chars().all(|c| c.is_ascii_alphabetic()) || percentile_of(space).is_some())
+    {
         return None;
     }
     let brace = rest.find('{')?;

@@ -29,6 +29,15 @@ pub const QUERY_TIME_AGGRS: &[&str] = &[
 ];
 
 pub const SPACE_AGGRS: &[&str] = &["avg", "sum", "min", "max"];
+
+/// The percentile of a distribution's percentile aggregator (`p95` → 95; `p99.9` → 99.9), None for others.
+pub fn percentile_of(space_aggr: &str) -> Option<f64> {
+    let n = space_aggr.strip_prefix('p')?;
+    if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    n.parse::<f64>().ok().filter(|p| *p > 0.0 && *p <= 100.0)
+}
 pub const OPERATORS: &[&str] = &[">", ">=", "<", "<="];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -89,6 +98,15 @@ pub struct Simple {
     pub by: Vec<String>,
 }
 
+/// What `change(<aggr>(<window>),<shift>)` and `pct_change(…)` compare: the value of each point minus (or
+/// its change in percent from) the value `shift_minutes` earlier, reduced over the window with `aggr`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeSpec {
+    pub pct: bool,
+    pub aggr: String,
+    pub shift_minutes: u64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricQuery {
     pub time_aggr: String,
@@ -98,6 +116,8 @@ pub struct MetricQuery {
     pub simple: Option<Simple>,
     pub op: Op,
     pub threshold: f64,
+    /// For `change(…)` and `pct_change(…)`.
+    pub change: Option<ChangeSpec>,
 }
 
 /// Minutes in a `last_<N><m|h|d|w>` window (`next_…` for forecasts).
