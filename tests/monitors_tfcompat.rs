@@ -848,9 +848,31 @@ fn monitors_read_other_monitors_arguments() {
 }
 
 #[test]
+fn locals_read_monitors_arguments() {
+    let l = load("local_reads_monitor");
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let overview = get(&l, "datadog_monitor.overview");
+    assert_eq!(overview.name, "DISK FULL ON PROD: api / web");
+    // The ids are still references that plan and sync fill in.
+    assert_eq!(
+        overview.query,
+        "${datadog_monitor.svc.api.id} && ${datadog_monitor.svc.web.id}"
+    );
+    let echo = get(&l, "datadog_monitor.echo");
+    assert_eq!(
+        echo.query,
+        "avg(last_5m):avg:trace.http.request.duration{service:api,env:prod} > 2"
+    );
+    assert_eq!(
+        echo.name,
+        "echo of avg(last_5m):avg:trace.http.request.duration{service:web,env:prod} > 2"
+    );
+}
+
+#[test]
 fn new_corpus_directories_plan_clean_after_sync() {
     let api = MonitorsApi::start();
-    for dir in ["tf_json", "monitor_attributes"] {
+    for dir in ["tf_json", "monitor_attributes", "local_reads_monitor"] {
         let d = corpus(dir);
         let mut args = vec!["sync", "--dir", d.to_str().unwrap(), "--project", dir];
         let (code, out) = kelpie(&api, &args);

@@ -96,12 +96,13 @@ pub(super) fn load_module(m: &Module, out: &mut Loaded) -> Outputs {
     let vars = bind_variables(m, &files, &ctx, out);
     ctx.set("var", Value::Object(vars));
     declare_monitor_refs(m, &files, &mut ctx);
-    let resolved = locals_and_calls(m, &files, &mut ctx, out);
+    let late = late_locals(&files);
+    let resolved = locals_and_calls(m, &files, &late, &mut ctx, out);
     defer_failures(m, resolved.failed_outputs, resolved.failed_locals);
     ctx.set("local", Value::Object(resolved.locals));
     // Again, now that count and for_each may use locals and module outputs.
     declare_monitor_refs(m, &files, &mut ctx);
-    load_blocks(m, &files, &mut ctx, out);
+    load_blocks(m, &files, &late, &mut ctx, out);
     let _ = &m.call_pos;
     module_outputs(m, &files, &ctx)
 }
@@ -120,6 +121,70 @@ fn module_scope(m: &Module) -> Scope<'static> {
 /// A local whose expression failed for good: (name, expression text, error).
 type FailedLocal<'f> = (&'f str, String, Diag);
 
+/// A local not evaluated yet: (name, expression, where, expression text).
+type PendingLocal<'f> = (&'f str, &'f hcl::edit::expr::Expression, Pos, String);
+
+/// Every local of the files.
+fn all_locals(files: &[ParsedFile]) -> Vec<PendingLocal<'_>> {
+    let mut out = Vec::new();
+    for f in files {
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "locals")
+        {
+            for a in b.body.iter().filter_map(Structure::as_attribute) {
+                out.push((
+                    a.key.as_str(),
+                    &a.value,
+                    f.src.span_pos(a.span()),
+                    f.src.slice(a.value.span()).unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The `<type>.<name>` of every monitor resource of the files.
+fn monitor_keys(files: &[ParsedFile]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|f| f.body.iter().filter_map(Structure::as_block))
+        .filter(|b| b.ident.as_str() == "resource")
+        .filter_map(|b| match (label(b, 0), label(b, 1)) {
+            (Some(t), Some(n)) if MONITOR_TYPES.contains(&t) => Some(format!("{t}.{n}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The locals that Terraform can only evaluate once monitors are known: those that read a monitor's
+/// arguments (`datadog_monitor.a.name`, not only its `.id`), and those that use such a local. They are
+/// evaluated among the monitors ([`load_blocks`]), each once what it reads is loaded.
+fn late_locals(files: &[ParsedFile]) -> Vec<String> {
+    let keys = monitor_keys(files);
+    let locals = all_locals(files);
+    let mut late: Vec<String> = locals
+        .iter()
+        .filter(|(_, _, _, text)| keys.iter().any(|k| reads_arguments(text, k)))
+        .map(|(n, ..)| n.to_string())
+        .collect();
+    loop {
+        let more: Vec<String> = locals
+            .iter()
+            .filter(|(n, ..)| !late.iter().any(|l| l == n))
+            .filter(|(_, _, _, text)| late.iter().any(|l| references(text, &format!("local.{l}"))))
+            .map(|(n, ..)| n.to_string())
+            .collect();
+        if more.is_empty() {
+            return late;
+        }
+        late.extend(more);
+    }
+}
+
 /// What the passes over locals and module calls leave besides `module.*`.
 struct Resolved<'f> {
     locals: Map<String, Value>,
@@ -135,34 +200,28 @@ struct Resolved<'f> {
 fn locals_and_calls<'f>(
     m: &Module,
     files: &'f [ParsedFile],
+    late: &[String],
     ctx: &mut Scope<'_>,
     out: &mut Loaded,
 ) -> Resolved<'f> {
-    let mut pending: Vec<(&str, &hcl::edit::expr::Expression, Pos, String)> = Vec::new();
+    let mut pending: Vec<PendingLocal<'f>> = all_locals(files)
+        .into_iter()
+        .filter(|(n, ..)| !late.iter().any(|l| l == n))
+        .collect();
     let mut calls: Vec<(&ParsedFile, &Block, String)> = Vec::new();
     let mut modules = Map::new();
     for f in files {
-        for b in f.body.iter().filter_map(Structure::as_block) {
-            match b.ident.as_str() {
-                "locals" => {
-                    for a in b.body.iter().filter_map(Structure::as_attribute) {
-                        pending.push((
-                            a.key.as_str(),
-                            &a.value,
-                            f.src.span_pos(a.span()),
-                            f.src.slice(a.value.span()).unwrap_or("").to_string(),
-                        ));
-                    }
-                }
-                "module" => {
-                    let name = label(b, 0).unwrap_or("").to_string();
-                    if is_external_call(b) {
-                        modules.insert(name, Value::from(EXTERNAL_MODULE));
-                    }
-                    calls.push((f, b, f.src.slice(b.span()).unwrap_or("").to_string()))
-                }
-                _ => {}
+        for b in f
+            .body
+            .iter()
+            .filter_map(Structure::as_block)
+            .filter(|b| b.ident.as_str() == "module")
+        {
+            let name = label(b, 0).unwrap_or("").to_string();
+            if is_external_call(b) {
+                modules.insert(name, Value::from(EXTERNAL_MODULE));
             }
+            calls.push((f, b, f.src.slice(b.span()).unwrap_or("").to_string()))
         }
     }
     let mut locals = Map::new();
@@ -280,8 +339,20 @@ fn defer_failures(m: &Module, failed_outputs: Vec<(String, Diag)>, failed: Vec<F
 
 /// The monitor resources, `moved` and `import` blocks of a module (other resources are counted as ignored).
 /// A monitor that reads another's arguments (`datadog_monitor.a.name`, not only `.id`) is loaded after it;
-/// each monitor loaded sets its arguments in `ctx` for the monitors and outputs that read them.
-fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>, out: &mut Loaded) {
+/// each monitor loaded sets its arguments in `ctx` for the monitors and outputs that read them. The `late`
+/// locals (see [`late_locals`]) are evaluated in the same order: each once the monitors and late locals it
+/// reads are known, and the monitors that use it after it.
+fn load_blocks(
+    m: &Module,
+    files: &[ParsedFile],
+    late: &[String],
+    ctx: &mut Scope<'_>,
+    out: &mut Loaded,
+) {
+    let mut late_pending: Vec<PendingLocal<'_>> = all_locals(files)
+        .into_iter()
+        .filter(|(n, ..)| late.iter().any(|l| l == n))
+        .collect();
     let mut monitors: Vec<(&ParsedFile, &Block, &str, &str)> = Vec::new();
     for f in files {
         for s in f.body.iter() {
@@ -325,17 +396,53 @@ fn load_blocks(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>, out: &mut 
         }
     }
     let mut stuck = false;
-    while !monitors.is_empty() {
+    while !monitors.is_empty() || !late_pending.is_empty() {
         let keys: Vec<String> = monitors
             .iter()
             .map(|(_, _, t, n)| format!("{t}.{n}"))
             .collect();
+        let waiting_locals: Vec<String> = late_pending
+            .iter()
+            .map(|(n, ..)| format!("local.{n}"))
+            .collect();
+        let waits = |text: &str, own: &str| {
+            keys.iter()
+                .any(|k| k.as_str() != own && reads_arguments(text, k))
+                || waiting_locals
+                    .iter()
+                    .any(|l| l.as_str() != own && references(text, l))
+        };
         let mut still = Vec::new();
         let mut progressed = false;
+        for (name, expr, pos, text) in std::mem::take(&mut late_pending) {
+            if !stuck && waits(&text, &format!("local.{name}")) {
+                still.push((name, expr, pos, text));
+                continue;
+            }
+            progressed = true;
+            let mut locals = match ctx.get("local") {
+                Some(Value::Object(o)) => o.clone(),
+                _ => Map::new(),
+            };
+            match eval(expr, ctx) {
+                Ok(v) => drop(locals.insert(name.to_string(), v)),
+                Err(msg) => {
+                    // Reported only if a monitor uses it, as for the other locals.
+                    let diag = Diag::new(Some(pos), None, format!("local.{name}: {msg}"));
+                    let cause = m.explain(Some(&text), diag);
+                    m.deferred
+                        .borrow_mut()
+                        .insert(format!("local.{name}"), (cause, false));
+                }
+            }
+            ctx.set("local", Value::Object(locals));
+        }
+        late_pending = still;
+        let mut still = Vec::new();
         for (f, b, rtype, rname) in std::mem::take(&mut monitors) {
             let own = format!("{rtype}.{rname}");
             let text = f.src.slice(b.span()).unwrap_or("");
-            if !stuck && keys.iter().any(|k| *k != own && reads_arguments(text, k)) {
+            if !stuck && waits(text, &own) {
                 still.push((f, b, rtype, rname));
                 continue;
             }
