@@ -88,9 +88,9 @@ pub(super) struct Samples {
 }
 
 /// New samples below this many are not worth a compaction of their own.
-const COMPACT_MIN: usize = 256;
+const COMPACT_MIN: usize = 32;
 /// Capacity kept across buckets (a context keeps getting about as many samples).
-const KEEP_CAPACITY: usize = 64;
+const KEEP_CAPACITY: usize = 32;
 
 impl Samples {
     pub(super) fn new(memory: HistogramMemory) -> Self {
