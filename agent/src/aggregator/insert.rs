@@ -55,6 +55,9 @@ impl Aggregator {
     /// and counters make no context: they go to [`Aggregator::insert_timestamped`] (passthrough.rs).
     pub fn insert_group(&mut self, lines: &[MetricLine<'_>], origin_tags: &[IStr], now: i64) {
         let origin = origin_hash(origin_tags);
+        // One division for the whole group: every line is received at `now`.
+        let interval = self.cfg.interval_secs;
+        let bucket = now.div_euclid(interval) * interval;
         let mut pending = std::mem::take(&mut self.pending);
         for chunk in lines.chunks(GROUP) {
             pending.clear();
@@ -88,8 +91,8 @@ impl Aggregator {
                 });
                 let line = &chunk[p.line];
                 match hit {
-                    Some(idx) => self.apply_line(idx, line, now),
-                    None => self.insert_exact(line, origin_tags, now, p.alias),
+                    Some(idx) => self.apply_line(idx, line, now, bucket),
+                    None => self.insert_exact(line, origin_tags, now, bucket, p.alias),
                 }
             }
         }
@@ -103,6 +106,7 @@ impl Aggregator {
         line: &MetricLine<'_>,
         origin_tags: &[IStr],
         now: i64,
+        bucket: i64,
         alias: (u64, u64),
     ) {
         let Some(p) = self.exact_key(line, origin_tags) else {
@@ -129,7 +133,7 @@ impl Aggregator {
                 st.aliases.insert(alias.0, idx, alias_of);
             }
         }
-        self.apply_line(idx, line, now);
+        self.apply_line(idx, line, now, bucket);
     }
 
     /// The mapper's result for a line (None: no profile matched it), or `Err(Blocked)` when its name, after
@@ -237,16 +241,15 @@ impl Aggregator {
         Some(i)
     }
 
-    /// Adds a line's values to its context's open bucket.
-    fn apply_line(&mut self, idx: u32, line: &MetricLine<'_>, now: i64) {
+    /// Adds a line's values, received at `now` (in the bucket starting at `bucket`), to its context's open
+    /// bucket.
+    fn apply_line(&mut self, idx: u32, line: &MetricLine<'_>, now: i64, mut bucket: i64) {
         let st = &mut self.st;
         let tel = &*self.telemetry;
         let kind = line.kind;
-        let interval = self.cfg.interval_secs;
         let Some(ctx) = st.slots[idx as usize].as_mut() else {
             return;
         };
-        let mut bucket = now.div_euclid(interval) * interval;
         if ctx.has_value && bucket != ctx.bucket {
             if bucket > ctx.bucket {
                 if st.backlog.len() >= self.backlog_limit {

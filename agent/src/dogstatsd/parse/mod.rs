@@ -142,6 +142,9 @@ pub fn for_each_line<'a>(
     mut f: impl FnMut(Parsed<'a>),
 ) {
     let (mut samples, mut events, mut checks, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    // Checked once for the whole payload (a vector loop over 8 KB is ~15 instructions a line, where each line
+    // on its own took ~85): then every line is text as it is.
+    let ascii = is_ascii(payload);
     let mut rest = payload;
     while !rest.is_empty() {
         let line = match memchr(b'\n', rest) {
@@ -169,7 +172,12 @@ pub fn for_each_line<'a>(
             }
             continue;
         }
-        let text = repairs.text(line);
+        let text = if ascii {
+            // SAFETY: ASCII is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(line) }
+        } else {
+            repairs.text(line)
+        };
         if line[0] != b'_' {
             match parse_metric(text, &mut samples) {
                 Ok(m) => f(Parsed::Metric(m)),
