@@ -159,7 +159,9 @@ mod tests {
     fn a_flush_behind_a_full_queue_still_flushes_everything() {
         let tel = Arc::new(Telemetry::default());
         let shards = Shards::new(AggregatorConfig::default(), tel.clone(), 2);
-        let names: Vec<String> = (0..3 * FLUSH_STEP_CONTEXTS).map(|i| format!("m.{i}")).collect();
+        let names: Vec<String> = (0..3 * FLUSH_STEP_CONTEXTS)
+            .map(|i| format!("m.{i}"))
+            .collect();
         let lines: Vec<_> = names.iter().map(|n| line(n, "a:1")).collect();
         shards.insert_group(&lines, &[], 1000);
         tel.dogstatsd.queue_bytes.set(PACE_QUEUE_BYTES + 1);

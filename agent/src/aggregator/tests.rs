@@ -882,3 +882,12 @@ fn blocklist_drops_and_counts_by_exact_name_or_prefix_after_mapping() {
     let drops = tel.dogstatsd.dropped.snapshot();
     assert_eq!(drops.get("metric_blocklist").copied(), Some(4), "{drops:?}");
 }
+
+/// A context's slot stays within two cache lines (the insert path reads its first one; 100k contexts are
+/// 100k slots).
+#[test]
+fn a_context_slot_fits_two_cache_lines() {
+    let size = std::mem::size_of::<Option<super::Context>>();
+    eprintln!("slot: {size} bytes");
+    assert!(size <= 128, "{size}");
+}
