@@ -4,9 +4,11 @@
 //! This file holds what a load returns and its entry point; each step has its own file.
 
 mod call;
+mod import_block;
 mod instances;
 mod json;
 mod module;
+mod monitor_refs;
 mod newlines;
 mod parse;
 mod resource;

@@ -1,21 +1,23 @@
 //! One module's load, step by step: its scope (`path.*`), variables, locals and module calls (in as many
 //! passes as their references need), the monitor resources, `moved` and `import` blocks, and its outputs.
 //! Errors that only matter if a monitor uses them (an unset variable, a failed local) are deferred.
+//! How monitors are seen by expressions is in [`super::monitor_refs`]; import blocks in [`super::import_block`].
 
 use super::call::{is_external_call, load_module_call};
-use super::instances::MAX_INSTANCES;
+use super::import_block::load_import;
+use super::monitor_refs::{declare_monitor_refs, late_locals, reads_arguments, set_monitor_value};
 use super::parse::{attr, eval, label, parse_files, references, ParsedFile};
 use super::resource::load_resource;
 use super::vars::{bind_variables, Override};
-use super::{ImportHint, Loaded, Moved};
+use super::{Loaded, Moved};
 use crate::diag::{Diag, Pos};
 use crate::eval::{base_scope, Scope, EXTERNAL_MODULE};
-use crate::model::{self, MONITOR_TYPES};
+use crate::model::MONITOR_TYPES;
 use hcl::edit::structure::{Block, Structure};
 use hcl::edit::Span;
 use hcl::{Map, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub(super) struct Module {
@@ -122,10 +124,10 @@ fn module_scope(m: &Module) -> Scope<'static> {
 type FailedLocal<'f> = (&'f str, String, Diag);
 
 /// A local not evaluated yet: (name, expression, where, expression text).
-type PendingLocal<'f> = (&'f str, &'f hcl::edit::expr::Expression, Pos, String);
+pub(super) type PendingLocal<'f> = (&'f str, &'f hcl::edit::expr::Expression, Pos, String);
 
 /// Every local of the files.
-fn all_locals(files: &[ParsedFile]) -> Vec<PendingLocal<'_>> {
+pub(super) fn all_locals(files: &[ParsedFile]) -> Vec<PendingLocal<'_>> {
     let mut out = Vec::new();
     for f in files {
         for b in f
@@ -145,44 +147,6 @@ fn all_locals(files: &[ParsedFile]) -> Vec<PendingLocal<'_>> {
         }
     }
     out
-}
-
-/// The `<type>.<name>` of every monitor resource of the files.
-fn monitor_keys(files: &[ParsedFile]) -> Vec<String> {
-    files
-        .iter()
-        .flat_map(|f| f.body.iter().filter_map(Structure::as_block))
-        .filter(|b| b.ident.as_str() == "resource")
-        .filter_map(|b| match (label(b, 0), label(b, 1)) {
-            (Some(t), Some(n)) if MONITOR_TYPES.contains(&t) => Some(format!("{t}.{n}")),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The locals that Terraform can only evaluate once monitors are known: those that read a monitor's
-/// arguments (`datadog_monitor.a.name`, not only its `.id`), and those that use such a local. They are
-/// evaluated among the monitors ([`load_blocks`]), each once what it reads is loaded.
-fn late_locals(files: &[ParsedFile]) -> Vec<String> {
-    let keys = monitor_keys(files);
-    let locals = all_locals(files);
-    let mut late: Vec<String> = locals
-        .iter()
-        .filter(|(_, _, _, text)| keys.iter().any(|k| reads_arguments(text, k)))
-        .map(|(n, ..)| n.to_string())
-        .collect();
-    loop {
-        let more: Vec<String> = locals
-            .iter()
-            .filter(|(n, ..)| !late.iter().any(|l| l == n))
-            .filter(|(_, _, _, text)| late.iter().any(|l| references(text, &format!("local.{l}"))))
-            .map(|(n, ..)| n.to_string())
-            .collect();
-        if more.is_empty() {
-            return late;
-        }
-        late.extend(more);
-    }
 }
 
 /// What the passes over locals and module calls leave besides `module.*`.
@@ -459,221 +423,6 @@ fn load_blocks(
     }
 }
 
-/// Whether `text` reads arguments of resource `key` (`datadog_monitor.a.name`, `datadog_monitor.a[0].query`,
-/// the whole `datadog_monitor.a`), not only its `.id`.
-fn reads_arguments(text: &str, key: &str) -> bool {
-    text.match_indices(key).any(|(i, _)| {
-        let before = text[..i].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
-            return false;
-        }
-        let mut rest = &text[i + key.len()..];
-        if rest
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        {
-            return false;
-        }
-        // Step over index and splat steps: `[0]`, `["k"]`, `[*]`, `.*`.
-        loop {
-            if let Some(r) = rest.strip_prefix(".*") {
-                rest = r;
-            } else if rest.starts_with('[') {
-                let mut depth = 0;
-                let end = rest.char_indices().find_map(|(j, c)| {
-                    match c {
-                        '[' => depth += 1,
-                        ']' => depth -= 1,
-                        _ => {}
-                    }
-                    (depth == 0).then_some(j + 1)
-                });
-                match end {
-                    Some(e) => rest = &rest[e..],
-                    None => return true,
-                }
-            } else {
-                break;
-            }
-        }
-        let only_id = rest.strip_prefix(".id").is_some_and(|r| {
-            !r.chars()
-                .next()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        });
-        !only_id
-    })
-}
-
-/// Sets `<rtype>.<rname>` in `ctx` to what the instances that loaded give other expressions: each one's
-/// arguments (those not set are null, as in Terraform; set-typed ones sorted and without duplicates) and
-/// its `id` reference; a list of them with `count`, a map with `for_each`.
-fn set_monitor_value(
-    ctx: &mut Scope<'_>,
-    rtype: &str,
-    rname: &str,
-    base: &str,
-    loaded: Vec<super::resource::LoadedInstance>,
-) {
-    let mut by_type = match ctx.get(rtype) {
-        Some(Value::Object(o)) => o.clone(),
-        _ => Map::new(),
-    };
-    let mut current = by_type.get(rname).cloned();
-    let names = model::argument_names(rtype);
-    for (suffix, each, count, mut attrs) in loaded {
-        for n in &names {
-            attrs.entry(n.to_string()).or_insert(Value::Null);
-        }
-        for set in ["tags", "restricted_roles", "notify_by", "renotify_statuses"] {
-            if let Some(Value::Array(a)) = attrs.get_mut(set) {
-                if a.iter().all(Value::is_string) {
-                    a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
-                    a.dedup();
-                }
-            }
-        }
-        attrs.insert(
-            "id".to_string(),
-            Value::from(model::ref_token(&format!("{base}{suffix}"))),
-        );
-        let obj = Value::Object(attrs);
-        current = Some(match (count, each, current) {
-            (Some(i), _, cur) => {
-                let mut list = match cur {
-                    Some(Value::Array(a)) => a,
-                    _ => Vec::new(),
-                };
-                let i = i as usize;
-                while list.len() <= i {
-                    let id = model::ref_token(&format!("{base}[{}]", list.len()));
-                    list.push(Value::Object(Map::from_iter([(
-                        "id".to_string(),
-                        Value::from(id),
-                    )])));
-                }
-                list[i] = obj;
-                Value::Array(list)
-            }
-            (None, Some((key, _)), cur) => {
-                let mut map = match cur {
-                    Some(Value::Object(o)) => o,
-                    _ => Map::new(),
-                };
-                let key = match key {
-                    Value::String(s) => s,
-                    other => crate::funcs::to_str(&other).unwrap_or_default(),
-                };
-                map.insert(key, obj);
-                Value::Object(map)
-            }
-            (None, None, _) => obj,
-        });
-    }
-    if let Some(v) = current {
-        by_type.insert(rname.to_string(), v);
-    }
-    ctx.set(rtype, Value::Object(by_type));
-}
-
-/// An `import` block: `to` and `id`, once per item with `for_each` (Terraform 1.7), where `to` names the
-/// instance with an index expression such as `datadog_monitor.m[each.key]`.
-fn load_import(m: &Module, f: &ParsedFile, b: &Block, pos: Pos, ctx: &Scope<'_>, out: &mut Loaded) {
-    let (Some(to), Some(id_attr)) = (
-        attr(b, "to").and_then(|a| f.src.slice(a.value.span())),
-        attr(b, "id"),
-    ) else {
-        out.errors.push(Diag::new(
-            Some(pos),
-            None,
-            "an import block needs `to` and `id`",
-        ));
-        return;
-    };
-    let Some(insts) = super::instances::instances(m, &f.src, b, ctx, "import", out) else {
-        return;
-    };
-    for (_, each, count) in insts {
-        let ictx = super::instances::instance_ctx(ctx, &each, count);
-        let to = match import_address(to, &ictx) {
-            Ok(t) => t,
-            Err(msg) => {
-                out.errors.push(Diag::new(
-                    Some(pos.clone()),
-                    None,
-                    format!("import: to: {msg}"),
-                ));
-                continue;
-            }
-        };
-        match eval(&id_attr.value, &ictx) {
-            Ok(id) => match value_to_i64(&id) {
-                Some(id) => out.imports.push(ImportHint {
-                    to: format!("{}{}", m.prefix, to),
-                    id,
-                    pos: pos.clone(),
-                }),
-                None => out.errors.push(Diag::new(
-                    Some(pos.clone()),
-                    Some(&to),
-                    "import: `id` must be a monitor id (a number)",
-                )),
-            },
-            Err(msg) => {
-                out.errors
-                    .push(Diag::new(Some(pos.clone()), None, format!("import: {msg}")))
-            }
-        }
-    }
-}
-
-/// An import block's `to` with each index expression evaluated: `datadog_monitor.m[each.key]` with
-/// `each.key = "cpu"` is `datadog_monitor.m["cpu"]`; literal indexes are kept as written.
-fn import_address(to: &str, ctx: &Scope<'_>) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = to.trim();
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let mut depth = 0;
-        let close = rest[open..]
-            .char_indices()
-            .find_map(|(i, c)| {
-                match c {
-                    '[' => depth += 1,
-                    ']' => depth -= 1,
-                    _ => {}
-                }
-                (depth == 0).then_some(open + i)
-            })
-            .ok_or("an index `[` is never closed")?;
-        let inner = rest[open + 1..close].trim();
-        let literal = inner.parse::<i64>().is_ok()
-            || (inner.len() >= 2
-                && inner.starts_with('"')
-                && inner.ends_with('"')
-                && !inner.contains("${"));
-        if literal {
-            out.push_str(&rest[open..=close]);
-        } else {
-            let e = hcl::edit::parser::parse_expr(inner).map_err(|e| e.message().to_string())?;
-            match eval(&e, ctx)? {
-                Value::String(s) => out.push_str(&format!("[{}]", serde_json::Value::String(s))),
-                Value::Number(n) => out.push_str(&format!("[{n}]")),
-                other => {
-                    return Err(format!(
-                        "the index `{inner}` is {}, not a string or a number",
-                        crate::funcs::type_name(&other)
-                    ))
-                }
-            }
-        }
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// The module's outputs, for the caller; one that fails is reported only if the caller uses it.
 fn module_outputs(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>) -> Outputs {
     let mut outputs = Outputs::default();
@@ -702,80 +451,4 @@ fn module_outputs(m: &Module, files: &[ParsedFile], ctx: &Scope<'_>) -> Outputs 
         }
     }
     outputs
-}
-
-/// Declares `datadog_monitor.<name>.id` (and the same for the other monitor resources) as a reference that
-/// plan and sync replace with the monitor's real id (composite monitors name their children this way). A
-/// resource with `count` is a list of them and one with `for_each` a map, when those can be evaluated yet.
-fn declare_monitor_refs(m: &Module, files: &[ParsedFile], ctx: &mut Scope<'_>) {
-    let mut by_type: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    for f in files {
-        for b in f
-            .body
-            .iter()
-            .filter_map(Structure::as_block)
-            .filter(|b| b.ident.as_str() == "resource")
-        {
-            let (Some(rtype), Some(rname)) = (label(b, 0), label(b, 1)) else {
-                continue;
-            };
-            if !MONITOR_TYPES.contains(&rtype) {
-                continue;
-            }
-            let base = format!("{}{}.{}", m.prefix, rtype, rname);
-            let one = |suffix: &str| {
-                let mut o = Map::new();
-                o.insert(
-                    "id".to_string(),
-                    Value::from(model::ref_token(&format!("{base}{suffix}"))),
-                );
-                Value::Object(o)
-            };
-            let v = if let Some(c) = attr(b, "count") {
-                match eval(&c.value, ctx)
-                    .ok()
-                    .and_then(|v| crate::funcs::to_num(&v).ok())
-                {
-                    Some(n) if n >= 0.0 && (n as usize) <= MAX_INSTANCES => {
-                        Value::Array((0..n as usize).map(|i| one(&format!("[{i}]"))).collect())
-                    }
-                    _ => continue,
-                }
-            } else if let Some(fe) = attr(b, "for_each") {
-                let keys: Vec<String> = match eval(&fe.value, ctx) {
-                    Ok(Value::Object(o)) => o.keys().cloned().collect(),
-                    Ok(Value::Array(a)) => a
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                    _ => continue,
-                };
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| {
-                            let suffix = format!("[{}]", serde_json::Value::String(k.clone()));
-                            (k, one(&suffix))
-                        })
-                        .collect(),
-                )
-            } else {
-                one("")
-            };
-            by_type
-                .entry(rtype)
-                .or_default()
-                .insert(rname.to_string(), v);
-        }
-    }
-    for (t, v) in by_type {
-        ctx.set(t, Value::Object(v));
-    }
-}
-
-fn value_to_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
