@@ -157,22 +157,12 @@ struct Resolved<'f> {
     failed_outputs: Vec<(String, Diag)>,
 }
 
-/// Evaluates locals and loads module calls, in as many passes as their references need: a local may use a
-/// module's output and a module's inputs may use locals. A module call waits while its text names a local
-/// or a module that is not known yet; one that never can be is loaded last, with those inputs failed.
-/// Leaves `module.*` set in `ctx`.
-fn locals_and_calls<'f>(
-    m: &Module,
-    files: &'f [ParsedFile],
-    late: &[String],
-    ctx: &mut Scope<'_>,
-    out: &mut Loaded,
-) -> Resolved<'f> {
-    let mut pending: Vec<PendingLocal<'f>> = all_locals(files)
-        .into_iter()
-        .filter(|(n, ..)| !late.iter().any(|l| l == n))
-        .collect();
-    let mut calls: Vec<(&ParsedFile, &Block, String)> = Vec::new();
+/// A module call not loaded yet: (its file, the block, the block's text).
+type PendingCall<'f> = (&'f ParsedFile, &'f Block, String);
+
+/// Every module call of the files, and `module.*` with the external ones (whose outputs are unknown) set.
+fn module_calls(files: &[ParsedFile]) -> (Vec<PendingCall<'_>>, Map<String, Value>) {
+    let mut calls: Vec<PendingCall<'_>> = Vec::new();
     let mut modules = Map::new();
     for f in files {
         for b in f
@@ -188,6 +178,25 @@ fn locals_and_calls<'f>(
             calls.push((f, b, f.src.slice(b.span()).unwrap_or("").to_string()))
         }
     }
+    (calls, modules)
+}
+
+/// Evaluates locals and loads module calls, in as many passes as their references need: a local may use a
+/// module's output and a module's inputs may use locals. A module call waits while its text names a local
+/// or a module that is not known yet; one that never can be is loaded last, with those inputs failed.
+/// Leaves `module.*` set in `ctx`.
+fn locals_and_calls<'f>(
+    m: &Module,
+    files: &'f [ParsedFile],
+    late: &[String],
+    ctx: &mut Scope<'_>,
+    out: &mut Loaded,
+) -> Resolved<'f> {
+    let mut pending: Vec<PendingLocal<'f>> = all_locals(files)
+        .into_iter()
+        .filter(|(n, ..)| !late.iter().any(|l| l == n))
+        .collect();
+    let (mut calls, mut modules) = module_calls(files);
     let mut locals = Map::new();
     let mut failed_outputs: Vec<(String, Diag)> = Vec::new();
     let mut failed: Vec<FailedLocal<'f>> = Vec::new();
@@ -301,23 +310,18 @@ fn defer_failures(m: &Module, failed_outputs: Vec<(String, Diag)>, failed: Vec<F
     }
 }
 
-/// The monitor resources, `moved` and `import` blocks of a module (other resources are counted as ignored).
-/// A monitor that reads another's arguments (`datadog_monitor.a.name`, not only `.id`) is loaded after it;
-/// each monitor loaded sets its arguments in `ctx` for the monitors and outputs that read them. The `late`
-/// locals (see [`late_locals`]) are evaluated in the same order: each once the monitors and late locals it
-/// reads are known, and the monitors that use it after it.
-fn load_blocks(
+/// A monitor resource not loaded yet: (its file, the block, its type, its name).
+type MonitorBlock<'f> = (&'f ParsedFile, &'f Block, &'f str, &'f str);
+
+/// The monitor resources of the files, to load in [`load_blocks`]; on the way, records `moved` and `import`
+/// blocks, counts other resources as ignored, and reports blocks without their labels or attributes.
+fn monitor_blocks<'f>(
     m: &Module,
-    files: &[ParsedFile],
-    late: &[String],
-    ctx: &mut Scope<'_>,
+    files: &'f [ParsedFile],
+    ctx: &Scope<'_>,
     out: &mut Loaded,
-) {
-    let mut late_pending: Vec<PendingLocal<'_>> = all_locals(files)
-        .into_iter()
-        .filter(|(n, ..)| late.iter().any(|l| l == n))
-        .collect();
-    let mut monitors: Vec<(&ParsedFile, &Block, &str, &str)> = Vec::new();
+) -> Vec<MonitorBlock<'f>> {
+    let mut monitors: Vec<MonitorBlock<'f>> = Vec::new();
     for f in files {
         for s in f.body.iter() {
             let Some(b) = s.as_block() else { continue };
@@ -359,6 +363,26 @@ fn load_blocks(
             }
         }
     }
+    monitors
+}
+
+/// The monitor resources, `moved` and `import` blocks of a module (other resources are counted as ignored).
+/// A monitor that reads another's arguments (`datadog_monitor.a.name`, not only `.id`) is loaded after it;
+/// each monitor loaded sets its arguments in `ctx` for the monitors and outputs that read them. The `late`
+/// locals (see [`late_locals`]) are evaluated in the same order: each once the monitors and late locals it
+/// reads are known, and the monitors that use it after it.
+fn load_blocks(
+    m: &Module,
+    files: &[ParsedFile],
+    late: &[String],
+    ctx: &mut Scope<'_>,
+    out: &mut Loaded,
+) {
+    let mut late_pending: Vec<PendingLocal<'_>> = all_locals(files)
+        .into_iter()
+        .filter(|(n, ..)| late.iter().any(|l| l == n))
+        .collect();
+    let mut monitors = monitor_blocks(m, files, ctx, out);
     let mut stuck = false;
     while !monitors.is_empty() || !late_pending.is_empty() {
         let keys: Vec<String> = monitors
