@@ -226,6 +226,8 @@ impl Value {
 /// Adds one numeric sample to a non-set value. False when it was refused (counted).
 pub(super) fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bool {
     match value {
+        // Unsampled (nearly every line): no division; `v * (1.0 / 1.0)` is `v` exactly.
+        Value::Counter(sum) if rate == 1.0 => *sum += v,
         Value::Counter(sum) => *sum += v * (1.0 / rate),
         Value::Gauge(g) => *g = v,
         Value::Histogram(h) => {
