@@ -141,77 +141,83 @@ pub(super) fn to_native(src: &Source) -> Result<Source, Diag> {
     };
     for (kind, v) in &top {
         w.locate(kind);
-        match kind.as_str() {
-            "resource" => {
-                for (labels, body) in labelled(v, 2) {
-                    let monitor = MONITOR_TYPES.contains(&labels[0].as_str());
-                    w.block("resource", &labels, body, 0, &|w, k, v, d| {
-                        if !monitor {
-                            // Not a monitor: only counted, so its arguments are not needed.
-                            return;
-                        }
-                        w.resource_prop(k, v, d)
-                    });
-                }
-            }
-            "variable" => {
-                for (labels, body) in labelled(v, 1) {
-                    w.block("variable", &labels, body, 0, &|w, k, v, d| match k {
-                        "type" => match v {
-                            J::Str(t) => w.line(d, &format!("type = {t}")),
-                            other => w.attr(d, k, &expr(other)),
-                        },
-                        "default" | "description" | "sensitive" | "nullable" | "ephemeral" => {
-                            w.attr(d, k, &literal(v))
-                        }
-                        "validation" => {
-                            for b in bodies(v) {
-                                w.block("validation", &[], b, d, &|w, k, v, d| {
-                                    w.attr(d, k, &expr(v))
-                                });
-                            }
-                        }
-                        _ => w.attr(d, k, &expr(v)),
-                    });
-                }
-            }
-            "locals" => {
-                for body in bodies(v) {
-                    w.block("locals", &[], body, 0, &|w, k, v, d| w.attr(d, k, &expr(v)));
-                }
-            }
-            "output" => {
-                for (labels, body) in labelled(v, 1) {
-                    w.block("output", &labels, body, 0, &|w, k, v, d| match k {
-                        "value" => w.attr(d, k, &expr(v)),
-                        "description" | "sensitive" | "ephemeral" => w.attr(d, k, &literal(v)),
-                        _ => {}
-                    });
-                }
-            }
-            "module" => {
-                for (labels, body) in labelled(v, 1) {
-                    w.block("module", &labels, body, 0, &|w, k, v, d| match k {
-                        "source" | "version" => w.attr(d, k, &literal(v)),
-                        "providers" | "depends_on" => {}
-                        _ => w.attr(d, k, &expr(v)),
-                    });
-                }
-            }
-            "moved" | "import" => {
-                for body in bodies(v) {
-                    w.block(kind, &[], body, 0, &|w, k, v, d| match (k, v) {
-                        ("from" | "to", J::Str(r)) => w.attr(d, k, r),
-                        ("provider", _) => {}
-                        _ => w.attr(d, k, &expr(v)),
-                    });
-                }
-            }
-            // Blocks that hold nothing a monitor needs (and `//` comments).
-            _ => {}
-        }
+        write_top_block(&mut w, kind, v);
     }
     Ok(Source::mapped(src.name.clone(), w.out, w.origin))
+}
+
+/// Writes the blocks of one root property (`resource`, `variable`, ...) as native syntax; other block types
+/// are skipped.
+fn write_top_block(w: &mut Writer<'_>, kind: &str, v: &J) {
+    match kind {
+        "resource" => {
+            for (labels, body) in labelled(v, 2) {
+                let monitor = MONITOR_TYPES.contains(&labels[0].as_str());
+                w.block("resource", &labels, body, 0, &|w, k, v, d| {
+                    if !monitor {
+                        // Not a monitor: only counted, so its arguments are not needed.
+                        return;
+                    }
+                    w.resource_prop(k, v, d)
+                });
+            }
+        }
+        "variable" => {
+            for (labels, body) in labelled(v, 1) {
+                w.block("variable", &labels, body, 0, &|w, k, v, d| match k {
+                    "type" => match v {
+                        J::Str(t) => w.line(d, &format!("type = {t}")),
+                        other => w.attr(d, k, &expr(other)),
+                    },
+                    "default" | "description" | "sensitive" | "nullable" | "ephemeral" => {
+                        w.attr(d, k, &literal(v))
+                    }
+                    "validation" => {
+                        for b in bodies(v) {
+                            w.block("validation", &[], b, d, &|w, k, v, d| {
+                                w.attr(d, k, &expr(v))
+                            });
+                        }
+                    }
+                    _ => w.attr(d, k, &expr(v)),
+                });
+            }
+        }
+        "locals" => {
+            for body in bodies(v) {
+                w.block("locals", &[], body, 0, &|w, k, v, d| w.attr(d, k, &expr(v)));
+            }
+        }
+        "output" => {
+            for (labels, body) in labelled(v, 1) {
+                w.block("output", &labels, body, 0, &|w, k, v, d| match k {
+                    "value" => w.attr(d, k, &expr(v)),
+                    "description" | "sensitive" | "ephemeral" => w.attr(d, k, &literal(v)),
+                    _ => {}
+                });
+            }
+        }
+        "module" => {
+            for (labels, body) in labelled(v, 1) {
+                w.block("module", &labels, body, 0, &|w, k, v, d| match k {
+                    "source" | "version" => w.attr(d, k, &literal(v)),
+                    "providers" | "depends_on" => {}
+                    _ => w.attr(d, k, &expr(v)),
+                });
+            }
+        }
+        "moved" | "import" => {
+            for body in bodies(v) {
+                w.block(kind, &[], body, 0, &|w, k, v, d| match (k, v) {
+                    ("from" | "to", J::Str(r)) => w.attr(d, k, r),
+                    ("provider", _) => {}
+                    _ => w.attr(d, k, &expr(v)),
+                });
+            }
+        }
+        // Blocks that hold nothing a monitor needs (and `//` comments).
+        _ => {}
+    }
 }
 
 /// The (labels, body) pairs of a block type's value with `n` labels: one nested object per label, each
