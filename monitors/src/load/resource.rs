@@ -53,80 +53,9 @@ pub(super) fn load_resource(
     for (suffix, each, count) in insts {
         let address = format!("{base}{suffix}");
         let ictx = instance_ctx(ctx, &each, count);
-        let mut args = model::Args::default();
-        let mut attrs = Map::new();
-        let mut list_blocks: BTreeMap<String, (Pos, Vec<Value>)> = BTreeMap::new();
-        let mut ok = true;
-        for s in b.body.iter() {
-            match s {
-                Structure::Attribute(a) => {
-                    let key = a.key.as_str();
-                    if META_ARGS.contains(&key) || ignored.iter().any(|i| i == key) {
-                        continue;
-                    }
-                    let pos = src.span_pos(a.span());
-                    match eval(&a.value, &ictx) {
-                        Ok(v) => {
-                            attrs.insert(key.to_string(), v.clone());
-                            args.insert(key, v, pos, false, &address, &mut out.errors)
-                        }
-                        Err(msg) => {
-                            ok = false;
-                            let d = Diag::new(Some(pos), Some(&address), format!("{key}: {msg}"));
-                            m.fail(src.slice(a.span()), d, out);
-                        }
-                    }
-                }
-                Structure::Block(inner) => {
-                    let key = inner.ident.as_str();
-                    if META_ARGS.contains(&key) {
-                        continue;
-                    }
-                    let pos = src.span_pos(inner.span());
-                    let blocks = if key == "dynamic" {
-                        dynamic_blocks(m, src, inner, &ictx, &address, out)
-                    } else {
-                        block_object(m, src, inner, key, &ictx, &address, out)
-                            .map(|o| vec![(key.to_string(), o)])
-                    };
-                    match blocks {
-                        Some(blocks) => {
-                            for (k, o) in blocks {
-                                if let Value::Array(list) = attrs
-                                    .entry(k.clone())
-                                    .or_insert_with(|| Value::Array(Vec::new()))
-                                {
-                                    list.push(Value::Object(o.clone()));
-                                }
-                                if model::LIST_BLOCKS.contains(&k.as_str()) {
-                                    list_blocks
-                                        .entry(k)
-                                        .or_insert_with(|| (pos.clone(), Vec::new()))
-                                        .1
-                                        .push(Value::Object(o));
-                                    continue;
-                                }
-                                args.insert(
-                                    &k,
-                                    Value::Object(o),
-                                    pos.clone(),
-                                    true,
-                                    &address,
-                                    &mut out.errors,
-                                );
-                            }
-                        }
-                        None => ok = false,
-                    }
-                }
-            }
-        }
-        for (k, (p, items)) in list_blocks {
-            args.insert(&k, Value::Array(items), p, true, &address, &mut out.errors);
-        }
-        if !ok {
+        let Some((args, attrs)) = instance_args(m, src, b, &ictx, &address, &ignored, out) else {
             continue;
-        }
+        };
         let pos = src.span_pos(b.span());
         match model::from_args(rtype, &address, pos, &args) {
             Ok(mon) => {
@@ -137,6 +66,91 @@ pub(super) fn load_resource(
         }
     }
     loaded
+}
+
+/// One instance's arguments and blocks, evaluated in its scope: the arguments for [`model::from_args`] and the
+/// values other expressions see; `None` (the errors reported) when one did not evaluate.
+fn instance_args(
+    m: &Module,
+    src: &Source,
+    b: &Block,
+    ictx: &Scope<'_>,
+    address: &str,
+    ignored: &[String],
+    out: &mut Loaded,
+) -> Option<(model::Args, Map<String, Value>)> {
+    let mut args = model::Args::default();
+    let mut attrs = Map::new();
+    let mut list_blocks: BTreeMap<String, (Pos, Vec<Value>)> = BTreeMap::new();
+    let mut ok = true;
+    for s in b.body.iter() {
+        match s {
+            Structure::Attribute(a) => {
+                let key = a.key.as_str();
+                if META_ARGS.contains(&key) || ignored.iter().any(|i| i == key) {
+                    continue;
+                }
+                let pos = src.span_pos(a.span());
+                match eval(&a.value, ictx) {
+                    Ok(v) => {
+                        attrs.insert(key.to_string(), v.clone());
+                        args.insert(key, v, pos, false, address, &mut out.errors)
+                    }
+                    Err(msg) => {
+                        ok = false;
+                        let d = Diag::new(Some(pos), Some(address), format!("{key}: {msg}"));
+                        m.fail(src.slice(a.span()), d, out);
+                    }
+                }
+            }
+            Structure::Block(inner) => {
+                let key = inner.ident.as_str();
+                if META_ARGS.contains(&key) {
+                    continue;
+                }
+                let pos = src.span_pos(inner.span());
+                let blocks = if key == "dynamic" {
+                    dynamic_blocks(m, src, inner, ictx, address, out)
+                } else {
+                    block_object(m, src, inner, key, ictx, address, out)
+                        .map(|o| vec![(key.to_string(), o)])
+                };
+                match blocks {
+                    Some(blocks) => {
+                        for (k, o) in blocks {
+                            if let Value::Array(list) = attrs
+                                .entry(k.clone())
+                                .or_insert_with(|| Value::Array(Vec::new()))
+                            {
+                                list.push(Value::Object(o.clone()));
+                            }
+                            if model::LIST_BLOCKS.contains(&k.as_str()) {
+                                list_blocks
+                                    .entry(k)
+                                    .or_insert_with(|| (pos.clone(), Vec::new()))
+                                    .1
+                                    .push(Value::Object(o));
+                                continue;
+                            }
+                            args.insert(
+                                &k,
+                                Value::Object(o),
+                                pos.clone(),
+                                true,
+                                address,
+                                &mut out.errors,
+                            );
+                        }
+                    }
+                    None => ok = false,
+                }
+            }
+        }
+    }
+    for (k, (p, items)) in list_blocks {
+        args.insert(&k, Value::Array(items), p, true, address, &mut out.errors);
+    }
+    ok.then_some((args, attrs))
 }
 
 /// `lifecycle { ignore_changes = [silenced, tags] }`: those arguments are left to whoever changes them.
