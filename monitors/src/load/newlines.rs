@@ -8,6 +8,7 @@
 /// The text with every object `for` expression joined onto one line, or `None` when there is none with a line
 /// break (or the text is not lexically sound: an unterminated string, unbalanced braces, a heredoc inside one).
 /// Line breaks in an object constructor nested in the `for` are kept.
+// Over 100 lines on purpose (~117): one lexer state machine (strings, interpolations, braces) kept in one place.
 pub(super) fn join_object_for_lines(text: &str) -> Option<String> {
     enum Frame {
         Str,
@@ -70,17 +71,10 @@ pub(super) fn join_object_for_lines(text: &str) -> Option<String> {
                 continue;
             }
             b'/' if next == Some(b'*') => {
-                let end = find(b, i + 2, b"*/").map(|e| e + 2)?;
-                for &x in &b[i..end] {
-                    if !in_region {
-                        out.push(x);
-                    } else {
-                        out.push(b' ');
-                        if x == b'\n' {
-                            pending += 1;
-                            changed = true;
-                        }
-                    }
+                let (end, breaks) = copy_block_comment(b, i, in_region, &mut out)?;
+                if breaks > 0 {
+                    pending += breaks;
+                    changed = true;
                 }
                 i = end;
                 continue;
@@ -89,21 +83,7 @@ pub(super) fn join_object_for_lines(text: &str) -> Option<String> {
                 if in_region {
                     return None;
                 }
-                let marker = heredoc_marker(b, i)?;
-                // The opening line, then every line up to the one that is the marker alone.
-                let mut j = find(b, i, b"\n")? + 1;
-                loop {
-                    let line_end = find(b, j, b"\n").unwrap_or(b.len());
-                    let line = std::str::from_utf8(&b[j..line_end]).ok()?;
-                    j = line_end;
-                    if line.trim() == marker {
-                        break;
-                    }
-                    if j >= b.len() {
-                        return None;
-                    }
-                    j += 1;
-                }
+                let j = heredoc_end(b, i, &heredoc_marker(b, i)?)?;
                 out.extend_from_slice(&b[i..j]);
                 i = j;
                 continue;
@@ -162,6 +142,47 @@ fn copy_line_comment(b: &[u8], i: usize, blank: bool, out: &mut Vec<u8>) -> usiz
         out.extend_from_slice(&b[i..end]);
     }
     end
+}
+
+/// Copies a `/* … */` comment starting at `i` (blanked inside an expression being joined); returns where it
+/// ends and how many line breaks were blanked.
+fn copy_block_comment(
+    b: &[u8],
+    i: usize,
+    blank: bool,
+    out: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let end = find(b, i + 2, b"*/").map(|e| e + 2)?;
+    let mut breaks = 0;
+    for &x in &b[i..end] {
+        if !blank {
+            out.push(x);
+        } else {
+            out.push(b' ');
+            if x == b'\n' {
+                breaks += 1;
+            }
+        }
+    }
+    Some((end, breaks))
+}
+
+/// Where the heredoc opening at `i` ends: the opening line, then every line up to the one that is `marker`
+/// alone (its line break not included); `None` if the text ends first.
+fn heredoc_end(b: &[u8], i: usize, marker: &str) -> Option<usize> {
+    let mut j = find(b, i, b"\n")? + 1;
+    loop {
+        let line_end = find(b, j, b"\n").unwrap_or(b.len());
+        let line = std::str::from_utf8(&b[j..line_end]).ok()?;
+        j = line_end;
+        if line.trim() == marker {
+            return Some(j);
+        }
+        if j >= b.len() {
+            return None;
+        }
+        j += 1;
+    }
 }
 
 fn find(b: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
