@@ -53,6 +53,8 @@ pub struct Bound {
     pub profiles: Option<SocketAddr>,
 }
 
+// Over 100 lines on purpose: the agent's start-up and shutdown order read top to bottom in one place (see
+// ARCHITECTURE.md, shutdown order); each step is one call.
 /// Runs the agent until `shutdown` is cancelled, then drains and returns. `ready` receives the bound
 /// addresses once every listener is up.
 pub async fn run(

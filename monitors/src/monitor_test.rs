@@ -169,6 +169,8 @@ pub fn run(dir: &Path, monitors: &[Monitor]) -> Vec<CaseResult> {
     results
 }
 
+// Over 100 lines on purpose (just): one test case read from its block, evaluated and compared, in the order the
+// file states them; splitting would pass the case's half-read state between functions.
 fn run_case(src: &Source, b: &Block, monitors: &[Monitor], ctx: &Scope<'_>) -> Result<(), String> {
     let pos = src.span_pos(b.span());
     let err = |p: &crate::diag::Pos, m: String| Diag::new(Some(p.clone()), None, m).to_string();

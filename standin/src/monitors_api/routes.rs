@@ -77,6 +77,8 @@ fn parse_query(q: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+// Over 100 lines on purpose: one request's way through the stand-in in the order the real API applies it (keys,
+// rate limit, injected edits and failures, the route, the answer and its rate-limit headers), read top to bottom.
 async fn handle(
     State(state): State<Arc<MonitorsState>>,
     method: Method,

@@ -93,6 +93,8 @@ pub(super) fn num(v: &Value) -> Option<f64> {
     }
 }
 
+// Over 100 lines on purpose: Datadog's checks of a monitor body in the order its API applies them, one
+// `if` per rule with its error text.
 /// Datadog's validation of a create/update body, with its error texts.
 pub(super) fn validate(m: &Value) -> Result<(), String> {
     let s = |k: &str| {
