@@ -1049,6 +1049,27 @@ fn a_budget_shared_with_another_client_still_converges() {
 // changed or deleted by someone else between plan and sync. Each test checks what is printed, the exit code,
 // that the next run converges (plan: no changes) and that monitors kelpie does not own are not touched.
 
+/// A directory of `n` monitors synced once, with monitors kelpie does not own added beside them (returned, to
+/// check they are left alone).
+fn synced_with_others(n: usize) -> (MonitorsApiHandle, tempfile::TempDir, Vec<Value>) {
+    let api = MonitorsApi::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write(tmp.path(), "main.tf", &many(n));
+    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
+    let others = add_not_owned(&api);
+    (api, tmp, others)
+}
+
+/// The three monitors of [`many`] with every message changed.
+fn write_changed_messages(dir: &Path) {
+    write(
+        dir,
+        "main.tf",
+        &many(3).replace("message = \"m\"", "message = \"changed\""),
+    );
+}
+
 /// Adds two monitors project `p` does not own (a hand-made one and one of another kelpie project) and returns
 /// every monitor `p` does not own, in full, to compare after the faults: any write would change them
 /// (`modified` included).
@@ -1109,19 +1130,11 @@ fn converged(api: &MonitorsApiHandle, d: &str, n: usize) {
 
 #[test]
 fn a_monitor_deleted_by_someone_else_before_its_update_is_reported_then_created_again() {
-    let api = MonitorsApi::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (api, tmp, others) = synced_with_others(3);
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(3));
-    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
-    let others = add_not_owned(&api);
     let gone = id_at(&api, "datadog_monitor.m.1");
     // The file changes every monitor; someone deletes m[1] after kelpie listed it, before its PUT.
-    write(
-        tmp.path(),
-        "main.tf",
-        &many(3).replace("message = \"m\"", "message = \"changed\""),
-    );
+    write_changed_messages(tmp.path());
     api.edit_before(
         &format!("PUT /api/v1/monitor/{gone}"),
         OutsideEdit::Delete(gone),
@@ -1158,18 +1171,10 @@ fn a_monitor_deleted_by_someone_else_before_its_update_is_reported_then_created_
 
 #[test]
 fn a_monitor_changed_by_someone_else_before_its_update_gets_the_files_version() {
-    let api = MonitorsApi::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (api, tmp, others) = synced_with_others(3);
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(3));
-    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
-    let others = add_not_owned(&api);
     let id = id_at(&api, "datadog_monitor.m.0");
-    write(
-        tmp.path(),
-        "main.tf",
-        &many(3).replace("message = \"m\"", "message = \"changed\""),
-    );
+    write_changed_messages(tmp.path());
     // After kelpie read it and before its PUT, someone renames m[0], rewrites its message, sets an option the
     // file does not manage and takes kelpie's ownership tags off.
     let mut edited = api.get(id).unwrap();
@@ -1209,12 +1214,8 @@ fn a_monitor_changed_by_someone_else_before_its_update_gets_the_files_version() 
 
 #[test]
 fn monitors_deleted_by_someone_else_before_sync_deletes_them_are_not_failures() {
-    let api = MonitorsApi::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (api, tmp, others) = synced_with_others(5);
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(5));
-    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
-    let others = add_not_owned(&api);
     let (m3, m4) = (
         id_at(&api, "datadog_monitor.m.3"),
         id_at(&api, "datadog_monitor.m.4"),
@@ -1283,17 +1284,9 @@ fn a_monitor_not_owned_with_a_name_kelpie_wants_is_left_alone() {
 
 #[test]
 fn the_api_failing_on_the_list_or_midway_is_reported_and_the_next_sync_converges() {
-    let api = MonitorsApi::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (api, tmp, others) = synced_with_others(3);
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(3));
-    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
-    let others = add_not_owned(&api);
-    write(
-        tmp.path(),
-        "main.tf",
-        &many(3).replace("message = \"m\"", "message = \"changed\""),
-    );
+    write_changed_messages(tmp.path());
     // The list answers 500 to every attempt (6): nothing can be planned, nothing is written.
     api.clear_log();
     api.fail_next("GET /api/v1/monitor", 500, 6);
@@ -1330,17 +1323,9 @@ fn the_api_failing_on_the_list_or_midway_is_reported_and_the_next_sync_converges
 
 #[test]
 fn a_429_with_its_reset_is_waited_for_and_retried() {
-    let api = MonitorsApi::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (api, tmp, others) = synced_with_others(3);
     let d = tmp.path().to_str().unwrap();
-    write(tmp.path(), "main.tf", &many(3));
-    assert_eq!(kelpie(&api, &["sync", "--dir", d, "--project", "p"]).0, 0);
-    let others = add_not_owned(&api);
-    write(
-        tmp.path(),
-        "main.tf",
-        &many(3).replace("message = \"m\"", "message = \"changed\""),
-    );
+    write_changed_messages(tmp.path());
     // A limit kelpie had not been told of (no headers until now): one update is answered 429 with the budget
     // spent and the window resetting in 1 s.
     let id = id_at(&api, "datadog_monitor.m.0");
