@@ -108,8 +108,20 @@ impl Drop for Ctr {
 
 /// `docker run -d --label kelpie-test=1 --name <unique> <docker_args> kelpie-test/tool <tool_args>`.
 pub fn run(prefix: &str, docker_args: &[&str], tool_args: &[&str]) -> Ctr {
+    let (id, name) = run_on(Command::new("docker"), prefix, docker_args, tool_args);
+    Ctr { id, name }
+}
+
+/// `<docker> run -d --label kelpie-test=1 --name <unique> <docker_args> kelpie-test/tool <tool_args>` with the
+/// given `docker` command (the shared engine's or a private daemon's); the container's id and name.
+fn run_on(
+    mut docker: Command,
+    prefix: &str,
+    docker_args: &[&str],
+    tool_args: &[&str],
+) -> (String, String) {
     let name = unique(prefix);
-    let out = Command::new("docker")
+    let out = docker
         .args(["run", "-d", "--label", "kelpie-test=1", "--name", &name])
         .args(docker_args)
         .arg(IMAGE)
@@ -122,7 +134,7 @@ pub fn run(prefix: &str, docker_args: &[&str], tool_args: &[&str]) -> Ctr {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ctr { id, name }
+    (id, name)
 }
 
 pub fn inspect(id: &str, format: &str) -> String {
@@ -414,22 +426,12 @@ impl PrivateDockerd {
     /// `docker run -d --network none --label kelpie-test=1 --name <unique> <docker_args> kelpie-test/tool
     /// <tool_args>` on this daemon.
     pub fn run(&self, prefix: &str, docker_args: &[&str], tool_args: &[&str]) -> PrivCtr {
-        let name = unique(prefix);
-        let out = self
-            .docker()
-            .args(["run", "-d", "--network", "none", "--label", "kelpie-test=1"])
-            .args(["--name", &name])
-            .args(docker_args)
-            .arg(IMAGE)
-            .args(tool_args)
-            .output()
-            .expect("docker run");
-        assert!(
-            out.status.success(),
-            "docker run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let args: Vec<&str> = ["--network", "none"]
+            .iter()
+            .chain(docker_args)
+            .copied()
+            .collect();
+        let (id, name) = run_on(self.docker(), prefix, &args, tool_args);
         PrivCtr { id, name }
     }
 
