@@ -36,12 +36,13 @@ pub enum MetricKind {
 pub struct MetricLine<'a> {
     /// Metric name, as sent (before mapper profiles).
     pub name: &'a str,
-    /// Raw value field, as sent. For every kind but `Set` this is one or more `:`-separated numbers that the
-    /// parser has already checked (value packing, `name:1:2:3|h`). For `Set` it is the member, taken as is.
+    /// Raw value field, as sent. For every kind but `Set` this is one or more `:`-separated numbers, read by
+    /// the parser into [`MetricLine::numbers`] (value packing, `name:1:2:3|h`). For `Set` it is the member,
+    /// taken as is.
     pub values: &'a str,
-    /// The number, read by the parser, when `values` is one finite number (nearly every line); None for a
-    /// set and for packed numbers, which [`MetricLine::values`] reads (see `dogstatsd::number`).
-    pub value: Option<f64>,
+    /// The finite numbers of `values`, read once by the parser (NaN and infinities were counted as dropped
+    /// there); [`Numbers::None`] for a set.
+    pub numbers: Numbers<'a>,
     pub kind: MetricKind,
     /// `|@rate`, 1.0 when absent (and for `|@0`); always positive and finite, possibly above 1.
     pub sample_rate: f64,
@@ -58,30 +59,35 @@ pub struct MetricLine<'a> {
 }
 
 impl<'a> MetricLine<'a> {
-    /// The line `<name>:<values>|<kind>` as the parser makes it (rate 1, no tags, no other fields), for code
+    /// The line `<name>:<value>|<kind>` as the parser makes it (rate 1, no tags, no other fields), for code
     /// that builds lines itself (tests, benchmarks): set the other fields with `..MetricLine::new(..)`.
-    pub fn new(name: &'a str, values: &'a str, kind: MetricKind) -> Self {
-        let value = match kind {
-            MetricKind::Set => None,
-            _ => number::read_values(values.as_bytes())
-                .ok()
-                .and_then(|v| v.single),
+    ///
+    /// # Panics
+    /// When `value` is not one finite number (for a set: any member). A `:`-packed line is parsed, with the
+    /// arena its numbers go in (`dogstatsd::parse_line`).
+    pub fn new(name: &'a str, value: &'a str, kind: MetricKind) -> Self {
+        let numbers = match kind {
+            MetricKind::Set => Numbers::None,
+            _ => match number::parse_f64(value.as_bytes()) {
+                Some(v) => Numbers::One(v),
+                None => panic!("MetricLine::new takes one finite number, not {value:?}"),
+            },
         };
-        Self::with_value(name, values, value, kind)
+        Self::with_numbers(name, value, numbers, kind)
     }
 
-    /// A line whose `value` was already read (by the parser), with the defaults of absent fields.
+    /// A line whose numbers were already read (by the parser), with the defaults of absent fields.
     #[inline]
-    pub(crate) fn with_value(
+    pub(crate) fn with_numbers(
         name: &'a str,
         values: &'a str,
-        value: Option<f64>,
+        numbers: Numbers<'a>,
         kind: MetricKind,
     ) -> Self {
         MetricLine {
             name,
             values,
-            value,
+            numbers,
             kind,
             sample_rate: 1.0,
             tags: "",
@@ -97,21 +103,26 @@ impl<'a> MetricLine<'a> {
         raw.split(',').filter(|t| !t.is_empty())
     }
 
-    /// The numeric values of the line (one unless packed), NaN and infinities included (the aggregator
-    /// counts them as dropped). Empty for sets.
-    pub fn values(&self) -> impl Iterator<Item = f64> + 'a {
-        // Packed numbers are read from the text; a single one was read by the parser.
-        let packed: &'a str = match (self.kind, self.value) {
-            (MetricKind::Set, _) | (_, Some(_)) => "",
-            _ => self.values,
-        };
-        self.value.into_iter().chain(
-            packed
-                .split(':')
-                .filter(|v| !v.is_empty())
-                .filter_map(|v| number::read_value(v.as_bytes())),
-        )
+    /// The line's finite numbers (one unless packed; none for a set).
+    #[inline]
+    pub fn numbers(&self) -> &[f64] {
+        match &self.numbers {
+            Numbers::None => &[],
+            Numbers::One(v) => std::slice::from_ref(v),
+            Numbers::Packed(v) => v,
+        }
     }
+}
+
+/// The numbers of a metric line, read once by the parser: nearly every line holds one, held inline; the
+/// numbers of a `:`-packed line are in the arena of the payload it came in (`dogstatsd::LineArena`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Numbers<'a> {
+    /// A set's member is not a number.
+    None,
+    One(f64),
+    /// Two or more finite numbers.
+    Packed(&'a [f64]),
 }
 
 /// A DogStatsD event (`_e{…}`) or an event the agent makes itself (Docker, ECS deploys).

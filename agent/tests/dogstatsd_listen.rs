@@ -2,7 +2,7 @@
 //! and a real client (cadence).
 
 use kelpie_agent::dogstatsd::{
-    for_each_line, DatagramSink, ListenError, ListenerConfig, Listeners, Received, Repairs,
+    for_each_line, DatagramSink, LineArena, ListenError, ListenerConfig, Listeners, Received,
     Transport,
 };
 use kelpie_agent::model::{MetricKind, Parsed};
@@ -47,7 +47,7 @@ impl DatagramSink for Collect {
                 transport: r.transport,
                 pid: r.pid,
             });
-            for_each_line(r.payload, &Repairs::new(), &self.telemetry, |p| {
+            for_each_line(r.payload, &LineArena::new(), &self.telemetry, |p| {
                 state.1.push(describe(&p))
             });
         }

@@ -17,7 +17,7 @@
 //!   counted drops.
 
 use kelpie_agent::aggregator::{Aggregator, AggregatorConfig};
-use kelpie_agent::dogstatsd::{for_each_line, Repairs};
+use kelpie_agent::dogstatsd::{for_each_line, LineArena};
 use kelpie_agent::model::{MetricKind, Parsed, NO_HOST};
 use kelpie_agent::telemetry::Telemetry;
 use std::sync::Arc;
@@ -120,9 +120,10 @@ const LINES: &[(&[u8], &str, &str)] = &[
     (b"glork:320|h|@0.1|#region:us-west1,production,e:", "h glork 320 @0.1 #region:us-west1,production,e:", VECTOR),
     // kelpie: a negative rate is refused (the Agent negates counters and gives histograms negative weights).
     (b"x:1|c|@-0.5", "parse error", "kelpie: stricter, docs/dogstatsd.md"),
-    // --- NaN and infinity (item 3 of issue 10): the parser reads them, the aggregator drops them
-    (b"x:1:nan:3|c", "c x 1:3", ISSUE),
-    (b"x:1:inf:3|h", "h x 1:3", ISSUE),
+    // --- NaN and infinity (item 3 of issue 10): numbers to the Agent's parser, dropped by its aggregator;
+    // kelpie counts them dropped as it reads them
+    (b"x:1:nan:3|c", "c x 1:3; dropped non_finite_value x1", ISSUE),
+    (b"x:1:inf:3|h", "h x 1:3; dropped non_finite_value x1", ISSUE),
     (b"x:nan|g", "dropped non_finite_value x1", ISSUE),
     (b"x:-Inf:+Infinity|d", "dropped non_finite_value x2", ISSUE),
     // Too large for an f64 is an error to Go's ParseFloat (ErrRange).
@@ -233,9 +234,9 @@ const FLUSHED: &[(&str, &str, &str)] = &[
     ("h:1:2:3:4:5:6:7:8:9:10|ms", "h.95percentile 10; h.avg 5.5; h.count 10; h.max 10; h.median 5", AGENT_HISTOGRAM),
 ];
 
-fn fmt_values(values: impl Iterator<Item = f64>) -> String {
+fn fmt_values(values: &[f64]) -> String {
     values
-        .filter(|v| v.is_finite())
+        .iter()
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(":")
@@ -265,7 +266,7 @@ fn describe(p: &Parsed<'_>) -> String {
             if m.kind == MetricKind::Set {
                 s += m.values;
             } else {
-                s += &fmt_values(m.values());
+                s += &fmt_values(m.numbers());
             }
             if m.sample_rate != 1.0 {
                 s += &format!(" @{}", m.sample_rate);
@@ -319,9 +320,9 @@ fn drops(t: &Telemetry) -> Vec<String> {
 
 fn line_outcome(input: &[u8]) -> String {
     let telemetry = Telemetry::default();
-    let repairs = Repairs::new();
+    let arena = LineArena::new();
     let mut items = Vec::new();
-    for_each_line(input, &repairs, &telemetry, |p| items.push(describe(&p)));
+    for_each_line(input, &arena, &telemetry, |p| items.push(describe(&p)));
     if telemetry.dogstatsd.parse_errors.get() > 0 {
         items.push("parse error".into());
     }
@@ -337,8 +338,8 @@ fn flushed_outcome(input: &str) -> String {
     };
     let mut agg = Aggregator::new(cfg, telemetry.clone());
     let now = 1_700_000_000;
-    let repairs = Repairs::new();
-    for_each_line(input.as_bytes(), &repairs, &telemetry, |p| {
+    let arena = LineArena::new();
+    for_each_line(input.as_bytes(), &arena, &telemetry, |p| {
         if let Parsed::Metric(m) = p {
             agg.insert(&m, &[], now);
         }

@@ -157,7 +157,7 @@ fn bench(c: &mut Criterion) {
                 key.push('|');
                 key.push_str(t);
             }
-            let v: f64 = l.values().sum();
+            let v: f64 = l.numbers().iter().sum();
             *map.entry(key).or_insert(0.0) += v;
         });
     });

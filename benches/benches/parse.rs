@@ -7,7 +7,7 @@
 //! (split into owned pieces) measured in the same run, so the ratio stays meaningful.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use kelpie_agent::dogstatsd::{for_each_line, parse_line, Repairs};
+use kelpie_agent::dogstatsd::{for_each_line, parse_line, LineArena};
 use kelpie_agent::telemetry::Telemetry;
 use std::time::Duration;
 
@@ -96,9 +96,13 @@ fn bench_parse_line(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (name, line) in LINES {
         let bytes = line.as_bytes();
-        assert!(parse_line(bytes).is_ok(), "{line}");
+        assert!(parse_line(bytes, &LineArena::new()).is_ok(), "{line}");
         group.bench_function(*name, |b| {
-            b.iter_custom(|iters| cpu_time(iters, || parse_line(black_box(bytes)).is_ok()))
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    parse_line(black_box(bytes), &LineArena::new()).is_ok()
+                })
+            })
         });
         if !name.starts_with("event") && !name.starts_with("service") {
             assert!(naive_parse(bytes).is_some(), "{line}");
@@ -132,14 +136,14 @@ fn bench_datagram(c: &mut Criterion) {
         i += 1;
     }
     let telemetry = Telemetry::default();
-    let repairs = Repairs::new();
+    let arena = LineArena::new();
     let mut group = c.benchmark_group("for_each_line");
     group.throughput(Throughput::Elements(lines));
     group.bench_function("8k_datagram_4_tag_gauges", |b| {
         b.iter_custom(|iters| {
             cpu_time(iters, || {
                 let mut n = 0u32;
-                for_each_line(black_box(payload.as_bytes()), &repairs, &telemetry, |p| {
+                for_each_line(black_box(payload.as_bytes()), &arena, &telemetry, |p| {
                     black_box(&p);
                     n += 1;
                 });

@@ -7,7 +7,7 @@ use super::table::prefetch_read;
 use super::value::{apply, SetState, Value};
 use super::{Aggregator, Context, GROUP, SET_MEMBER_LIMIT};
 use crate::mapper::MapResult;
-use crate::model::{IStr, MetricKind, MetricLine};
+use crate::model::{IStr, MetricKind, MetricLine, Numbers};
 use crate::telemetry::DropReason;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -312,15 +312,11 @@ impl Aggregator {
                 apply(value, 0.0, 1.0, tel);
                 any = true;
             }
-            (value, _) => match line.value {
-                // One number, read by the parser (finite).
-                Some(v) => any = apply(value, v, rate, tel),
-                None => {
-                    for v in line.values() {
-                        if !v.is_finite() {
-                            tel.count_drop(DropReason::NonFiniteValue, 1);
-                            continue;
-                        }
+            // The numbers the parser read (finite): nearly always one.
+            (value, _) => match line.numbers {
+                Numbers::One(v) => any = apply(value, v, rate, tel),
+                _ => {
+                    for &v in line.numbers() {
                         any |= apply(value, v, rate, tel);
                     }
                 }

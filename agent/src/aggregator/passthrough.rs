@@ -45,11 +45,7 @@ impl Aggregator {
             (SeriesKind::Gauge, 1.0, 0)
         };
         let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
-        for v in line.values() {
-            if !v.is_finite() {
-                tel.count_drop(DropReason::NonFiniteValue, 1);
-                continue;
-            }
+        for &v in line.numbers() {
             if st.passthrough.len() >= self.passthrough_limit {
                 tel.count_drop(DropReason::TimestampedLimit, 1);
                 continue;

@@ -1,7 +1,8 @@
 use super::key::{byte_cmp, Commas};
 use super::*;
+use crate::dogstatsd::number::read_values;
 use crate::mapper::MapperProfiles;
-use crate::model::{FlushBatch, MetricKind, MetricLine, SketchPoint};
+use crate::model::{FlushBatch, MetricKind, MetricLine, Numbers, SketchPoint};
 use crate::sketch::Sketch;
 
 fn line<'a>(
@@ -11,11 +12,33 @@ fn line<'a>(
     rate: f64,
     tags: &'a str,
 ) -> MetricLine<'a> {
+    // Read as the parser reads them (packed numbers in memory that lives as long as the test).
+    let numbers = match kind {
+        MetricKind::Set => Numbers::None,
+        _ => {
+            let mut v = Vec::new();
+            read_values(values.as_bytes(), |x| v.push(x)).expect("the test's values are numbers");
+            match v[..] {
+                [x] => Numbers::One(x),
+                _ => Numbers::Packed(Box::leak(v.into_boxed_slice())),
+            }
+        }
+    };
     MetricLine {
         sample_rate: rate,
         tags,
-        ..MetricLine::new(name, values, kind)
+        ..MetricLine::with_numbers(name, values, numbers, kind)
     }
+}
+
+/// Parses a payload as the workers do and inserts its metric lines, received at `now`.
+fn insert_text(a: &mut Aggregator, tel: &Telemetry, payload: &str, now: i64) {
+    let arena = crate::dogstatsd::LineArena::new();
+    crate::dogstatsd::for_each_line(payload.as_bytes(), &arena, tel, |p| {
+        if let crate::model::Parsed::Metric(m) = p {
+            a.insert(&m, &[], now);
+        }
+    });
 }
 
 fn agg_with(cfg: AggregatorConfig) -> (Aggregator, Arc<Telemetry>) {
@@ -531,14 +554,14 @@ fn context_limit_refuses_new_contexts_and_counts() {
 
 #[test]
 fn bad_values_are_counted() {
+    // NaN and infinities are dropped (counted) by the parser: the aggregator sees only finite numbers.
     let (mut a, tel) = agg();
-    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 1);
-    a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 1);
-    a.insert(&line("d", "inf", MetricKind::Distribution, 1.0, ""), &[], 1);
+    insert_text(&mut a, &tel, "g:1|g\ng:NaN|g\nd:inf|d\nh:1:nan:2|h", 1);
     let drops = tel.dogstatsd.dropped.snapshot();
-    assert_eq!(drops.get("non_finite_value"), Some(&2));
+    assert_eq!(drops.get("non_finite_value"), Some(&3));
     let b = a.flush(10, false);
     assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
+    assert_eq!(find(&b, "h.count").points, vec![(0, 0.2)]);
     assert!(b.sketches.is_empty());
 }
 
@@ -552,7 +575,7 @@ fn first_sample_of_a_bucket_sets_its_type() {
     a.insert(&line("y", "3", MetricKind::Counter, 1.0, ""), &[], 1);
     a.insert(&line("y", "member", MetricKind::Set, 1.0, ""), &[], 1);
     a.insert(&line("z", "a", MetricKind::Set, 1.0, ""), &[], 1);
-    a.insert(&line("z", "1:2:a", MetricKind::Gauge, 1.0, ""), &[], 1);
+    a.insert(&line("z", "1:2", MetricKind::Gauge, 1.0, ""), &[], 1);
     let b = a.flush(10, false);
     let x = find(&b, "x");
     assert_eq!(
@@ -599,9 +622,9 @@ fn scratch_keeps_its_allocation() {
 #[test]
 fn a_new_bucket_without_valid_values_sends_nothing_for_it() {
     let (mut a, tel) = agg();
-    a.insert(&line("g", "1", MetricKind::Gauge, 1.0, ""), &[], 5);
+    insert_text(&mut a, &tel, "g:1|g", 5);
     // Next bucket, before the flush: only a NaN.
-    a.insert(&line("g", "NaN", MetricKind::Gauge, 1.0, ""), &[], 15);
+    insert_text(&mut a, &tel, "g:NaN|g", 15);
     let b = a.flush(20, false);
     assert_eq!(find(&b, "g").points, vec![(0, 1.0)]);
     assert_eq!(

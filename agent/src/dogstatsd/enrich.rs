@@ -8,7 +8,7 @@ use crate::aggregator::{Aggregator, Shards};
 use crate::clock::unix_now;
 use crate::dogstatsd::cardinality;
 use crate::dogstatsd::listen::{Received, Transport};
-use crate::dogstatsd::parse::{for_each_line, Repairs};
+use crate::dogstatsd::parse::{for_each_line, LineArena};
 use crate::model::{Event, IStr, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::{DropReason, Telemetry};
 use kelpie_container::tags::TagCardinality;
@@ -121,8 +121,8 @@ impl AggregatingSink {
     ) {
         let shards = &*self.agg;
         let n = shards.len();
-        // Repaired copies of lines that are not UTF-8 (allocates only for such a line).
-        let repairs = Repairs::new();
+        // Packed numbers and repaired copies of lines that are not UTF-8 (allocates only for such lines).
+        let arena = LineArena::new();
         let mut lines: Vec<Vec<MetricLine<'_>>> =
             scratch.lines.drain(..).map(recycle_lines).collect();
         lines.resize_with(n, Vec::new);
@@ -148,64 +148,59 @@ impl AggregatingSink {
             };
             let sender = sender.as_deref();
             let datagram_tags: &OriginTags = sender.map_or(&self.no_tags, |s| s.at(default));
-            for_each_line(
-                r.payload,
-                &repairs,
-                &self.telemetry,
-                |parsed| match parsed {
-                    Parsed::Metric(m) => {
-                        // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
-                        // for when there are origin tags to choose from.
-                        let asked = if sender.is_some() || m.container_id.is_some() {
-                            cardinality::asked_by_metric(m.cardinality, m.tags)
-                        } else {
-                            m.cardinality
-                        };
-                        let own = self.line_origin(
-                            origin,
-                            &mut cache,
-                            sender,
-                            m.container_id,
-                            asked,
-                            default,
-                        );
-                        let line_tags = own.as_ref().unwrap_or(datagram_tags);
-                        let s = shards.shard_of(m.name);
-                        // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
-                        // another sender) sends what was gathered first.
-                        if !Arc::ptr_eq(line_tags, &tags[s]) {
-                            if !lines[s].is_empty() {
-                                insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
-                            }
-                            tags[s] = line_tags.clone();
-                        }
-                        lines[s].push(m);
-                        if lines[s].len() >= SHARD_BATCH {
+            for_each_line(r.payload, &arena, &self.telemetry, |parsed| match parsed {
+                Parsed::Metric(m) => {
+                    // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
+                    // for when there are origin tags to choose from.
+                    let asked = if sender.is_some() || m.container_id.is_some() {
+                        cardinality::asked_by_metric(m.cardinality, m.tags)
+                    } else {
+                        m.cardinality
+                    };
+                    let own = self.line_origin(
+                        origin,
+                        &mut cache,
+                        sender,
+                        m.container_id,
+                        asked,
+                        default,
+                    );
+                    let line_tags = own.as_ref().unwrap_or(datagram_tags);
+                    let s = shards.shard_of(m.name);
+                    // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
+                    // another sender) sends what was gathered first.
+                    if !Arc::ptr_eq(line_tags, &tags[s]) {
+                        if !lines[s].is_empty() {
                             insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
                         }
+                        tags[s] = line_tags.clone();
                     }
-                    Parsed::Event(mut e) => {
-                        let (field, card) = (e.container.as_deref(), e.cardinality);
-                        let own = self.line_origin(origin, &mut None, sender, field, card, default);
-                        add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
-                        if self.events.try_send((arrival, e)).is_err() {
-                            self.telemetry.count_drop(DropReason::EventQueueFull, 1);
-                        }
+                    lines[s].push(m);
+                    if lines[s].len() >= SHARD_BATCH {
+                        insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
                     }
-                    Parsed::ServiceCheck(mut c) => {
-                        let (field, card) = (c.container.as_deref(), c.cardinality);
-                        let own = self.line_origin(origin, &mut None, sender, field, card, default);
-                        add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
-                        if c.timestamp.is_none() {
-                            c.timestamp = Some(unix_now());
-                        }
-                        if self.checks.try_send((arrival, c)).is_err() {
-                            self.telemetry
-                                .count_drop(DropReason::ServiceCheckQueueFull, 1);
-                        }
+                }
+                Parsed::Event(mut e) => {
+                    let (field, card) = (e.container.as_deref(), e.cardinality);
+                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
+                    add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
+                    if self.events.try_send((arrival, e)).is_err() {
+                        self.telemetry.count_drop(DropReason::EventQueueFull, 1);
                     }
-                },
-            );
+                }
+                Parsed::ServiceCheck(mut c) => {
+                    let (field, card) = (c.container.as_deref(), c.cardinality);
+                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
+                    add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
+                    if c.timestamp.is_none() {
+                        c.timestamp = Some(unix_now());
+                    }
+                    if self.checks.try_send((arrival, c)).is_err() {
+                        self.telemetry
+                            .count_drop(DropReason::ServiceCheckQueueFull, 1);
+                    }
+                }
+            });
         }
         drop(origin_guard);
         // What is left: first every shard whose lock is free, from this worker's starting point, then the rest,

@@ -17,4 +17,4 @@ pub mod enrich;
 pub mod workers;
 
 pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
-pub use parse::{for_each_line, parse_line, ParseError, Repairs};
+pub use parse::{for_each_line, parse_line, LineArena, ParseError};

@@ -1,9 +1,9 @@
 //! Numbers in DogStatsD lines: metric values, sample rates, timestamps and event lengths.
 //!
-//! A leaf module (it imports nothing of the agent) so that the parser, which reads every value once, and the
-//! data model, which hands out the values of `:`-packed lines, read numbers with the same rules: NaN and
-//! infinity are numbers (the Agent's parser reads them and its aggregator drops them), a number too large for
-//! an f64 (`1e400`) is not one (an error to Go's `ParseFloat`, and here).
+//! A leaf module (it imports nothing of the agent): the parser reads every value here, once, and hands the
+//! numbers on with the line (`model::Numbers`). The rules: NaN and infinity are numbers to the Agent's parser
+//! (its aggregator drops them; kelpie counts them dropped as it reads them), a number too large for an f64
+//! (`1e400`) is not one (an error to Go's `ParseFloat`, and here).
 
 /// Exact powers of ten for the decimal fast path.
 const POW10: [f64; 16] = [
@@ -71,32 +71,13 @@ pub fn is_non_finite(v: &[u8]) -> bool {
     unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity")
 }
 
-/// One metric value: a finite number, NaN or an infinity (as [`is_non_finite`] spells them); None when it
-/// is not a number.
-#[inline]
-pub fn read_value(v: &[u8]) -> Option<f64> {
-    parse_f64(v).or_else(|| {
-        if !is_non_finite(v) {
-            return None;
-        }
-        // Only the sign matters to whoever drops it.
-        Some(match v.first() {
-            Some(b'-') => f64::NEG_INFINITY,
-            _ if v.eq_ignore_ascii_case(b"nan") => f64::NAN,
-            _ => f64::INFINITY,
-        })
-    })
-}
-
-/// What a metric line's value field (`1`, or `:`-packed `1:2:3`) holds, once checked.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How many numbers a metric line's value field (`1`, or `:`-packed `1:2:3`) held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Values {
-    /// The number when the field is one finite number (nearly every line); None when it packs several
-    /// (read again with [`read_value`] where they are used: a line may pack any number of them, and the
-    /// parser does not allocate).
-    pub single: Option<f64>,
-    /// How many finite numbers the field holds.
+    /// Finite numbers (each handed to the caller).
     pub finite: u64,
+    /// NaN and infinities (dropped, as the Agent's aggregator drops them).
+    pub non_finite: u64,
 }
 
 /// Why a value field was refused.
@@ -110,37 +91,36 @@ pub enum ValuesError {
     NonFinite,
 }
 
-/// Checks every `:`-separated value of a metric line (empty entries such as `1::2` are skipped, as the Agent
-/// does); a field with no finite value is refused.
+/// Reads every `:`-separated value of a metric line (empty entries such as `1::2` are skipped, as the Agent
+/// does) and hands each finite one to `each`, in order; a field with no finite value is refused. The only
+/// place values are read: the parser keeps the numbers for the aggregator.
 #[inline]
-pub fn read_values(raw: &[u8]) -> Result<Values, ValuesError> {
-    let (mut finite, mut non_finite, mut entries) = (0u64, 0u64, 0u32);
-    let mut single = None;
+pub fn read_values(raw: &[u8], mut each: impl FnMut(f64)) -> Result<Values, ValuesError> {
+    let mut n = Values {
+        finite: 0,
+        non_finite: 0,
+    };
     for v in raw.split(|&c| c == b':') {
         if v.is_empty() {
             continue;
         }
-        entries += 1;
         match parse_f64(v) {
             Some(x) => {
-                single = Some(x);
-                finite += 1;
+                each(x);
+                n.finite += 1;
             }
-            None if is_non_finite(v) => non_finite += 1,
+            None if is_non_finite(v) => n.non_finite += 1,
             None => return Err(ValuesError::Invalid),
         }
     }
-    if finite == 0 {
-        return Err(if non_finite > 0 {
+    if n.finite == 0 {
+        return Err(if n.non_finite > 0 {
             ValuesError::NonFinite
         } else {
             ValuesError::Empty
         });
     }
-    Ok(Values {
-        single: single.filter(|_| entries == 1),
-        finite,
-    })
+    Ok(n)
 }
 
 /// A decimal i64 (optional sign), or None.

@@ -31,11 +31,13 @@
 //!   are ignored.
 //!
 //! Metric lines are parsed without allocating: [`MetricLine`] borrows the name, values and raw tags from the
-//! datagram. Events and service checks are rare and own their strings.
+//! datagram and carries its number inline; only the numbers of a `:`-packed line (and the repaired text of a
+//! line that is not UTF-8) go into the payload's [`LineArena`]. Events and service checks are rare and own
+//! their strings.
 
 use super::cardinality;
 use super::number::{parse_f64, parse_i64, read_values, ValuesError};
-use crate::model::{MetricKind, MetricLine, Parsed};
+use crate::model::{MetricKind, MetricLine, Numbers, Parsed};
 use crate::telemetry::{DropReason, Telemetry};
 use event::{parse_event, parse_service_check};
 use memchr::memchr;
@@ -97,13 +99,14 @@ impl ParseError {
     }
 }
 
-/// Repaired copies of a payload's lines that were not valid UTF-8 (each invalid sequence replaced with U+FFFD),
-/// for [`for_each_line`] to hand out with the payload's lifetime. Free until a line needs repairing; make one
-/// per payload (or batch of payloads) and drop it with the parsed lines.
+/// What the parser makes of a payload's lines beyond borrowing them, kept with the payload's lifetime: the
+/// numbers of `:`-packed values, and repaired copies of lines that were not UTF-8 (each invalid sequence
+/// replaced with U+FFFD). Free until such a line comes; make one per payload (or batch of payloads) and drop
+/// it with the parsed lines.
 #[derive(Debug, Default)]
-pub struct Repairs(bumpalo::Bump);
+pub struct LineArena(bumpalo::Bump);
 
-impl Repairs {
+impl LineArena {
     pub fn new() -> Self {
         Self::default()
     }
@@ -117,31 +120,42 @@ impl Repairs {
     }
 }
 
-/// Parses one DogStatsD line (without its trailing newline). A line that is not UTF-8 is an error here;
-/// [`for_each_line`] repairs it instead.
+/// Parses one DogStatsD line (without its trailing newline); the numbers of a packed line go in `arena`. A
+/// line that is not UTF-8 is an error here; [`for_each_line`] repairs it instead.
 #[inline]
-pub fn parse_line(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
+pub fn parse_line<'a>(line: &'a [u8], arena: &'a LineArena) -> Result<Parsed<'a>, ParseError> {
     if line.first() == Some(&b'_') {
-        return parse_underscore(line);
+        return parse_underscore(line, arena);
     }
-    let mut samples = 0;
-    parse_metric(as_str(line)?, &mut samples).map(Parsed::Metric)
+    parse_metric(as_str(line)?, &mut Counts::default(), arena).map(Parsed::Metric)
+}
+
+/// What the metric lines of a payload held, counted once per payload.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Finite packed values (one per set line).
+    samples: u64,
+    /// NaN and infinite values dropped from lines that also held a finite one.
+    non_finite: u64,
 }
 
 /// Splits a datagram (or stream frame) into lines on `\n` (a `\r` before it is dropped, empty lines are
 /// skipped), parses each and calls `f` for every good one. A malformed line is counted in
 /// `telemetry.dogstatsd.parse_errors`, logged (debug, plus a warn at most every 10 s) and skipped; the rest of
 /// the payload is still used; a line the Datadog Agent would read and then drop (see
-/// [`ParseError::drop_reason`]) is counted as that drop instead. A line that is not UTF-8 is repaired into
-/// `repairs` and used. Good items are counted in `metric_samples` (one per finite packed value), `events` and
-/// `service_checks`. Counters are updated once per payload, not per line, to keep shared cache lines quiet.
+/// [`ParseError::drop_reason`]) is counted as that drop instead, and so is each NaN or infinity among a
+/// line's packed values. A line that is not UTF-8 is repaired into `arena` and used, and the numbers of
+/// packed lines go there. Good items are counted in `metric_samples` (one per finite packed value), `events`
+/// and `service_checks`. Counters are updated once per payload, not per line, to keep shared cache lines
+/// quiet.
 pub fn for_each_line<'a>(
     payload: &'a [u8],
-    repairs: &'a Repairs,
+    arena: &'a LineArena,
     telemetry: &Telemetry,
     mut f: impl FnMut(Parsed<'a>),
 ) {
-    let (mut samples, mut events, mut checks, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut counts = Counts::default();
+    let (mut events, mut checks, mut errors) = (0u64, 0u64, 0u64);
     // Checked once for the whole payload (a vector loop over 8 KB is ~15 instructions a line, where each line
     // on its own took ~85): then every line is text as it is.
     let ascii = is_ascii(payload);
@@ -176,16 +190,16 @@ pub fn for_each_line<'a>(
             // SAFETY: ASCII is valid UTF-8.
             unsafe { std::str::from_utf8_unchecked(line) }
         } else {
-            repairs.text(line)
+            arena.text(line)
         };
         if line[0] != b'_' {
-            match parse_metric(text, &mut samples) {
+            match parse_metric(text, &mut counts, arena) {
                 Ok(m) => f(Parsed::Metric(m)),
                 Err(err) => refused(err, text, telemetry, &mut errors),
             }
             continue;
         }
-        match parse_underscore_str(text, &mut samples) {
+        match parse_underscore_str(text, &mut counts, arena) {
             Ok(parsed) => {
                 match &parsed {
                     Parsed::Metric(_) => {}
@@ -198,8 +212,11 @@ pub fn for_each_line<'a>(
         }
     }
     let d = &telemetry.dogstatsd;
-    if samples > 0 {
-        d.metric_samples.add(samples);
+    if counts.samples > 0 {
+        d.metric_samples.add(counts.samples);
+    }
+    if counts.non_finite > 0 {
+        telemetry.count_drop(DropReason::NonFiniteValue, counts.non_finite);
     }
     if events > 0 {
         d.events.add(events);
@@ -273,21 +290,25 @@ fn report_parse_error(err: ParseError, line: &[u8]) {
 /// Parses a line that starts with `_`: an event, a service check, or a metric whose name starts with `_`.
 #[cold]
 #[inline(never)]
-fn parse_underscore(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
-    parse_underscore_str(as_str(line)?, &mut 0)
+fn parse_underscore<'a>(line: &'a [u8], arena: &'a LineArena) -> Result<Parsed<'a>, ParseError> {
+    parse_underscore_str(as_str(line)?, &mut Counts::default(), arena)
 }
 
-/// [`parse_underscore`] on text; a metric adds its samples to `samples`.
+/// [`parse_underscore`] on text; a metric adds what it held to `counts`.
 #[cold]
 #[inline(never)]
-fn parse_underscore_str<'a>(s: &'a str, samples: &mut u64) -> Result<Parsed<'a>, ParseError> {
+fn parse_underscore_str<'a>(
+    s: &'a str,
+    counts: &mut Counts,
+    arena: &'a LineArena,
+) -> Result<Parsed<'a>, ParseError> {
     if s.starts_with("_e{") {
         return parse_event(s.as_bytes()).map(Parsed::Event);
     }
     if s.starts_with("_sc|") {
         return parse_service_check(s).map(Parsed::ServiceCheck);
     }
-    parse_metric(s, samples).map(Parsed::Metric)
+    parse_metric(s, counts, arena).map(Parsed::Metric)
 }
 
 /// The line as text. Almost every line is ASCII, and checking that is several times cheaper than full UTF-8
@@ -362,9 +383,14 @@ fn for_each_field(b: &[u8], mut start: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Parses a metric line; a good one adds how many samples it holds (packed values; 1 for a set) to `samples`.
+/// Parses a metric line; a good one adds what it held to `counts` (its finite values, 1 for a set, and the
+/// non-finite ones it drops).
 #[inline(always)]
-fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, ParseError> {
+fn parse_metric<'a>(
+    s: &'a str,
+    counts: &mut Counts,
+    arena: &'a LineArena,
+) -> Result<MetricLine<'a>, ParseError> {
     let b = s.as_bytes();
     let bar = find(b, b'|').ok_or(ParseError::MissingType)?;
     let colon = find(&b[..bar], b':').ok_or(ParseError::MissingValue)?;
@@ -392,19 +418,14 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
     if type_end < b.len() && b[type_end] != b'|' {
         return Err(ParseError::UnknownType);
     }
-    // Every value is read here, once: the line carries its number on to the aggregator.
-    let (value, count) = if kind == MetricKind::Set {
-        (None, 1)
+    // Every value is read here, once: the line carries its numbers on to the aggregator.
+    let (numbers, finite, non_finite) = if kind == MetricKind::Set {
+        (Numbers::None, 1, 0)
     } else {
-        let v = read_values(values.as_bytes()).map_err(|e| match e {
-            ValuesError::Empty => ParseError::EmptyValue,
-            ValuesError::Invalid => ParseError::InvalidValue,
-            ValuesError::NonFinite => ParseError::NonFiniteValue,
-        })?;
-        (v.single, v.finite)
+        read_numbers(values, arena)?
     };
 
-    let mut line = MetricLine::with_value(name, values, value, kind);
+    let mut line = MetricLine::with_numbers(name, values, numbers, kind);
     let mut pos = type_end;
     while pos < b.len() {
         // b[pos] is the `|` before the next field.
@@ -439,8 +460,37 @@ fn parse_metric<'a>(s: &'a str, samples: &mut u64) -> Result<MetricLine<'a>, Par
     if line.timestamp.is_some() && !matches!(kind, MetricKind::Counter | MetricKind::Gauge) {
         return Err(ParseError::TimestampUnsupportedType);
     }
-    *samples += count;
+    counts.samples += finite;
+    counts.non_finite += non_finite;
     Ok(line)
+}
+
+/// The finite numbers of a value field, with how many it held of each kind: one inline (nearly every line),
+/// several in `arena`.
+#[inline(always)]
+fn read_numbers<'a>(
+    values: &str,
+    arena: &'a LineArena,
+) -> Result<(Numbers<'a>, u64, u64), ParseError> {
+    let mut first = None;
+    let mut more: Option<bumpalo::collections::Vec<'a, f64>> = None;
+    let n = read_values(values.as_bytes(), |x| match (first, &mut more) {
+        (None, _) => first = Some(x),
+        (Some(_), Some(v)) => v.push(x),
+        (Some(f), None) => more = Some(bumpalo::vec![in &arena.0; f, x]),
+    })
+    .map_err(|e| match e {
+        ValuesError::Empty => ParseError::EmptyValue,
+        ValuesError::Invalid => ParseError::InvalidValue,
+        ValuesError::NonFinite => ParseError::NonFiniteValue,
+    })?;
+    let numbers = match (more, first) {
+        (Some(v), _) => Numbers::Packed(v.into_bump_slice()),
+        (None, Some(x)) => Numbers::One(x),
+        // `read_values` refuses a field without a finite number.
+        (None, None) => return Err(ParseError::EmptyValue),
+    };
+    Ok((numbers, n.finite, n.non_finite))
 }
 
 mod event;
