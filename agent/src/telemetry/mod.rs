@@ -3,6 +3,11 @@
 //! metrics sent on each flush ([`self_metrics`]), all derived from one description of each number
 //! ([`stats::STATS`], [`drops`]), so they can never drift apart.
 //!
+//! Each counter and gauge is declared once, in [`stats`]: one list makes both its field of [`Telemetry`]
+//! (`telemetry.dogstatsd.packets_udp`) and its row of [`stats::STATS`] (its status JSON path, `kelpie status`
+//! line and `kelpie.*` metric). A field that is no stat (the drop counts, the last error) is marked `internal`
+//! there with the reason, so no field goes missing from the status by accident.
+//!
 //! Drops are counted by a [`DropReason`] (each defined once in [`drops`], with its key, section and meaning).
 //! Use [`Telemetry::count_drop`] and log through [`tracing`] at the call site (rate-limited with
 //! [`warn_every!`](crate::warn_every) where the event can repeat per packet).
@@ -13,8 +18,10 @@ pub mod stats;
 
 pub use drops::{DropReason, DropSection, Reasons};
 pub use self_metrics::{self_rss_bytes, SelfMetrics};
+pub use stats::{
+    DogstatsdTelemetry, EncodeTelemetry, FlushTelemetry, ForwarderTelemetry, Telemetry,
+};
 
-use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// A monotonically increasing counter.
@@ -49,81 +56,6 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
-}
-
-/// DogStatsD input counters (`dogstatsd` section of the status).
-#[derive(Debug, Default)]
-pub struct DogstatsdTelemetry {
-    pub packets_udp: Counter,
-    pub packets_uds_dgram: Counter,
-    pub packets_uds_stream: Counter,
-    pub bytes: Counter,
-    pub metric_samples: Counter,
-    pub events: Counter,
-    pub service_checks: Counter,
-    pub parse_errors: Counter,
-    /// Histogram samples whose context's percentiles had to come from a sketch (the histogram memory budget,
-    /// derived from `memory_limit`, was spent); 0 means every percentile was exact.
-    pub histogram_samples_approximated: Counter,
-    /// Live contexts in the aggregator.
-    pub contexts: Gauge,
-    /// Most contexts held; new ones past it are refused (`dropped.context_limit`).
-    pub context_limit: Gauge,
-    /// 1 while the limit is lowered to the contexts held because the agent's RSS is near `memory_limit`.
-    pub context_limit_lowered: Gauge,
-    pub dropped: Reasons,
-    pub udp_rcvbuf_requested: Gauge,
-    pub udp_rcvbuf_granted: Gauge,
-    /// Bytes held by batches waiting between the socket readers and the workers.
-    pub queue_bytes: Gauge,
-    /// The queue's bound (`dogstatsd_queue_bytes`).
-    pub queue_max_bytes: Gauge,
-    /// Processing workers (`dogstatsd_pipeline_count`).
-    pub pipelines: Gauge,
-}
-
-/// Forwarder counters (`forwarder` section of the status).
-#[derive(Debug, Default)]
-pub struct ForwarderTelemetry {
-    pub success: Counter,
-    pub retried: Counter,
-    pub dropped: Reasons,
-    pub bytes_sent: Counter,
-    pub queued_bytes: Gauge,
-    pub queued_on_disk_bytes: Gauge,
-    /// Payloads waiting (memory + disk).
-    pub queued_transactions: Gauge,
-    /// Last error seen talking to the intake, for the status page.
-    pub last_error: Mutex<Option<String>>,
-    /// Unix seconds of the first failure of the outage in progress; 0 while delivering.
-    pub not_delivering_since: Gauge,
-}
-
-/// Flush loop counters.
-#[derive(Debug, Default)]
-pub struct FlushTelemetry {
-    pub flushes: Counter,
-    /// Unix seconds of the last completed flush (0 before the first).
-    pub last_flush_unix: Gauge,
-    /// Duration of the last flush in microseconds.
-    pub last_duration_us: Gauge,
-    pub series_flushed: Counter,
-    pub sketches_flushed: Counter,
-}
-
-/// Encoding counters (`encode` section of the status): what a flush could not turn into payloads.
-#[derive(Debug, Default)]
-pub struct EncodeTelemetry {
-    pub dropped: Reasons,
-}
-
-/// All of the agent's counters. Shared as `Arc<Telemetry>`.
-#[derive(Debug, Default)]
-pub struct Telemetry {
-    pub dogstatsd: DogstatsdTelemetry,
-    pub forwarder: ForwarderTelemetry,
-    pub flush: FlushTelemetry,
-    pub encode: EncodeTelemetry,
 }
 
 /// True at most once every `secs` seconds per `last` slot (unix seconds of the last time it said yes): the
