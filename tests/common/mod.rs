@@ -1,5 +1,11 @@
 //! Helpers for end-to-end tests: run the real `kelpie` binary with an environment, talk to it, stop it.
+//! Submodules for one subject each: `monitors` (`kelpie monitors` against the Monitors API stand-in) and
+//! `tfcompat` (loading the Terraform corpus). Each test target includes all of it and uses a part: hence
+//! `dead_code` is allowed here.
 #![allow(dead_code)]
+
+pub mod monitors;
+pub mod tfcompat;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -304,4 +310,29 @@ pub fn counted(series: &[kelpie_standin::intake::ReceivedSeries], name: &str) ->
         .filter(|s| s.name == name)
         .flat_map(|s| s.points.iter().map(move |p| p.1 * s.interval.max(1) as f64))
         .sum()
+}
+
+/// The series named `name` that carry `tag`.
+pub fn with_tag<'a>(
+    series: &'a [kelpie_standin::intake::ReceivedSeries],
+    name: &str,
+    tag: &str,
+) -> Vec<&'a kelpie_standin::intake::ReceivedSeries> {
+    series
+        .iter()
+        .filter(|s| s.name == name && s.tags.iter().any(|t| t == tag))
+        .collect()
+}
+
+/// `docker run` arguments that label a container as ECS labels the container `app` of revision `rev` of the
+/// task definition `family`.
+pub fn ecs_task_labels(family: &str, rev: &str) -> Vec<String> {
+    [
+        format!("com.amazonaws.ecs.task-definition-family={family}"),
+        format!("com.amazonaws.ecs.task-definition-version={rev}"),
+        "com.amazonaws.ecs.container-name=app".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|label| ["--label".to_string(), label])
+    .collect()
 }
