@@ -36,7 +36,7 @@
 //! their strings.
 
 use super::cardinality;
-use super::number::{parse_f64, parse_i64, read_values, ValuesError};
+use super::number::{is_non_finite, parse_f64, parse_i64, read_values, ValuesError};
 use crate::model::{MetricKind, MetricLine, Numbers, Parsed};
 use crate::telemetry::{DropReason, Telemetry};
 use event::{parse_event, parse_service_check};
@@ -472,23 +472,29 @@ fn read_numbers<'a>(
     values: &str,
     arena: &'a LineArena,
 ) -> Result<(Numbers<'a>, u64, u64), ParseError> {
-    let mut first = None;
-    let mut more: Option<bumpalo::collections::Vec<'a, f64>> = None;
-    let n = read_values(values.as_bytes(), |x| match (first, &mut more) {
-        (None, _) => first = Some(x),
-        (Some(_), Some(v)) => v.push(x),
-        (Some(f), None) => more = Some(bumpalo::vec![in &arena.0; f, x]),
-    })
-    .map_err(|e| match e {
+    let b = values.as_bytes();
+    if find(b, b':').is_some() {
+        return read_packed(b, arena);
+    }
+    match parse_f64(b) {
+        Some(v) => Ok((Numbers::One(v), 1, 0)),
+        None if is_non_finite(b) => Err(ParseError::NonFiniteValue),
+        None => Err(ParseError::InvalidValue),
+    }
+}
+
+/// [`read_numbers`] of a `:`-packed field (`1:2:3`; empty entries skipped, so `1:` is one number).
+#[inline(never)]
+fn read_packed<'a>(b: &[u8], arena: &'a LineArena) -> Result<(Numbers<'a>, u64, u64), ParseError> {
+    let mut numbers = bumpalo::collections::Vec::new_in(&arena.0);
+    let n = read_values(b, |x| numbers.push(x)).map_err(|e| match e {
         ValuesError::Empty => ParseError::EmptyValue,
         ValuesError::Invalid => ParseError::InvalidValue,
         ValuesError::NonFinite => ParseError::NonFiniteValue,
     })?;
-    let numbers = match (more, first) {
-        (Some(v), _) => Numbers::Packed(v.into_bump_slice()),
-        (None, Some(x)) => Numbers::One(x),
-        // `read_values` refuses a field without a finite number.
-        (None, None) => return Err(ParseError::EmptyValue),
+    let numbers = match numbers[..] {
+        [x] => Numbers::One(x),
+        _ => Numbers::Packed(numbers.into_bump_slice()),
     };
     Ok((numbers, n.finite, n.non_finite))
 }
