@@ -186,8 +186,10 @@ pub struct ServiceCheck {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed<'a> {
     Metric(MetricLine<'a>),
-    Event(Event),
-    ServiceCheck(ServiceCheck),
+    /// Boxed: events and service checks are rare and twice a metric line's size, which every parsed line
+    /// would otherwise be moved around as.
+    Event(Box<Event>),
+    ServiceCheck(Box<ServiceCheck>),
 }
 
 /// Datadog's v2 series metric type (`MetricIntakeType`): 0 unspecified, 1 count, 2 rate, 3 gauge.

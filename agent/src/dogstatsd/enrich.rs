@@ -150,21 +150,15 @@ impl AggregatingSink {
             let datagram_tags: &OriginTags = sender.map_or(&self.no_tags, |s| s.at(default));
             for_each_line(r.payload, &arena, &self.telemetry, |parsed| match parsed {
                 Parsed::Metric(m) => {
-                    // The `dd.internal.card:` tag asks the same as `|card:` (older clients); only looked
-                    // for when there are origin tags to choose from.
-                    let asked = if sender.is_some() || m.container_id.is_some() {
-                        cardinality::asked_by_metric(m.cardinality, m.tags)
+                    // From nobody known and naming no container (nearly every UDP line): no origin tags to
+                    // choose from, the datagram's (none) without a look at the line's fields.
+                    let own = if sender.is_none() && m.container_id.is_none() {
+                        None
                     } else {
-                        m.cardinality
+                        // The `dd.internal.card:` tag asks the same as `|card:` (older clients).
+                        let asked = cardinality::asked_by_metric(m.cardinality, m.tags);
+                        self.line_origin(origin, &mut cache, sender, m.container_id, asked, default)
                     };
-                    let own = self.line_origin(
-                        origin,
-                        &mut cache,
-                        sender,
-                        m.container_id,
-                        asked,
-                        default,
-                    );
                     let line_tags = own.as_ref().unwrap_or(datagram_tags);
                     let s = shards.shard_of(m.name);
                     // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
@@ -184,7 +178,7 @@ impl AggregatingSink {
                     let (field, card) = (e.container.as_deref(), e.cardinality);
                     let own = self.line_origin(origin, &mut None, sender, field, card, default);
                     add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
-                    if self.events.try_send((arrival, e)).is_err() {
+                    if self.events.try_send((arrival, *e)).is_err() {
                         self.telemetry.count_drop(DropReason::EventQueueFull, 1);
                     }
                 }
@@ -195,7 +189,7 @@ impl AggregatingSink {
                     if c.timestamp.is_none() {
                         c.timestamp = Some(unix_now());
                     }
-                    if self.checks.try_send((arrival, c)).is_err() {
+                    if self.checks.try_send((arrival, *c)).is_err() {
                         self.telemetry
                             .count_drop(DropReason::ServiceCheckQueueFull, 1);
                     }

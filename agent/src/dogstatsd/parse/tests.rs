@@ -14,14 +14,14 @@ fn metric(line: &str) -> MetricLine<'_> {
 
 fn event(line: &str) -> Event {
     match parse(line.as_bytes()) {
-        Ok(Parsed::Event(e)) => e,
+        Ok(Parsed::Event(e)) => *e,
         other => panic!("{line:?} did not parse as an event: {other:?}"),
     }
 }
 
 fn check(line: &str) -> ServiceCheck {
     match parse(line.as_bytes()) {
-        Ok(Parsed::ServiceCheck(c)) => c,
+        Ok(Parsed::ServiceCheck(c)) => *c,
         other => panic!("{line:?} did not parse as a service check: {other:?}"),
     }
 }
@@ -664,7 +664,7 @@ mod generated {
                 line += &format!("|#{}", tags.join(","));
             }
             let e = match parse(line.as_bytes()) {
-                Ok(Parsed::Event(e)) => e,
+                Ok(Parsed::Event(e)) => *e,
                 other => return Err(TestCaseError::fail(format!("{line:?}: {other:?}"))),
             };
             prop_assert_eq!(e.title, title.replace("\\n", "\n"));
@@ -739,21 +739,32 @@ fn decimal_fast_path_matches_the_standard_parser() {
 }
 
 #[test]
-fn word_at_a_time_find_matches_a_plain_search() {
+fn find_matches_a_plain_search() {
+    // One needle at every position (or none) of every length: each chunk and the overlapping last one.
+    for len in 0..72 {
+        for at in 0..=len {
+            let mut hay = vec![b'a'; len];
+            if at < len {
+                hay[at] = b'|';
+            }
+            let want = (at < len).then_some(at);
+            assert_eq!(find(&hay, b'|'), want, "{len} {at}");
+            assert_eq!(find_words(&hay, b'|'), want, "{len} {at}");
+        }
+    }
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for _ in 0..50_000 {
-        let len = rng.random_range(0..40);
+        // Below 16 bytes (a word at a time), 16 at a time with and without an overlapping last load.
+        let len = rng.random_range(0..72);
         // Few distinct bytes, including the needle's neighbours, so borrows across bytes are exercised.
         let hay: Vec<u8> = (0..len)
             .map(|_| [b'|', b'{', b'}', 0, 1, 0x80, 0xff, b'a'][rng.random_range(0..8)])
             .collect();
         for needle in [b'|', b'{', 0u8, 0xff, 0x80] {
-            assert_eq!(
-                find(&hay, needle),
-                hay.iter().position(|&c| c == needle),
-                "{hay:?} {needle}"
-            );
+            let want = hay.iter().position(|&c| c == needle);
+            assert_eq!(find(&hay, needle), want, "{hay:?} {needle}");
+            assert_eq!(find_words(&hay, needle), want, "{hay:?} {needle}");
         }
     }
 }
