@@ -2,7 +2,7 @@
 //! [`GROUP`] lines whose memory reads overlap; the exact path that makes the context key from the tags (and
 //! the context, when it is new); and applying a line's values to its context's open bucket.
 
-use super::key::{alias_hash, key_hash, origin_hash, recycle, sort_tags, LineTags};
+use super::key::{alias_hash, key_hash, name_hash, origin_hash, recycle, sort_tags, LineTags};
 use super::table::prefetch_read;
 use super::value::{apply, SetState, Value};
 use super::{Aggregator, Context, GROUP, SET_MEMBER_LIMIT};
@@ -54,14 +54,31 @@ impl Aggregator {
     /// context key is made from the tags and the line's text is recorded for next time. Timestamped gauges
     /// and counters make no context: they go to [`Aggregator::insert_timestamped`] (passthrough.rs).
     pub fn insert_group(&mut self, lines: &[MetricLine<'_>], origin_tags: &[IStr], now: i64) {
+        let mut hashes = std::mem::take(&mut self.name_hashes);
+        hashes.clear();
+        hashes.extend(lines.iter().map(|l| name_hash(l.name)));
+        self.insert_hashed(lines, &hashes, origin_tags, now);
+        self.name_hashes = hashes;
+    }
+
+    /// [`Aggregator::insert_group`] of lines whose names' [`name_hash`]es are `name_hashes` (the workers
+    /// made them to pick the shard).
+    pub fn insert_hashed(
+        &mut self,
+        lines: &[MetricLine<'_>],
+        name_hashes: &[u64],
+        origin_tags: &[IStr],
+        now: i64,
+    ) {
+        debug_assert_eq!(lines.len(), name_hashes.len());
         let origin = origin_hash(origin_tags);
         // One division for the whole group: every line is received at `now`.
         let interval = self.cfg.interval_secs;
         let bucket = now.div_euclid(interval) * interval;
         let mut pending = std::mem::take(&mut self.pending);
-        for chunk in lines.chunks(GROUP) {
+        for (chunk, hashes) in lines.chunks(GROUP).zip(name_hashes.chunks(GROUP)) {
             pending.clear();
-            for (i, line) in chunk.iter().enumerate() {
+            for (i, (line, &nh)) in chunk.iter().zip(hashes).enumerate() {
                 if let (Some(ts), MetricKind::Counter | MetricKind::Gauge) =
                     (line.timestamp, line.kind)
                 {
@@ -69,7 +86,7 @@ impl Aggregator {
                     self.insert_timestamped(line, ts, origin_tags);
                     continue;
                 }
-                let alias = alias_hash(line, origin);
+                let alias = alias_hash(line, nh, origin);
                 self.st.aliases.prefetch(alias.0);
                 pending.push(Pending {
                     line: i,

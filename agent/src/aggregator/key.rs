@@ -116,16 +116,23 @@ pub(super) fn origin_hash(origin_tags: &[IStr]) -> u64 {
     h.digest() | 1
 }
 
+/// The hash of a metric name as sent, computed once per line by the worker that gathers it: it picks the
+/// line's shard ([`Shards::shard_of`](super::Shards::shard_of)) and seeds the hash of its text
+/// ([`alias_hash`]).
+#[inline]
+pub fn name_hash(name: &str) -> u64 {
+    const NAMES: foldhash::fast::FixedState =
+        foldhash::fast::FixedState::with_seed(0x7368_6172_6473);
+    std::hash::BuildHasher::hash_one(&NAMES, name)
+}
+
 /// 128-bit hash of what determines a line's context as sent: name, raw tag field, distribution or not, and
 /// the origin tags' hash (the mapper, `dogstatsd_tags` and host rules are fixed for the aggregator's life).
-/// The name, kind and origin seed the hash of the tag field, so the line's text is hashed where it lies,
-/// without copying it.
-pub(super) fn alias_hash(line: &MetricLine<'_>, origin: u64) -> (u64, u64) {
+/// The name's hash (`name_hash`, already made to pick the shard), kind and origin seed the hash of the tag
+/// field, so the line's text is hashed where it lies, without copying it, and the name is not hashed twice.
+pub(super) fn alias_hash(line: &MetricLine<'_>, name_hash: u64, origin: u64) -> (u64, u64) {
     let dist = (line.kind == MetricKind::Distribution) as u64;
-    let seed = xxhash_rust::xxh3::xxh3_64_with_seed(
-        line.name.as_bytes(),
-        origin.rotate_left(1) ^ dist ^ 0x0061_6c69_6173,
-    );
+    let seed = name_hash ^ origin.rotate_left(1) ^ dist ^ 0x0061_6c69_6173;
     let h = xxhash_rust::xxh3::xxh3_128_with_seed(line.tags.as_bytes(), seed);
     // (0, 0) means "no alias" in a context.
     ((h as u64) | 1, (h >> 64) as u64)

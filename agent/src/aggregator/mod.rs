@@ -54,6 +54,7 @@ mod value;
 pub use config::{AggregatorConfig, MetricBlocklist};
 pub use flush::FlushState;
 pub use histogram::HistogramMemory;
+pub use key::name_hash;
 pub use shards::Shards;
 
 use crate::model::{IStr, Series, SeriesKind};
@@ -144,6 +145,8 @@ pub struct Aggregator {
     tag_hashes: Vec<u64>,
     /// Keys of the group of lines being inserted.
     pending: Vec<Pending>,
+    /// Scratch of [`Aggregator::insert_group`]: its lines' name hashes.
+    name_hashes: Vec<u64>,
     /// This aggregator's share of [`PASSTHROUGH_LIMIT`] and [`BACKLOG_LIMIT`] (see [`Aggregator::share_limits`]).
     passthrough_limit: usize,
     backlog_limit: usize,
@@ -175,6 +178,7 @@ impl Aggregator {
             scratch: Vec::new(),
             tag_hashes: Vec::new(),
             pending: Vec::new(),
+            name_hashes: Vec::new(),
             passthrough_limit: PASSTHROUGH_LIMIT,
             backlog_limit: BACKLOG_LIMIT,
             st: State::default(),

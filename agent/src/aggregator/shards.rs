@@ -10,11 +10,11 @@
 //! shard ([`Telemetry`]'s context gauge), and the limits on timestamped points and backlogged buckets are
 //! divided among the shards ([`Aggregator::share_limits`]).
 
+use super::key::name_hash;
 use super::{Aggregator, AggregatorConfig};
 use crate::model::{FlushSink, IStr, MetricLine};
 use crate::telemetry::Telemetry;
 use parking_lot::{Mutex, MutexGuard};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,6 @@ const PACE_MAX: Duration = Duration::from_millis(1000);
 /// The sharded aggregator (see the module docs). Shared by the workers and the flusher.
 pub struct Shards {
     shards: Box<[Mutex<Aggregator>]>,
-    hasher: foldhash::fast::FixedState,
     telemetry: Arc<Telemetry>,
 }
 
@@ -59,11 +58,7 @@ impl Shards {
                 Mutex::new(a)
             })
             .collect();
-        Shards {
-            shards,
-            hasher: foldhash::fast::FixedState::with_seed(0x7368_6172_6473),
-            telemetry,
-        }
+        Shards { shards, telemetry }
     }
 
     pub fn len(&self) -> usize {
@@ -77,8 +72,14 @@ impl Shards {
     /// The shard a line with this metric name (as sent) belongs to.
     #[inline]
     pub fn shard_of(&self, name: &str) -> usize {
+        self.shard_of_hash(name_hash(name))
+    }
+
+    /// The shard of a name whose [`name_hash`] is `h`.
+    #[inline]
+    pub fn shard_of_hash(&self, h: u64) -> usize {
         // The hash scaled to the shard count (multiply-high): no division on the per-line path.
-        ((self.hasher.hash_one(name) as u128 * self.shards.len() as u128) >> 64) as usize
+        ((h as u128 * self.shards.len() as u128) >> 64) as usize
     }
 
     pub fn lock(&self, shard: usize) -> MutexGuard<'_, Aggregator> {

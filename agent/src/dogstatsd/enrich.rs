@@ -4,7 +4,7 @@
 //! lines gathered per shard and inserted into the aggregator, events and service checks sent to the flush.
 //! The worker threads that call it are in [`super::workers`].
 
-use crate::aggregator::{Aggregator, Shards};
+use crate::aggregator::{name_hash, Aggregator, Shards};
 use crate::clock::unix_now;
 use crate::dogstatsd::cardinality;
 use crate::dogstatsd::listen::{Received, Transport};
@@ -95,6 +95,9 @@ fn add_origin_tags(tags: &mut Vec<String>, own: Option<&OriginTags>, datagram: &
 #[derive(Default)]
 pub struct ShardLines {
     lines: Vec<Vec<MetricLine<'static>>>,
+    /// The [`name_hash`] of each gathered line's name (it picked the shard; the aggregator seeds the line's
+    /// text hash with it).
+    hashes: Vec<Vec<u64>>,
     tags: Vec<OriginTags>,
 }
 
@@ -126,12 +129,19 @@ impl AggregatingSink {
         let mut lines: Vec<Vec<MetricLine<'_>>> =
             scratch.lines.drain(..).map(recycle_lines).collect();
         lines.resize_with(n, Vec::new);
+        scratch.hashes.resize_with(n, Vec::new);
         scratch.tags.resize_with(n, || self.no_tags.clone());
-        let tags = &mut scratch.tags;
+        let (hashes, tags) = (&mut scratch.hashes, &mut scratch.tags);
         // Inserts one shard's gathered lines (they share their origin tags), at the time they go in.
-        fn insert(agg: &mut Aggregator, lines: &mut Vec<MetricLine<'_>>, tags: &OriginTags) {
-            agg.insert_group(lines, tags, unix_now());
+        fn insert(
+            agg: &mut Aggregator,
+            lines: &mut Vec<MetricLine<'_>>,
+            hashes: &mut Vec<u64>,
+            tags: &OriginTags,
+        ) {
+            agg.insert_hashed(lines, hashes, tags, unix_now());
             lines.clear();
+            hashes.clear();
         }
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
@@ -160,18 +170,20 @@ impl AggregatingSink {
                         self.line_origin(origin, &mut cache, sender, m.container_id, asked, default)
                     };
                     let line_tags = own.as_ref().unwrap_or(datagram_tags);
-                    let s = shards.shard_of(m.name);
+                    let h = name_hash(m.name);
+                    let s = shards.shard_of_hash(h);
                     // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
                     // another sender) sends what was gathered first.
                     if !Arc::ptr_eq(line_tags, &tags[s]) {
                         if !lines[s].is_empty() {
-                            insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
+                            insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
                         }
                         tags[s] = line_tags.clone();
                     }
                     lines[s].push(m);
+                    hashes[s].push(h);
                     if lines[s].len() >= SHARD_BATCH {
-                        insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
+                        insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
                     }
                 }
                 Parsed::Event(mut e) => {
@@ -206,12 +218,12 @@ impl AggregatingSink {
                 continue;
             }
             match shards.try_lock(s) {
-                Some(mut agg) => insert(&mut agg, &mut lines[s], &tags[s]),
+                Some(mut agg) => insert(&mut agg, &mut lines[s], &mut hashes[s], &tags[s]),
                 None => busy.push(s),
             }
         }
         for s in busy {
-            insert(&mut shards.lock(s), &mut lines[s], &tags[s]);
+            insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
         }
         // Let go of the origin tags (a container that went away should not be kept alive by a worker).
         for t in tags.iter_mut() {
