@@ -35,8 +35,11 @@ pids=()
 pids_ctr=
 sock_dir=
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Last started first, each waited for: the agent's last flush reaches the stand-in before it stops.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   if [ -n "$pids_ctr" ]; then docker rm -f "$pids_ctr" >/dev/null 2>&1 || true; fi
   if [ -n "$sock_dir" ]; then rm -rf "$sock_dir"; fi
 }
