@@ -268,12 +268,21 @@ fn emit(
                     sketches.push(s.to_point(b));
                 }
             }
-            Value::Histogram(h) => {
-                if h.is_empty() {
+            Value::Histogram(_) | Value::ClosedHistogram(_) => {
+                // A closed histogram's outputs were computed when it was set aside; an open one's now.
+                let (names, outputs): (&mut Box<[IStr]>, &[(f64, SeriesKind)]) = match value {
+                    Value::Histogram(h) if !h.is_empty() => {
+                        h.compute(spec, interval, hist_out);
+                        (&mut h.names, &hist_out[..])
+                    }
+                    Value::ClosedHistogram(c) => (&mut c.names, &c.out),
+                    _ => continue,
+                };
+                if outputs.len() != n_out {
                     continue;
                 }
-                if h.names.len() != n_out {
-                    h.names = spec
+                if names.len() != n_out {
+                    *names = spec
                         .suffixes
                         .iter()
                         .map(|s| {
@@ -285,14 +294,13 @@ fn emit(
                         .collect();
                 }
                 if hist_names.is_none() {
-                    hist_names = Some(h.names.clone());
+                    hist_names = Some(names.clone());
                     hists.resize_with(n_out, Vec::new);
                     hists.iter_mut().for_each(Vec::clear);
                     hist_kinds.clear();
                     hist_kinds.resize(n_out, SeriesKind::Gauge);
                 }
-                h.compute(spec, interval, hist_out);
-                for (i, &(v, k)) in hist_out.iter().enumerate() {
+                for (i, &(v, k)) in outputs.iter().enumerate() {
                     hists[i].push((b, v));
                     hist_kinds[i] = k;
                 }

@@ -281,6 +281,8 @@ impl Aggregator {
                 } else {
                     let fresh = ctx.value.fresh();
                     let old = std::mem::replace(&mut ctx.value, fresh);
+                    let interval = self.cfg.interval_secs;
+                    let old = old.close(&self.hist, interval, &mut st.hist_out);
                     st.backlog.push((idx, ctx.bucket, old));
                 }
                 ctx.has_value = false;

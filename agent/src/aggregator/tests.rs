@@ -914,3 +914,62 @@ fn a_context_slot_fits_two_cache_lines() {
     eprintln!("slot: {size} bytes");
     assert!(size <= 128, "{size}");
 }
+
+/// A histogram's and a set's closed bucket, set aside because a sample of the next bucket came before the
+/// flush (reduced to its outputs then, see `Value::close`), flushes the same series as when the flush finds
+/// it open.
+#[test]
+fn a_bucket_set_aside_flushes_the_same_series() {
+    fn feed(a: &mut Aggregator) {
+        for (i, v) in ["3", "1", "4", "1", "5", "9", "2", "6", "5", "3"]
+            .into_iter()
+            .enumerate()
+        {
+            let rate = if i % 3 == 0 { 0.5 } else { 1.0 };
+            a.insert(
+                &line("h", v, MetricKind::Histogram, rate, "x:y"),
+                &[],
+                1 + i as i64 % 5,
+            );
+        }
+        for m in ["a", "b", "a", "c"] {
+            a.insert(&line("s", m, MetricKind::Set, 1.0, ""), &[], 2);
+        }
+    }
+    fn series(b: &FlushBatch) -> Vec<(String, SeriesKind, Vec<(i64, f64)>)> {
+        let mut out: Vec<_> = b
+            .series
+            .iter()
+            .map(|s| (s.name.to_string(), s.kind, s.points.clone()))
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        out
+    }
+    let (mut open, _) = agg();
+    feed(&mut open);
+    let want = series(&open.flush(10, false));
+    assert_eq!(want.len(), 6, "{want:?}");
+    assert!(want.iter().any(|s| s.0 == "h.95percentile"));
+    assert!(want.contains(&("s".to_string(), SeriesKind::Gauge, vec![(0, 3.0)])));
+
+    let (mut aside, _) = agg();
+    feed(&mut aside);
+    // The next bucket starts before the flush: both contexts set their bucket aside.
+    aside.insert(
+        &line("h", "100", MetricKind::Histogram, 1.0, "x:y"),
+        &[],
+        12,
+    );
+    aside.insert(&line("s", "z", MetricKind::Set, 1.0, ""), &[], 12);
+    assert_eq!(series(&aside.flush(10, false)), want);
+    // The new bucket is still there, on its own.
+    let next = series(&aside.flush(20, false));
+    assert!(
+        next.contains(&("h.max".to_string(), SeriesKind::Gauge, vec![(10, 100.0)])),
+        "{next:?}"
+    );
+    assert!(
+        next.contains(&("s".to_string(), SeriesKind::Gauge, vec![(10, 1.0)])),
+        "{next:?}"
+    );
+}

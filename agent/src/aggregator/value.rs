@@ -155,6 +155,14 @@ impl HistState {
     }
 }
 
+/// A histogram's closed bucket as it was set aside (see [`Value::close`]): its outputs, in `HistSpec::suffixes`
+/// order, already computed, and the interned output names when it had them.
+#[derive(Debug)]
+pub(super) struct ClosedHist {
+    pub(super) names: Box<[IStr]>,
+    pub(super) out: Box<[(f64, SeriesKind)]>,
+}
+
 /// One context's value in its current bucket.
 #[derive(Debug)]
 pub(super) enum Value {
@@ -163,6 +171,8 @@ pub(super) enum Value {
     Set(Box<SetState>),
     Histogram(Box<HistState>),
     Distribution(Box<Sketch>),
+    /// Only in the backlog of closed buckets: a histogram's bucket reduced to its outputs.
+    ClosedHistogram(Box<ClosedHist>),
 }
 
 impl Value {
@@ -204,6 +214,31 @@ impl Value {
             }
             Value::Histogram(h) => h.reset(),
             Value::Distribution(s) => s.reset(),
+            Value::ClosedHistogram(c) => c.out = Box::new([]),
+        }
+    }
+
+    /// The value of a closed bucket, set aside until the flush sends it, in the least memory that flushes the
+    /// same series: a set becomes its member count (flushed as a gauge either way) and a histogram its
+    /// outputs (what the flush would compute from its samples; `spec` and `interval` are the flush's). At a
+    /// bucket boundary nearly every context sets its bucket aside before the flush reaches it: at 100k
+    /// contexts of the load generator's mix, the samples and members held twice were ~11 MiB of RSS.
+    pub(super) fn close(
+        self,
+        spec: &HistSpec,
+        interval: i64,
+        out: &mut Vec<(f64, SeriesKind)>,
+    ) -> Self {
+        match self {
+            Value::Set(s) => Value::Gauge(s.members.len() as f64),
+            Value::Histogram(mut h) if !h.is_empty() => {
+                h.compute(spec, interval, out);
+                Value::ClosedHistogram(Box::new(ClosedHist {
+                    names: std::mem::take(&mut h.names),
+                    out: out.as_slice().into(),
+                }))
+            }
+            other => other,
         }
     }
 
@@ -219,6 +254,8 @@ impl Value {
                 Value::Histogram(Box::new(n))
             }
             Value::Distribution(_) => Value::Distribution(Box::default()),
+            // Never a context's open value.
+            Value::ClosedHistogram(_) => Value::Gauge(0.0),
         }
     }
 }
@@ -241,7 +278,7 @@ pub(super) fn apply(value: &mut Value, v: f64, rate: f64, tel: &Telemetry) -> bo
                 return false;
             }
         }
-        Value::Set(_) => return false,
+        Value::Set(_) | Value::ClosedHistogram(_) => return false,
     }
     true
 }
