@@ -936,7 +936,8 @@ fn a_bucket_set_aside_flushes_the_same_series() {
             a.insert(&line("s", m, MetricKind::Set, 1.0, ""), &[], 2);
         }
     }
-    fn series(b: &FlushBatch) -> Vec<(String, SeriesKind, Vec<(i64, f64)>)> {
+    type Flushed = Vec<(String, SeriesKind, Vec<(i64, f64)>)>;
+    fn series(b: &FlushBatch) -> Flushed {
         let mut out: Vec<_> = b
             .series
             .iter()
