@@ -1,5 +1,9 @@
 //! `kelpie`: the per-host agent and the monitors-as-code CLI in one binary. A thin dispatcher; the work is in
 //! the `kelpie-agent` and `kelpie-monitors` crates.
+//!
+//! Docs are read with private items (`cargo doc -p kelpie --document-private-items`); the clap argument
+//! docs are `--help` text, where `<NAME>` is a placeholder, not an HTML tag.
+#![allow(rustdoc::private_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

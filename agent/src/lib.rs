@@ -4,6 +4,10 @@
 //! `aggregator`; the flusher closes buckets every flush interval, `encode`s them into Datadog payloads and
 //! hands them to the `forwarder` (or, in local mode, only to the `history` store served by `status`).
 //! Every stage is bounded: full queues are counted drops in `telemetry`, never unbounded growth.
+//!
+//! The crate is the agent's inside, not a published API: its docs are read with private items
+//! (`cargo doc -p kelpie-agent --document-private-items`), so module docs link to the private parts they name.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod aggregator;
 pub mod clock;

@@ -15,6 +15,10 @@
 //! container table), `collect.rs` (the [`Containers`] handle and the `docker.*` metrics), `watcher.rs` (the
 //! event stream), `origin.rs`, and the readers and rules `cgroup.rs`, `procfs.rs`, `tags.rs`, `filter.rs`,
 //! `ecs.rs`, `deploy.rs`.
+//!
+//! Read with private items (`cargo doc -p kelpie-container --document-private-items`): module docs link to
+//! the private parts they name.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod cgroup;
 mod collect;

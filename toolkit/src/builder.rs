@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Configures what [`init`] does from the environment; every setting can be overridden.
+/// Configures what [`init`](crate::init) does from the environment; every setting can be overridden.
 #[derive(Debug, Clone)]
 pub struct Builder {
     target: Target,

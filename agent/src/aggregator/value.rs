@@ -78,7 +78,7 @@ pub(super) struct SetState {
 
 #[derive(Debug)]
 pub(super) struct HistState {
-    /// The bucket's samples, exact (see [`histogram`]).
+    /// The bucket's samples, exact (see [`histogram`](super::histogram)).
     pub(super) samples: Samples,
     pub(super) count: i64,
     pub(super) sum: f64,

@@ -65,7 +65,7 @@ pub enum Check {
     },
     /// A socket address; with `off`, also `off`, `0` or empty for none.
     Addr { off: bool, reason: &'static str },
-    /// A log level (see [`super::check::log_level`]).
+    /// A log level (see [`Raw::log_level`](super::sources::Raw::log_level)).
     LogLevel,
     /// A container tag cardinality.
     Cardinality,

@@ -7,7 +7,7 @@ use crate::intake::{Endpoint, Limits, CONTENT_TYPE_PROTOBUF, SKETCH_LIMITS};
 use crate::model::SketchRef;
 use prost::Message;
 
-/// Sketch counterpart of [`SeriesEncoder`].
+/// Sketch counterpart of [`SeriesEncoder`](super::SeriesEncoder).
 pub struct SketchEncoder<'c> {
     cfg: &'c EncodeConfig,
     packer: StreamPacker,

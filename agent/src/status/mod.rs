@@ -1,7 +1,7 @@
 //! What the status server (`KELPIE_STATUS_ADDR`, default 127.0.0.1:5002) shows: the state it reads
 //! ([`StatusState`]) and the status document of SPEC.md §7 built from it, whose numbers come from the
 //! telemetry tables ([`stats::STATS`], [`DropReason`](crate::telemetry::DropReason)). The routes are in
-//! [`server`], the text of `kelpie status` in [`render`].
+//! [`server`], the text of `kelpie status` in [`render`](mod@render).
 
 mod render;
 mod server;

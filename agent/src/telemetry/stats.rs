@@ -85,7 +85,7 @@ const fn scaled(name: &'static str, scale: f64) -> Option<Metric> {
 /// }
 /// ```
 ///
-/// A stat becomes a field of its struct and a row of [`STATS`] (`text`: [`line`], [`text`] or `None`;
+/// A stat becomes a field of its struct and a row of [`STATS`] (`text`: [`line`](fn@line), [`text`] or `None`;
 /// `metric`: [`metric`], [`scaled`] or `None`); an `internal` field only a field. Every entry needs its doc
 /// comment; anything else is a compile error.
 macro_rules! telemetry {

@@ -14,7 +14,7 @@
 //! * `|T<unix secs>` on a histogram, timer, distribution or set: the Agent's no-aggregation pipeline takes only
 //!   gauges and counters and drops the rest; so does kelpie, counted as `timestamp_unsupported_type`.
 //! * bytes that are not UTF-8 are replaced with U+FFFD and the line is kept (as the Agent, which keeps the raw
-//!   bytes, and saluki, which replaces them); see [`Repairs`]. An event is cut by its byte lengths first.
+//!   bytes, and saluki, which replaces them); see [`LineArena`]. An event is cut by its byte lengths first.
 //! * events and service checks take their host from a `host:` tag when they have no `h:` field (an empty value
 //!   means no host), and lose `host:`, `dd.internal.entity_id:`, `dd.internal.card:` (its level becomes the
 //!   origin cardinality when there is no `|card:` field) and `dd.internal.jmx_check_name:` tags, as metrics do.
