@@ -25,6 +25,7 @@ pub mod memory;
 pub mod model;
 pub mod outage;
 pub mod pipeline;
+pub mod prefetch;
 pub mod profiles;
 pub mod recent;
 pub mod secret;

@@ -262,7 +262,7 @@ fn emit(
         match value {
             Value::Counter(sum) => rates.push((b, *sum / interval as f64)),
             Value::Gauge(g) => gauges.push((b, *g)),
-            Value::Set(s) => gauges.push((b, s.members.len() as f64)),
+            Value::Set(s) => gauges.push((b, s.len() as f64)),
             Value::Distribution(s) => {
                 if !s.is_empty() {
                     sketches.push(s.to_point(b));

@@ -3,11 +3,11 @@
 //! the context, when it is new); and applying a line's values to its context's open bucket.
 
 use super::key::{alias_hash, key_hash, name_hash, origin_hash, recycle, sort_tags, LineTags};
-use super::table::prefetch_read;
 use super::value::{apply, SetState, Value};
-use super::{Aggregator, Context, GROUP, SET_MEMBER_LIMIT};
+use super::{Aggregator, Context, GROUP, HOT_BYTES, SET_MEMBER_LIMIT};
 use crate::mapper::MapResult;
 use crate::model::{IStr, MetricKind, MetricLine, Numbers};
+use crate::prefetch::prefetch_span;
 use crate::telemetry::DropReason;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -19,7 +19,8 @@ pub(super) struct Pending {
     line: usize,
     /// Hash of the line's text.
     alias: (u64, u64),
-    /// The context whose alias has the same fingerprint, if any (checked before use).
+    /// The context whose alias has the same fingerprint, if any; after the third pass, only a context whose
+    /// alias is the line's.
     slot: Option<u32>,
 }
 
@@ -97,17 +98,32 @@ impl Aggregator {
             for p in pending.iter_mut() {
                 p.slot = self.st.aliases.find(p.alias.0, |_| true);
                 if let Some(idx) = p.slot {
-                    prefetch_read(&self.st.slots[idx as usize]);
+                    // The fields a sample reads span two cache lines of a context (see `Context`).
+                    let ctx: *const Option<Context> = &self.st.slots[idx as usize];
+                    prefetch_span(ctx.cast(), HOT_BYTES);
                 }
             }
-            for p in pending.iter() {
-                let hit = p.slot.filter(|&idx| {
+            // A found context whose alias matches is the line's; its value's boxed state (a set's members, a
+            // histogram's samples, a sketch's bins) is one or two more reads away: asked for here, in two
+            // passes, so that those misses overlap too.
+            for p in pending.iter_mut() {
+                p.slot = p.slot.filter(|&idx| {
                     self.st.slots[idx as usize]
                         .as_ref()
                         .is_some_and(|c| c.alias == p.alias)
                 });
+                if let Some(c) = p.slot.and_then(|idx| self.st.slots[idx as usize].as_ref()) {
+                    c.value.prefetch();
+                }
+            }
+            for p in pending.iter() {
+                if let Some(c) = p.slot.and_then(|idx| self.st.slots[idx as usize].as_ref()) {
+                    c.value.prefetch_inner();
+                }
+            }
+            for p in pending.iter() {
                 let line = &chunk[p.line];
-                match hit {
+                match p.slot {
                     Some(idx) => self.apply_line(idx, line, now, bucket),
                     None => self.insert_exact(line, origin_tags, now, bucket, p.alias),
                 }
@@ -309,11 +325,11 @@ impl Aggregator {
         let hasher = &self.hasher;
         let add_member = |s: &mut SetState, m: &str| -> bool {
             let h = hasher.hash_one(m);
-            if s.members.len() >= SET_MEMBER_LIMIT && !s.members.contains(&h) {
+            if s.len() >= SET_MEMBER_LIMIT && !s.contains(h) {
                 tel.count_drop(DropReason::SetMemberLimit, 1);
                 false
             } else {
-                s.members.insert(h);
+                s.insert(h);
                 true
             }
         };

@@ -76,8 +76,11 @@ pub const PASSTHROUGH_LIMIT: usize = 100_000;
 /// Bucket values of contexts that moved on to a newer bucket before a flush.
 const BACKLOG_LIMIT: usize = 1_000_000;
 
+/// Bytes at the start of a [`Context`] that a sample for it reads (through `has_value`), prefetched together.
+const HOT_BYTES: usize = std::mem::offset_of!(Context, has_value) + 1;
+
 /// Fields the insert path reads come first (`repr(C)` keeps the order), so a sample for an existing
-/// context touches one cache line of it.
+/// context touches its first [`HOT_BYTES`] (two cache lines at most; 120-byte slots are not line-aligned).
 #[derive(Debug)]
 #[repr(C)]
 struct Context {

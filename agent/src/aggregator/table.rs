@@ -48,7 +48,7 @@ impl Table {
             return;
         }
         let pos = hash as usize & self.mask();
-        prefetch_read(&self.entries[pos]);
+        crate::prefetch::prefetch_read(&self.entries[pos]);
     }
 
     /// The slot whose entry matches `hash` and for which `eq` holds.
@@ -146,18 +146,6 @@ impl Table {
     pub(super) fn len(&self) -> usize {
         self.len
     }
-}
-
-/// Hints the CPU to load `x`'s cache line (a no-op where there is no such instruction).
-#[inline]
-pub(super) fn prefetch_read<T>(x: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is only a hint; it does not dereference the pointer and cannot fault.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(x as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
 }
 
 #[cfg(test)]

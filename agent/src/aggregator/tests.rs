@@ -127,6 +127,28 @@ fn set_counts_distinct_members_with_a_bound() {
     );
 }
 
+/// A set's members move from the inline array to a hash table past a few: every size across that boundary
+/// counts each distinct member once, repeats in any order included, bucket after bucket.
+#[test]
+fn set_counts_distinct_members_across_the_inline_boundary() {
+    let (mut a, _) = agg();
+    for n in 1..=16i64 {
+        // Bucket n: members 0..n, each sent three times, interleaved.
+        for round in 0..3 {
+            for i in 0..n {
+                let m = format!("u{}", (i * 17 + round) % n);
+                a.insert(&line("users", &m, MetricKind::Set, 1.0, ""), &[], n * 10);
+            }
+        }
+        let b = a.flush(n * 10 + 10, false);
+        assert_eq!(
+            find(&b, "users").points,
+            vec![(n * 10, n as f64)],
+            "{n} members"
+        );
+    }
+}
+
 #[test]
 fn histogram_aggregates_and_percentiles_like_the_agent() {
     let (mut a, _) = agg();

@@ -4,6 +4,7 @@
 
 use super::histogram::{Added, HistogramMemory, Samples};
 use crate::model::{IStr, MetricKind, SeriesKind};
+use crate::prefetch::prefetch_value;
 use crate::sketch::Sketch;
 use crate::telemetry::{DropReason, Telemetry};
 use hashbrown::HashSet;
@@ -70,10 +71,58 @@ impl HistSpec {
     }
 }
 
+/// Members kept inline before a set context's members move to a hash set.
+const SET_INLINE: usize = 6;
+
+/// A set context's members in one bucket, by 64-bit hash (one in 2^64 chance that two members count once).
+/// The first [`SET_INLINE`] are kept inline, in the same cache line as their count, so that a set with few
+/// members per bucket (the common case) costs one memory read per sample rather than three (box, table
+/// control bytes, table slot); past that, all of them are in `spilled`.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(super) struct SetState {
-    /// Members by 64-bit hash (one in 2^64 chance that two members count once).
-    pub(super) members: HashSet<u64, foldhash::fast::FixedState>,
+    /// Members in `inline` (0 once they spilled).
+    inline_len: usize,
+    inline: [u64; SET_INLINE],
+    spilled: HashSet<u64, foldhash::fast::FixedState>,
+}
+
+impl SetState {
+    /// Distinct members.
+    pub(super) fn len(&self) -> usize {
+        self.inline_len + self.spilled.len()
+    }
+
+    pub(super) fn contains(&self, h: u64) -> bool {
+        self.inline[..self.inline_len].contains(&h) || self.spilled.contains(&h)
+    }
+
+    /// Adds a member; false when it was already there.
+    pub(super) fn insert(&mut self, h: u64) -> bool {
+        if self.spilled.is_empty() {
+            if self.inline[..self.inline_len].contains(&h) {
+                return false;
+            }
+            if self.inline_len < SET_INLINE {
+                self.inline[self.inline_len] = h;
+                self.inline_len += 1;
+                return true;
+            }
+            self.spilled.reserve(SET_INLINE * 2);
+            self.spilled.extend(&self.inline[..self.inline_len]);
+            self.inline_len = 0;
+        }
+        self.spilled.insert(h)
+    }
+
+    /// Empties the set, keeping a small table's allocation for the next bucket.
+    pub(super) fn clear(&mut self) {
+        self.inline_len = 0;
+        self.spilled.clear();
+        if self.spilled.capacity() > 256 {
+            self.spilled.shrink_to(256);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -202,16 +251,33 @@ impl Value {
         )
     }
 
+    /// Hints the CPU to load a boxed value's state (a set's members, a histogram's or sketch's header).
+    #[inline]
+    pub(super) fn prefetch(&self) {
+        match self {
+            Value::Set(s) => prefetch_value(&**s),
+            Value::Histogram(h) => prefetch_value(&**h),
+            Value::Distribution(s) => prefetch_value(&**s),
+            _ => {}
+        }
+    }
+
+    /// Hints the CPU to load what a sample will touch behind the boxed state, which must be loaded already
+    /// (after [`Value::prefetch`]): where a histogram's next sample goes, a sketch's bins.
+    #[inline]
+    pub(super) fn prefetch_inner(&self) {
+        match self {
+            Value::Histogram(h) => h.samples.prefetch_next(),
+            Value::Distribution(s) => s.prefetch_bins(),
+            _ => {}
+        }
+    }
+
     /// Empties the value in place (keeping small allocations for the next bucket).
     pub(super) fn reset(&mut self) {
         match self {
             Value::Counter(v) | Value::Gauge(v) => *v = 0.0,
-            Value::Set(s) => {
-                s.members.clear();
-                if s.members.capacity() > 256 {
-                    s.members.shrink_to(256);
-                }
-            }
+            Value::Set(s) => s.clear(),
             Value::Histogram(h) => h.reset(),
             Value::Distribution(s) => s.reset(),
             Value::ClosedHistogram(c) => c.out = Box::new([]),
@@ -230,7 +296,7 @@ impl Value {
         out: &mut Vec<(f64, SeriesKind)>,
     ) -> Self {
         match self {
-            Value::Set(s) => Value::Gauge(s.members.len() as f64),
+            Value::Set(s) => Value::Gauge(s.len() as f64),
             Value::Histogram(mut h) if !h.is_empty() => {
                 h.compute(spec, interval, out);
                 Value::ClosedHistogram(Box::new(ClosedHist {
