@@ -22,21 +22,38 @@ pub(super) struct DgramSocket {
 /// Control buffer per message, in u64 for cmsghdr alignment; enough for one `ucred`.
 const CTRL_WORDS: usize = 8;
 
-/// While datagrams arrive faster than [`BUSY_RATE`] per second, a reader that emptied its socket naps this
-/// long before it reads again, so that it is woken once per nap rather than once per datagram (measured at
-/// 2M metrics/s in 8 KB datagrams: 12,000 wake-ups a second, a third of the reader's time in the scheduler).
-const NAP: Duration = Duration::from_micros(500);
-/// Datagrams per second above which a reader naps (see [`NAP`]), measured over [`RATE_WINDOW`].
+/// While datagrams arrive faster than [`BUSY_RATE`] per second, a reader that emptied its socket naps before it
+/// reads again, so that it is woken once per nap rather than once per datagram (measured at 2M metrics/s in
+/// 8 KB datagrams: 12,000 wake-ups a second, a third of the reader's time in the scheduler). What arrives
+/// during a nap waits in the socket's receive buffer, so the nap is as long as the granted buffer takes to
+/// fill at [`NAP_FILL_RATE`], between [`NAP_MIN`] and [`NAP_MAX`]: 524 µs with 1 MiB, 2 ms with the 4 MiB
+/// the agent asks for (each wake-up cost ~40 µs of the reader's CPU on the benchmark VM, so 500 µs naps were
+/// half of the reader's time).
+const NAP_MIN: Duration = Duration::from_micros(500);
+const NAP_MAX: Duration = Duration::from_millis(2);
+/// Arrival rate (bytes per second) a nap's receive buffer must absorb: above what one sender reaches over
+/// loopback with 8 KB datagrams (~1 GB/s of payload on the benchmark VM; the kernel charges each datagram
+/// about its size again in bookkeeping).
+const NAP_FILL_RATE: u64 = 2_000_000_000;
+/// Datagrams per second above which a reader naps, measured over [`RATE_WINDOW`].
 const BUSY_RATE: u32 = 2_000;
 const RATE_WINDOW: Duration = Duration::from_millis(100);
-/// Smallest granted receive buffer with which a reader naps: what arrives during a nap waits in it, and this
-/// holds a nap's worth at over 100,000 datagrams of 8 KB a second. With less (the kernel's default 208 KiB,
-/// when `net.core.rmem_max` was not raised) the reader never naps.
+/// Smallest granted receive buffer with which a reader naps. With less (the kernel's default 208 KiB, when
+/// `net.core.rmem_max` was not raised) the reader never naps.
 const NAP_MIN_RCVBUF: usize = 1 << 20;
 
-/// When a reader naps (see [`NAP`]).
+/// The nap of a reader whose socket was granted `rcvbuf` bytes (None: it does not nap).
+fn nap_for(rcvbuf: usize) -> Option<Duration> {
+    if rcvbuf < NAP_MIN_RCVBUF {
+        return None;
+    }
+    let fill = Duration::from_micros(rcvbuf as u64 * 1_000_000 / NAP_FILL_RATE);
+    Some(fill.clamp(NAP_MIN, NAP_MAX))
+}
+
+/// When a reader naps (see [`NAP_MIN`]).
 struct Napper {
-    allowed: bool,
+    nap: Option<Duration>,
     window_start: Instant,
     in_window: u32,
     busy: bool,
@@ -45,7 +62,7 @@ struct Napper {
 impl Napper {
     fn new(fd: libc::c_int) -> Napper {
         Napper {
-            allowed: rcvbuf(fd).is_some_and(|b| b >= NAP_MIN_RCVBUF),
+            nap: rcvbuf(fd).and_then(nap_for),
             window_start: Instant::now(),
             in_window: 0,
             busy: false,
@@ -55,9 +72,9 @@ impl Napper {
     /// After a read of `n` datagrams (of the `max` the call could take): naps when the socket was emptied
     /// while traffic is busy.
     fn after_read(&mut self, n: usize, max: usize) {
-        if !self.allowed {
+        let Some(nap) = self.nap else {
             return;
-        }
+        };
         self.in_window = self.in_window.saturating_add(n as u32);
         let elapsed = self.window_start.elapsed();
         if elapsed >= RATE_WINDOW {
@@ -67,7 +84,7 @@ impl Napper {
             self.in_window = 0;
         }
         if self.busy && n < max {
-            std::thread::sleep(NAP);
+            std::thread::sleep(nap);
         }
     }
 }
@@ -281,7 +298,7 @@ mod tests {
 
     fn napper(allowed: bool) -> Napper {
         Napper {
-            allowed,
+            nap: nap_for(if allowed { 4 << 20 } else { 212_992 }),
             window_start: Instant::now() - RATE_WINDOW * 2,
             in_window: 0,
             busy: false,
@@ -302,5 +319,19 @@ mod tests {
         let mut n = napper(false);
         n.after_read(BUSY_RATE as usize, 32);
         assert!(!n.busy);
+    }
+
+    /// A nap lasts what the granted buffer takes to fill at 2 GB/s, within its bounds.
+    #[test]
+    fn a_nap_is_as_long_as_the_receive_buffer_can_hold() {
+        assert_eq!(
+            nap_for(212_992),
+            None,
+            "the kernel's default buffer: no nap"
+        );
+        assert_eq!(nap_for(1 << 20), Some(Duration::from_micros(524)));
+        assert_eq!(nap_for(3 << 20), Some(Duration::from_micros(1572)));
+        assert_eq!(nap_for(4 << 20), Some(NAP_MAX));
+        assert_eq!(nap_for(64 << 20), Some(NAP_MAX));
     }
 }
