@@ -5,9 +5,8 @@
 //! `history_evicted` in the status), so memory stays bounded whatever the traffic.
 
 use crate::model::SketchPoint;
-use crate::model::{FlushBatch, IStr, SeriesRef, SketchRef};
+use crate::model::{FlushBatch, IStr, SeriesRef, SketchRef, TagSet};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 
 /// How long points are kept.
 pub const RETENTION_SECS: i64 = 3600;
@@ -19,7 +18,7 @@ const POINT_SIZE: usize = std::mem::size_of::<(i64, f64)>();
 #[derive(Hash, PartialEq, Eq, Clone, Debug)]
 struct Key {
     name: IStr,
-    tags: Arc<[IStr]>,
+    tags: TagSet,
     host: IStr,
     /// For a distribution, which of its statistics ([`DISTRIBUTION_STATS`]); empty for other series.
     stat: &'static str,
@@ -279,7 +278,7 @@ impl History {
             .entries
             .iter()
             .filter(|(k, _)| &*k.name == metric)
-            .filter(|(k, _)| tags.iter().all(|t| k.tags.iter().any(|kt| &**kt == *t)))
+            .filter(|(k, _)| tags.iter().all(|t| k.tags.iter().any(|kt| kt == *t)))
             .map(|(k, e)| SeriesView {
                 metric: k.name.to_string(),
                 tags: k.tags.iter().map(|t| t.to_string()).collect(),
@@ -314,7 +313,7 @@ impl History {
             .entries
             .iter()
             .filter(|(k, _)| &*k.name == metric)
-            .filter(|(k, _)| tags.iter().all(|t| k.tags.iter().any(|kt| &**kt == *t)))
+            .filter(|(k, _)| tags.iter().all(|t| k.tags.iter().any(|kt| kt == *t)))
             .collect();
         let plain = matching.iter().any(|(k, _)| k.stat.is_empty());
         let kind = matching

@@ -6,7 +6,7 @@
 //! bounded: distinct values are counted up to [`VALUES_CAP`] per (metric, tag key) as 8-byte hashes, and the
 //! builder is dropped after each flush, keeping only the [`KEEP`] top names.
 
-use crate::model::{IStr, SeriesRef, SketchRef};
+use crate::model::{IStr, SeriesRef, SketchRef, TagSet};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
@@ -49,7 +49,7 @@ pub struct TopView {
 }
 
 impl TopBuilder {
-    fn observe(&mut self, name: &IStr, tags: &[IStr]) {
+    fn observe(&mut self, name: &IStr, tags: &TagSet) {
         self.contexts += 1;
         let stats = self.names.entry(name.clone()).or_default();
         stats.contexts += 1;

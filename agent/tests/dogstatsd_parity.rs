@@ -350,11 +350,11 @@ fn flushed_outcome(input: &str) -> String {
         h if h == NO_HOST => " h=".to_string(),
         h => format!(" h={h}"),
     };
-    let tags = |t: &[Arc<str>]| {
+    let tags = |t: &kelpie_agent::model::TagSet| {
         if t.is_empty() {
             String::new()
         } else {
-            format!(" #{}", t.iter().map(|t| &**t).collect::<Vec<_>>().join(","))
+            format!(" #{}", t.iter().collect::<Vec<_>>().join(","))
         }
     };
     let mut out: Vec<String> = Vec::new();

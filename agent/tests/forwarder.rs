@@ -2,7 +2,7 @@
 
 use kelpie_agent::encode::{EncodeConfig, Payload, SeriesEncoder};
 use kelpie_agent::forwarder::{Forwarder, ForwarderConfig};
-use kelpie_agent::model::{Series, SeriesKind};
+use kelpie_agent::model::{Series, SeriesKind, TagSet};
 use kelpie_agent::telemetry::Telemetry;
 use kelpie_standin::intake::{Failure, Intake, IntakeHandle, Times};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ fn payload(name: &str) -> Payload {
     };
     let s = Series {
         name: name.into(),
-        tags: Arc::from(vec![Arc::<str>::from("k:v")]),
+        tags: TagSet::from(["k:v"]),
         host: "".into(),
         kind: SeriesKind::Gauge,
         interval: 0,
@@ -481,7 +481,7 @@ async fn events_checks_and_sketches_go_to_their_endpoints() {
     };
     let sk = SketchSeries {
         name: "lat".into(),
-        tags: Arc::from(Vec::<Arc<str>>::new()),
+        tags: TagSet::default(),
         host: "".into(),
         interval: 10,
         points: vec![SketchPoint {
@@ -535,7 +535,7 @@ async fn json_series_and_multipart_profiles_are_accepted() {
     };
     let s = Series {
         name: "json.metric".into(),
-        tags: Arc::from(Vec::<Arc<str>>::new()),
+        tags: TagSet::default(),
         host: "".into(),
         kind: SeriesKind::Rate,
         interval: 10,

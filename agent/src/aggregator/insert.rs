@@ -6,7 +6,7 @@ use super::key::{alias_hash, key_hash, name_hash, origin_hash, recycle, sort_tag
 use super::value::{apply, SetState, Value};
 use super::{Aggregator, Context, GROUP, HOT_BYTES, SET_MEMBER_LIMIT};
 use crate::mapper::MapResult;
-use crate::model::{IStr, MetricKind, MetricLine, Numbers};
+use crate::model::{IStr, MetricKind, MetricLine, Numbers, TagSet};
 use crate::prefetch::prefetch_span;
 use crate::telemetry::DropReason;
 use std::hash::BuildHasher;
@@ -251,7 +251,7 @@ impl Aggregator {
             value: Value::new(line.kind, &self.cfg.histogram_memory),
             has_value: false,
             name: st.interner.intern(name),
-            tags: tags.iter().map(|t| st.interner.intern(t)).collect(),
+            tags: TagSet::new(tags.iter().copied()),
             host: st.interner.intern(host),
         };
         self.scratch = recycle(tags);

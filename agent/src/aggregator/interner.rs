@@ -1,5 +1,6 @@
-//! The aggregator's string interner: one `Arc<str>` per distinct metric name, tag and host, shared by every
-//! context and flushed series that uses it, freed by [`Interner::gc`] once nothing else holds it.
+//! The aggregator's string interner: one `Arc<str>` per distinct metric name (histogram outputs' included)
+//! and host, shared by every context and flushed series that uses it, freed by [`Interner::gc`] once nothing
+//! else holds it.
 
 use crate::model::IStr;
 use hashbrown::HashSet;

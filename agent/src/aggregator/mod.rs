@@ -24,9 +24,10 @@
 //!   Datadog turns back into the raw count.
 //!
 //! Points carry their bucket's start. A flush closes every bucket that ended at or before `now`. Contexts
-//! other than counters are forgotten once a whole bucket passed without a sample. Names and tags are
+//! other than counters are forgotten once a whole bucket passed without a sample. Names and hosts are
 //! interned (one `Arc<str>` per distinct string, freed at the flush after the last context using it
-//! goes), and a sample for an existing context allocates nothing.
+//! goes); a context's tags are one [`TagSet`] (their text in one allocation, shared with its flushed
+//! series). A sample for an existing context allocates nothing.
 //!
 //! Memory bounds: at most `max_contexts` contexts (new ones past that are refused and counted as
 //! `context_limit` drops), at most [`SET_MEMBER_LIMIT`] set members per context, histogram samples within
@@ -57,7 +58,7 @@ pub use histogram::HistogramMemory;
 pub use key::name_hash;
 pub use shards::Shards;
 
-use crate::model::{IStr, Series, SeriesKind};
+use crate::model::{IStr, Series, SeriesKind, TagSet};
 use crate::telemetry::Telemetry;
 use flush::EmitBufs;
 use insert::Pending;
@@ -99,7 +100,7 @@ struct Context {
     has_value: bool,
     name: IStr,
     /// Sorted (bytewise), de-duplicated.
-    tags: Arc<[IStr]>,
+    tags: TagSet,
     /// Empty: the agent's hostname.
     host: IStr,
 }

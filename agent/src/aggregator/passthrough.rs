@@ -7,9 +7,8 @@
 
 use super::key::{recycle, sort_tags, LineTags};
 use super::{Aggregator, State};
-use crate::model::{FlushSink, IStr, MetricKind, MetricLine, Series, SeriesKind};
+use crate::model::{FlushSink, IStr, MetricKind, MetricLine, Series, SeriesKind, TagSet};
 use crate::telemetry::DropReason;
-use std::sync::Arc;
 
 impl Aggregator {
     /// Queues the values of a gauge or counter with timestamp `ts` as points for the next flush.
@@ -44,7 +43,7 @@ impl Aggregator {
         } else {
             (SeriesKind::Gauge, 1.0, 0)
         };
-        let mut shared: Option<(IStr, Arc<[IStr]>, IStr)> = None;
+        let mut shared: Option<(IStr, TagSet, IStr)> = None;
         for &v in line.numbers() {
             if st.passthrough.len() >= self.passthrough_limit {
                 tel.count_drop(DropReason::TimestampedLimit, 1);
@@ -53,7 +52,7 @@ impl Aggregator {
             let (n, t, h) = shared.get_or_insert_with(|| {
                 (
                     st.interner.intern(name),
-                    tags.iter().map(|t| st.interner.intern(t)).collect(),
+                    TagSet::new(tags.iter().copied()),
                     st.interner.intern(host),
                 )
             });

@@ -57,7 +57,7 @@ fn find<'b>(batch: &'b FlushBatch, name: &str) -> &'b Series {
 }
 
 fn tag_strs(s: &Series) -> Vec<&str> {
-    s.tags.iter().map(|t| &**t).collect()
+    s.tags.iter().collect()
 }
 
 #[test]

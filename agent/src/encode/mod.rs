@@ -144,9 +144,9 @@ fn add_host_tags(tags: &mut Vec<String>, host_tags: &[String]) {
     }
 }
 
-fn merged_tags(own: &[crate::model::IStr], host_tags: &[String]) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::with_capacity(own.len() + host_tags.len());
-    tags.extend(own.iter().map(|t| t.to_string()));
+fn merged_tags(own: &crate::model::TagSet, host_tags: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::with_capacity(host_tags.len() + 8);
+    tags.extend(own.iter().map(str::to_string));
     add_host_tags(&mut tags, host_tags);
     tags
 }

@@ -160,8 +160,9 @@ pub(super) fn write_series_record(cfg: &EncodeConfig, s: &SeriesRef<'_>, buf: &m
     let host = host_of(cfg, s.host);
     // Host tags not already among the series' own tags nor earlier host tags (as `merged_tags`).
     let ht = &cfg.host_tags;
-    let extra =
-        |&(i, t): &(usize, &String)| !s.tags.iter().any(|o| **o == **t) && !ht[..i].contains(t);
+    let extra = |&(i, t): &(usize, &String)| {
+        !s.tags.iter().any(|o| o == t.as_str()) && !ht[..i].contains(t)
+    };
     // A series without a host (`host:` sent empty) has no host resource, as the Datadog Agent sends it.
     let resource = pb::str_len(1, "host") + pb::str_len(2, host);
     let resources = if host.is_empty() {

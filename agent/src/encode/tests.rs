@@ -2,11 +2,10 @@ use super::series::{kind_code, series_to_proto, write_series_record};
 use super::sketch::write_field_record;
 use super::*;
 use crate::intake::{Limits, CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, SERIES_LIMITS};
-use crate::model::{IStr, Series, SeriesKind, SketchPoint, SketchSeries};
+use crate::model::{Series, SeriesKind, SketchPoint, SketchSeries, TagSet};
 use proptest::prelude::*;
 use prost::Message;
 use std::io::Read;
-use std::sync::Arc;
 
 fn cfg() -> EncodeConfig {
     EncodeConfig {
@@ -40,8 +39,8 @@ fn decompress(p: &Payload) -> Vec<u8> {
     }
 }
 
-fn istrs(v: &[String]) -> Arc<[IStr]> {
-    v.iter().map(|s| IStr::from(s.as_str())).collect()
+fn istrs(v: &[String]) -> TagSet {
+    TagSet::from(v)
 }
 
 fn mk_series(

@@ -3,7 +3,7 @@ use super::*;
 
 fn value(s: &[Series], name: &str, tag: Option<&str>) -> Option<f64> {
     s.iter()
-        .find(|x| &*x.name == name && tag.is_none_or(|t| x.tags.iter().any(|y| &**y == t)))
+        .find(|x| &*x.name == name && tag.is_none_or(|t| x.tags.iter().any(|y| y == t)))
         .map(|x| x.points[0].1)
 }
 
@@ -74,7 +74,7 @@ fn units_and_deltas_from_a_recorded_proc_tree() {
         .all(|s| s.kind == SeriesKind::Gauge && s.interval == 0 && s.host.is_empty()));
     assert!(!first
         .iter()
-        .any(|s| s.tags.iter().any(|t| &**t == "device:proc")));
+        .any(|s| s.tags.iter().any(|t| t == "device:proc")));
 
     write(
         p,
@@ -105,7 +105,7 @@ fn units_and_deltas_from_a_recorded_proc_tree() {
     );
     assert!(!second
         .iter()
-        .any(|s| s.tags.iter().any(|t| &**t == "device:lo")));
+        .any(|s| s.tags.iter().any(|t| t == "device:lo")));
 }
 
 #[test]

@@ -107,7 +107,7 @@ mod tests {
             let tag = format!("reason:{}", r.key());
             let found = series
                 .iter()
-                .find(|s| &*s.name == r.section().metric() && s.tags.iter().any(|t| **t == *tag));
+                .find(|s| &*s.name == r.section().metric() && s.tags.iter().any(|t| t == tag));
             let found = found.unwrap_or_else(|| panic!("no {}{{{tag}}}", r.section().metric()));
             assert_eq!(found.points, [(100, 1000.0 + i as f64)], "{r}");
         }
@@ -115,7 +115,7 @@ mod tests {
         let series = m.series(&telemetry, 110, 10);
         let kernel = series
             .iter()
-            .find(|s| s.tags.iter().any(|t| &**t == "reason:kernel"))
+            .find(|s| s.tags.iter().any(|t| t == "reason:kernel"))
             .unwrap();
         assert_eq!(kernel.points, [(110, 0.0)]);
     }
@@ -130,18 +130,14 @@ mod tests {
             let Some(m) = s.metric else { continue };
             let n = series
                 .iter()
-                .filter(|x| {
-                    &*x.name == m.name && x.tags.iter().map(|t| &**t).eq(m.tags.iter().copied())
-                })
+                .filter(|x| &*x.name == m.name && x.tags.iter().eq(m.tags.iter().copied()))
                 .count();
             assert_eq!(n, 1, "{} {:?}", m.name, m.tags);
         }
         let get = |name: &str, tag: &str| {
             series
                 .iter()
-                .find(|x| {
-                    &*x.name == name && (tag.is_empty() || x.tags.iter().any(|t| &**t == tag))
-                })
+                .find(|x| &*x.name == name && (tag.is_empty() || x.tags.iter().any(|t| t == tag)))
                 .map(|x| x.points[0].1)
         };
         assert_eq!(

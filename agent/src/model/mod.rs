@@ -5,7 +5,11 @@ use crate::dogstatsd::number;
 use kelpie_container::tags::TagCardinality;
 use std::sync::Arc;
 
-/// An interned string: metric names and tags are stored once per context and shared by every flush.
+mod tagset;
+pub use tagset::{TagIter, TagSet};
+
+/// An interned string: metric names and hosts are stored once per aggregator and shared by every context and
+/// flush that uses them.
 pub type IStr = Arc<str>;
 
 /// The host of a metric sent with an empty `host:` tag: it has no host at all, as with the Datadog Agent
@@ -205,7 +209,7 @@ pub enum SeriesKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     pub name: IStr,
-    pub tags: Arc<[IStr]>,
+    pub tags: TagSet,
     /// Empty string means "the agent's hostname".
     pub host: IStr,
     pub kind: SeriesKind,
@@ -233,7 +237,7 @@ pub struct SketchPoint {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SketchSeries {
     pub name: IStr,
-    pub tags: Arc<[IStr]>,
+    pub tags: TagSet,
     pub host: IStr,
     pub interval: i64,
     pub points: Vec<SketchPoint>,
@@ -279,7 +283,7 @@ impl SketchSeries {
 #[derive(Clone, Copy, Debug)]
 pub struct SeriesRef<'a> {
     pub name: &'a IStr,
-    pub tags: &'a Arc<[IStr]>,
+    pub tags: &'a TagSet,
     pub host: &'a IStr,
     pub kind: SeriesKind,
     pub interval: i64,
@@ -303,7 +307,7 @@ impl SeriesRef<'_> {
 #[derive(Clone, Copy, Debug)]
 pub struct SketchRef<'a> {
     pub name: &'a IStr,
-    pub tags: &'a Arc<[IStr]>,
+    pub tags: &'a TagSet,
     pub host: &'a IStr,
     pub interval: i64,
     pub points: &'a [SketchPoint],
