@@ -16,5 +16,7 @@ pub mod queue;
 pub mod enrich;
 pub mod workers;
 
-pub use listen::{DatagramSink, ListenError, ListenerConfig, Listeners, Received, Transport};
+pub use listen::{
+    DatagramSink, LentPacket, ListenError, ListenerConfig, Listeners, Received, Transport,
+};
 pub use parse::{for_each_line, parse_line, LineArena, ParseError};

@@ -11,10 +11,12 @@
 //! * Unix stream: one accepting thread and one thread per connection (at most [`MAX_STREAM_CONNECTIONS`]);
 //!   each frame is a 32-bit little-endian length and that many bytes; the pid comes from `SO_PEERCRED`.
 //!
-//! Every reader hands what it read to [`DatagramSink::receive`] in batches and counts packets and bytes in
-//! [`Telemetry`]. Memory is bounded: per reader a fixed set of buffers, per stream connection one buffer of
-//! about twice the largest frame. Every blocking call wakes up at least every [`POLL_INTERVAL`] to see the
-//! stop flag, so [`Listeners::shutdown`] returns within about that time.
+//! Every reader hands what it read to its [`DatagramSink`] in batches and counts packets and bytes in
+//! [`Telemetry`]: a datagram reader receives into a buffer the sink lent it and hands that buffer over
+//! ([`DatagramSink::receive_lent`]), a stream reader copies out of its own buffer ([`DatagramSink::receive`]).
+//! Memory is bounded: per datagram reader one lent buffer and a fixed set of control buffers, per stream
+//! connection one buffer of about twice the largest frame. Every blocking call wakes up at least every
+//! [`POLL_INTERVAL`] to see the stop flag, so [`Listeners::shutdown`] returns within about that time.
 //!
 //! Here: the settings, the sink interface and starting and stopping the listeners; `sockets.rs` opens the
 //! UDP sockets and sets socket options, `dgram.rs` reads datagram sockets, `stream.rs` reads stream
@@ -115,10 +117,61 @@ pub struct Received<'a> {
     pub pid: Option<i32>,
 }
 
+/// One payload inside a buffer a sink lent to a reader ([`DatagramSink::receive_lent`]): the bytes are
+/// `buf[start..start + len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LentPacket {
+    pub start: usize,
+    pub len: usize,
+    pub transport: Transport,
+    /// Sender's pid, for Unix socket traffic when origin detection is on.
+    pub pid: Option<i32>,
+}
+
 /// What the listeners hand their payloads to. Called from the reader threads, concurrently.
+///
+/// Two ways in. The stream reader copies frames out of its own buffer and calls [`DatagramSink::receive`].
+/// The datagram readers receive into a buffer the sink lends them ([`DatagramSink::lend`], once, and again
+/// each time the sink keeps one) and hand it over whole with [`DatagramSink::receive_lent`], so that a sink
+/// which queues the payloads (the agent's [`PacketQueue`](crate::dogstatsd::queue::PacketQueue)) can queue
+/// that buffer itself instead of copying out of it. A reader holds at most one lent buffer at a time. The
+/// lending methods have defaults (a plain buffer, handed back after [`DatagramSink::receive`]), so a sink
+/// that only implements `receive` sees every payload the same way.
 pub trait DatagramSink: Send + Sync + 'static {
     /// Takes one batch (up to [`BATCH`] payloads from one socket). The payloads are only valid during the call.
     fn receive(&self, batch: &[Received<'_>]);
+
+    /// A buffer of at least `len` bytes (its length, not only its capacity; what it holds does not matter)
+    /// for a reader to receive into. A reader given fewer bytes grows the buffer to `len` itself. Default: a
+    /// new zeroed buffer.
+    fn lend(&self, len: usize) -> Vec<u8> {
+        vec![0; len]
+    }
+
+    /// Takes one batch (up to [`BATCH`] payloads from one socket) received into `buf`, a buffer from
+    /// [`DatagramSink::lend`]: each packet's bytes lie inside `buf` (a packet outside it panics). Returns the
+    /// buffer when the sink did not keep it, for the reader to receive into again; `None` when the sink kept
+    /// it (the reader then asks for another with [`DatagramSink::lend`]). Default: calls
+    /// [`DatagramSink::receive`] with the payloads ([`BATCH`] at a time; empty payloads included) and gives the
+    /// buffer back.
+    fn receive_lent(&self, buf: Vec<u8>, packets: &[LentPacket]) -> Option<Vec<u8>> {
+        for chunk in packets.chunks(BATCH) {
+            let mut received = [Received {
+                payload: &[],
+                transport: Transport::Udp,
+                pid: None,
+            }; BATCH];
+            for (r, p) in received.iter_mut().zip(chunk) {
+                *r = Received {
+                    payload: &buf[p.start..p.start + p.len],
+                    transport: p.transport,
+                    pid: p.pid,
+                };
+            }
+            self.receive(&received[..chunk.len()]);
+        }
+        Some(buf)
+    }
 }
 
 /// Why the listeners could not start.
@@ -392,5 +445,70 @@ fn prepare_socket_path(path: &Path, stream: bool) -> Result<(), ListenError> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A payload as a sink saw it: bytes, transport, pid.
+    type Seen = (Vec<u8>, Transport, Option<i32>);
+
+    /// Records each `receive` call's payloads.
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<Vec<Seen>>>);
+
+    impl DatagramSink for Calls {
+        fn receive(&self, batch: &[Received<'_>]) {
+            let call = batch
+                .iter()
+                .map(|r| (r.payload.to_vec(), r.transport, r.pid))
+                .collect();
+            self.0.lock().unwrap().push(call);
+        }
+    }
+
+    /// A sink with only `receive` sees a lent batch as one `receive` call and gives the buffer back.
+    #[test]
+    fn the_default_lending_hands_the_payloads_to_receive_and_the_buffer_back() {
+        let sink = Calls::default();
+        let mut buf = sink.lend(64);
+        assert_eq!(buf, vec![0; 64]);
+        buf[..5].copy_from_slice(b"a:1|c");
+        buf[32..37].copy_from_slice(b"b:2|c");
+        let at = buf.as_ptr();
+        let packets = [
+            LentPacket {
+                start: 0,
+                len: 5,
+                transport: Transport::Udp,
+                pid: None,
+            },
+            LentPacket {
+                start: 16,
+                len: 0,
+                transport: Transport::Udp,
+                pid: None,
+            },
+            LentPacket {
+                start: 32,
+                len: 5,
+                transport: Transport::UdsDgram,
+                pid: Some(7),
+            },
+        ];
+        let back = sink.receive_lent(buf, &packets).expect("given back");
+        assert_eq!(back.as_ptr(), at);
+        let calls = sink.0.lock().unwrap();
+        assert_eq!(
+            *calls,
+            [vec![
+                (b"a:1|c".to_vec(), Transport::Udp, None),
+                (Vec::new(), Transport::Udp, None),
+                (b"b:2|c".to_vec(), Transport::UdsDgram, Some(7)),
+            ]]
+        );
     }
 }
