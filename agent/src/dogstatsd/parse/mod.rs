@@ -461,10 +461,20 @@ fn parse_metric<'a>(
         return Err(ParseError::UnknownType);
     }
     // Every value is read here, once: the line carries its numbers on to the aggregator.
+    // (One number, nearly every line, is matched here rather than returned through a `Result`: the `?` of
+    // a `Result<(Numbers, ..)>` copied it through the stack in pieces that defeated store forwarding, 17%
+    // of the parse's samples in perf.)
+    let vb = values.as_bytes();
     let (numbers, finite, non_finite) = if kind == MetricKind::Set {
         (Numbers::None, 1, 0)
+    } else if find(vb, b':').is_some() {
+        read_packed(vb, arena)?
     } else {
-        read_numbers(values, arena)?
+        match parse_f64(vb) {
+            Some(v) => (Numbers::One(v), 1, 0),
+            None if is_non_finite(vb) => return Err(ParseError::NonFiniteValue),
+            None => return Err(ParseError::InvalidValue),
+        }
     };
 
     let mut line = MetricLine::with_numbers(name, values, numbers, kind);
@@ -507,25 +517,8 @@ fn parse_metric<'a>(
     Ok(line)
 }
 
-/// The finite numbers of a value field, with how many it held of each kind: one inline (nearly every line),
-/// several in `arena`.
-#[inline(always)]
-fn read_numbers<'a>(
-    values: &str,
-    arena: &'a LineArena,
-) -> Result<(Numbers<'a>, u64, u64), ParseError> {
-    let b = values.as_bytes();
-    if find(b, b':').is_some() {
-        return read_packed(b, arena);
-    }
-    match parse_f64(b) {
-        Some(v) => Ok((Numbers::One(v), 1, 0)),
-        None if is_non_finite(b) => Err(ParseError::NonFiniteValue),
-        None => Err(ParseError::InvalidValue),
-    }
-}
-
-/// [`read_numbers`] of a `:`-packed field (`1:2:3`; empty entries skipped, so `1:` is one number).
+/// The finite numbers of a `:`-packed value field (`1:2:3`; empty entries skipped, so `1:` is one number), in
+/// `arena`, with how many it held of each kind.
 #[inline(never)]
 fn read_packed<'a>(b: &[u8], arena: &'a LineArena) -> Result<(Numbers<'a>, u64, u64), ParseError> {
     let mut numbers = bumpalo::collections::Vec::new_in(&arena.0);
