@@ -107,13 +107,10 @@ impl Aggregator {
             // histogram's samples, a sketch's bins) is one or two more reads away: asked for here, in two
             // passes, so that those misses overlap too.
             for p in pending.iter_mut() {
-                p.slot = p.slot.filter(|&idx| {
-                    self.st.slots[idx as usize]
-                        .as_ref()
-                        .is_some_and(|c| c.alias == p.alias)
-                });
-                if let Some(c) = p.slot.and_then(|idx| self.st.slots[idx as usize].as_ref()) {
-                    c.value.prefetch();
+                let found = p.slot.and_then(|idx| self.st.slots[idx as usize].as_ref());
+                match found.filter(|c| c.alias == p.alias) {
+                    Some(c) => c.value.prefetch(),
+                    None => p.slot = None,
                 }
             }
             for p in pending.iter() {

@@ -116,6 +116,15 @@ struct Pool {
     packets: Vec<Vec<Packet>>,
 }
 
+impl Pool {
+    /// Keeps an emptied packet list for reuse, up to [`POOL_BUFFERS`].
+    fn keep_packets(&mut self, packets: Vec<Packet>) {
+        if self.packets.len() < POOL_BUFFERS {
+            self.packets.push(packets);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     queue: VecDeque<Batch>,
@@ -224,9 +233,7 @@ impl PacketQueue {
         }
         // Declared after the buffers: what is not kept is freed once the lock is released.
         let mut pool = self.pool.lock();
-        if pool.packets.len() < POOL_BUFFERS {
-            pool.packets.push(packets);
-        }
+        pool.keep_packets(packets);
         let spares = if lent { &mut pool.lend } else { &mut pool.copy };
         if buf.capacity() <= POOL_BUFFER_MAX && spares.len() < POOL_BUFFERS / 2 {
             spares.push(buf);
@@ -235,10 +242,7 @@ impl PacketQueue {
 
     fn recycle_packets(&self, mut packets: Vec<Packet>) {
         packets.clear();
-        let mut pool = self.pool.lock();
-        if pool.packets.len() < POOL_BUFFERS {
-            pool.packets.push(packets);
-        }
+        self.pool.lock().keep_packets(packets);
     }
 
     /// A spare buffer for a copy, and a packet list.
