@@ -120,7 +120,19 @@ async fn a_flood_of_new_contexts_is_refused_counted_and_survived() {
         agent.send("e2e.kept:1|c");
     }
     agent.wait_samples(2041, Duration::from_secs(20));
-    let doc = agent.status_json();
+    // Samples are counted when parsed, and a worker inserts a batch's lines after parsing all of it: wait until
+    // every flood line has made or been refused a context.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let doc = loop {
+        let doc = agent.status_json();
+        let d = &doc["dogstatsd"];
+        let settled = d["contexts"].as_u64().unwrap_or(0)
+            + d["dropped"]["context_limit"].as_u64().unwrap_or(0);
+        if settled >= 2001 || std::time::Instant::now() > deadline {
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let d = &doc["dogstatsd"];
     assert_eq!(d["context_limit"], 1000, "{doc}");
     assert_eq!(d["context_limit_reason"], "memory_limit", "{doc}");
