@@ -19,7 +19,8 @@ const WORKER_POLL: Duration = Duration::from_millis(200);
 const TAKE_BYTES: usize = 256 << 10;
 
 /// The processing workers: each takes batches from the queue and runs [`AggregatingSink::process`] until the
-/// queue is closed and drained.
+/// queue is closed and drained. The first takes every batch it can; the others only help with a backlog
+/// (see [`PacketQueue::help_many`]).
 struct Workers {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -41,7 +42,12 @@ impl Workers {
                     let mut scratch = ShardLines::default();
                     let mut batches = Vec::new();
                     loop {
-                        queue.pop_many(&mut batches, WORKER_POLL, TAKE_BYTES);
+                        // The first worker takes whatever comes; the others help with a backlog.
+                        if i == 0 {
+                            queue.pop_many(&mut batches, WORKER_POLL, TAKE_BYTES);
+                        } else {
+                            queue.help_many(&mut batches, WORKER_POLL, TAKE_BYTES);
+                        }
                         if batches.is_empty() {
                             if queue.is_finished() {
                                 return;

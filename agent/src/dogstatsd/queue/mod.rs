@@ -28,6 +28,13 @@
 //! reader spent 22% of its time in `futex_wake` and the workers switched 4,000 times a second each at 2M
 //! metrics/s). A burst still wakes every worker at once through [`WAKE_BYTES`].
 //!
+//! Helpers: the first worker takes whatever comes; the others (helpers, [`PacketQueue::help_many`]) take
+//! batches only while the queue holds a backlog of at least [`PacketQueue::help_bytes`], and a push wakes one
+//! when it brings the queue there. So at a rate one worker keeps up with, one core does all the work: measured
+//! at 2M metrics/s over 100k contexts, a second worker taking half the batches cost ~20% more CPU per metric
+//! (174 against 214 ns: every context's cache lines travel between the cores, and both wake up to nap). A
+//! burst, or a rate one worker cannot keep up with, builds the backlog and every worker works.
+//!
 //! Why a mutex and a condition variable rather than a channel crate: the bound is in bytes (a channel bounds
 //! the number of items), the wake-up policy above needs to see who waits and how, and the pool of buffers
 //! shares the same lock.
@@ -52,6 +59,9 @@ pub const NAP: Duration = Duration::from_millis(1);
 pub const BUSY_FOR: Duration = Duration::from_millis(50);
 /// Queued bytes past which a push wakes a napping worker at once (a burst: 64 datagrams of 8 KB).
 pub const WAKE_BYTES: usize = 512 << 10;
+/// The backlog past which helpers take batches (see the module docs; a quarter of the queue when that is less):
+/// four takes of 256 KiB, a few milliseconds of work.
+pub const HELP_BYTES: usize = 1 << 20;
 
 /// One datagram (or stream frame) inside a [`Batch`]'s buffer.
 #[derive(Clone, Copy, Debug)]
@@ -144,8 +154,11 @@ struct Inner {
 pub struct PacketQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// Where helpers wait for a backlog.
+    help: Condvar,
     pool: Mutex<Pool>,
     max_bytes: usize,
+    help_bytes: usize,
     telemetry: Arc<Telemetry>,
 }
 
@@ -158,8 +171,10 @@ impl PacketQueue {
         PacketQueue {
             inner: Mutex::new(Inner::default()),
             ready: Condvar::new(),
+            help: Condvar::new(),
             pool: Mutex::new(Pool::default()),
             max_bytes,
+            help_bytes: HELP_BYTES.min(max_bytes / 4).max(1),
             telemetry,
         }
     }
@@ -188,6 +203,34 @@ impl PacketQueue {
                 inner.idle -= 1;
             }
         }
+        Self::take(inner, out, max_bytes, &self.telemetry);
+    }
+
+    /// As [`PacketQueue::pop_many`], for a helper: takes batches only while the queue holds at least
+    /// [`PacketQueue::help_bytes`] (or is closed), else waits up to `idle_wait` for a push to bring it there.
+    pub fn help_many(&self, out: &mut Vec<Batch>, idle_wait: Duration, max_bytes: usize) {
+        let mut inner = self.inner.lock();
+        if inner.bytes < self.help_bytes && !inner.closed {
+            self.help.wait_for(&mut inner, idle_wait);
+            if inner.bytes < self.help_bytes && !inner.closed {
+                return;
+            }
+        }
+        Self::take(inner, out, max_bytes, &self.telemetry);
+    }
+
+    /// The backlog in bytes past which helpers take batches.
+    pub fn help_bytes(&self) -> usize {
+        self.help_bytes
+    }
+
+    /// Moves queued batches into `out`, oldest first, until they hold `max_bytes` (at least one batch).
+    fn take(
+        mut inner: parking_lot::MutexGuard<'_, Inner>,
+        out: &mut Vec<Batch>,
+        max_bytes: usize,
+        telemetry: &Telemetry,
+    ) {
         let mut taken = 0;
         while taken < max_bytes.max(1) {
             let Some(batch) = inner.queue.pop_front() else {
@@ -203,7 +246,7 @@ impl PacketQueue {
         }
         let bytes = inner.bytes;
         drop(inner);
-        self.telemetry.dogstatsd.queue_bytes.set(bytes as i64);
+        telemetry.dogstatsd.queue_bytes.set(bytes as i64);
     }
 
     /// True once the queue is closed and every batch has been taken: the workers can stop.
@@ -217,6 +260,7 @@ impl PacketQueue {
     pub fn close(&self) {
         self.inner.lock().closed = true;
         self.ready.notify_all();
+        self.help.notify_all();
     }
 
     /// Gives a processed batch's buffers back for reuse.
@@ -289,10 +333,14 @@ impl PacketQueue {
         inner.queue.push_back(batch);
         inner.last_push = Some(Instant::now());
         let wake = inner.idle > 0 || bytes >= WAKE_BYTES;
+        let help = bytes >= self.help_bytes;
         drop(inner);
         self.telemetry.dogstatsd.queue_bytes.set(bytes as i64);
         if wake {
             self.ready.notify_one();
+        }
+        if help {
+            self.help.notify_one();
         }
         Ok(())
     }

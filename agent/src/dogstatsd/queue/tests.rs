@@ -266,3 +266,57 @@ fn a_waiting_worker_wakes_for_a_push_and_for_close() {
     q.close();
     assert_eq!(worker.join().unwrap(), 3);
 }
+
+/// A helper takes nothing while the queue holds less than the backlog (the first worker's share), takes the
+/// oldest batches once it holds more, and is woken by the push that brings it there.
+#[test]
+fn a_helper_takes_batches_only_from_a_backlog() {
+    let tel = Arc::new(Telemetry::default());
+    let q = Arc::new(PacketQueue::new(8 << 20, tel));
+    assert_eq!(q.help_bytes(), HELP_BYTES);
+    let payload = vec![b'x'; 64 << 10];
+    q.receive(&[dgram(&payload)]);
+    let mut out = Vec::new();
+    q.help_many(&mut out, Duration::ZERO, 1 << 20);
+    assert!(out.is_empty(), "a helper took a batch below the backlog");
+    // A helper waiting (for up to 30 s) is woken by the push that makes the backlog.
+    let q2 = q.clone();
+    let helper = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        q2.help_many(&mut out, Duration::from_secs(30), 256 << 10);
+        out.iter().map(|b| b.seq()).collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let batches = HELP_BYTES / payload.len();
+    for _ in 0..batches {
+        q.receive(&[dgram(&payload)]);
+    }
+    let seqs = helper.join().unwrap();
+    assert!(!seqs.is_empty() && seqs.len() <= 4, "{seqs:?}");
+    assert_eq!(seqs[0], 0, "the oldest batch first: {seqs:?}");
+    // The first worker takes the rest, backlog or not.
+    q.pop_many(&mut out, Duration::ZERO, usize::MAX);
+    assert_eq!(out.len(), batches + 1 - seqs.len());
+}
+
+/// A small queue's backlog is a quarter of it; a helper waiting for one stops waiting when the queue closes,
+/// and then drains what is left.
+#[test]
+fn a_helper_drains_a_closed_queue() {
+    let tel = Arc::new(Telemetry::default());
+    let q = Arc::new(PacketQueue::new(64 << 10, tel));
+    assert_eq!(q.help_bytes(), 16 << 10);
+    q.receive(&[dgram(b"a:1|c")]);
+    let q2 = q.clone();
+    let helper = std::thread::spawn(move || {
+        let (mut got, mut out) = (0, Vec::new());
+        while !q2.is_finished() {
+            q2.help_many(&mut out, Duration::from_secs(30), 1 << 20);
+            got += out.drain(..).map(|b| b.len()).sum::<usize>();
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    q.close();
+    assert_eq!(helper.join().unwrap(), 1);
+}
