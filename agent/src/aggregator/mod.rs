@@ -118,8 +118,8 @@ struct State {
     slots: Vec<Option<Context>>,
     free: Vec<u32>,
     table: Table,
-    /// Line-text hash -> slot, for the fast path.
-    aliases: Table,
+    /// Line-text hash -> slot, for the fast path (at most half full: it is probed for every sample).
+    aliases: Table<4>,
     live: usize,
     interner: Interner,
     /// Values of contexts that moved to a newer bucket before their old one was flushed.
