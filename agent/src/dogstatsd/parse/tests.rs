@@ -781,3 +781,33 @@ fn ascii_check_matches_the_standard_library() {
         }
     }
 }
+
+/// The 64-byte-block line splitter hands out the same lines as a split on `\n`, for payloads of every length
+/// around the block size and newlines anywhere (at block edges, in a row, first and last).
+#[test]
+fn lines_are_split_as_a_plain_split_on_newlines_does() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for len in (0..200).chain([255, 256, 257, 1000, 8192]) {
+        for density in [2u64, 7, 40, 200] {
+            let payload: Vec<u8> = (0..len)
+                .map(|_| match next() % density {
+                    0 => b'\n',
+                    r => b'a' + (r % 26) as u8,
+                })
+                .collect();
+            let got: Vec<&[u8]> = super::Lines::new(&payload).collect();
+            let mut want: Vec<&[u8]> = payload.split(|&b| b == b'\n').collect();
+            // A payload ending with a newline (or empty) has no line after it.
+            if want.last().is_some_and(|l| l.is_empty()) {
+                want.pop();
+            }
+            assert_eq!(got, want, "len {len}, density {density}");
+        }
+    }
+}
