@@ -121,9 +121,14 @@ pub(super) fn origin_hash(origin_tags: &[IStr]) -> u64 {
 /// ([`alias_hash`]).
 #[inline]
 pub fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     const NAMES: foldhash::fast::FixedState =
         foldhash::fast::FixedState::with_seed(0x7368_6172_6473);
-    std::hash::BuildHasher::hash_one(&NAMES, name)
+    // The bytes alone: `Hash for str` would add a 0xff byte after them (one more mixing step), which only
+    // matters where several strings are hashed in a row.
+    let mut h = NAMES.build_hasher();
+    h.write(name.as_bytes());
+    h.finish()
 }
 
 /// 128-bit hash of what determines a line's context as sent: name, raw tag field, distribution or not, and
