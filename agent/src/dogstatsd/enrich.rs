@@ -8,7 +8,7 @@ use crate::aggregator::{name_hash, Aggregator, Shards};
 use crate::clock::unix_now;
 use crate::dogstatsd::cardinality;
 use crate::dogstatsd::listen::{Received, Transport};
-use crate::dogstatsd::parse::{for_each_line, LineArena};
+use crate::dogstatsd::parse::{for_each_line, LineArena, LineSink};
 use crate::model::{Event, IStr, MetricLine, Parsed, ServiceCheck};
 use crate::telemetry::{DropReason, Telemetry};
 use kelpie_container::tags::TagCardinality;
@@ -110,8 +110,119 @@ fn recycle_lines<'b>(mut v: Vec<MetricLine<'_>>) -> Vec<MetricLine<'b>> {
         .collect()
 }
 
+/// Inserts one shard's gathered lines (they share their origin tags), at the time they go in.
+fn insert(
+    agg: &mut Aggregator,
+    lines: &mut Vec<MetricLine<'_>>,
+    hashes: &mut Vec<u64>,
+    tags: &OriginTags,
+) {
+    agg.insert_hashed(lines, hashes, tags, unix_now());
+    lines.clear();
+    hashes.clear();
+}
+
+/// One worker's pass over a batch of datagrams, as the parser's [`LineSink`]: each metric line is gathered
+/// for its shard with its origin tags; events and service checks go to the flusher's queues.
+struct Gather<'s, 'o, 'a> {
+    sink: &'s AggregatingSink,
+    origin: &'o Option<OriginResolver>,
+    /// The origin cardinality lines get unless they ask for another.
+    default: TagCardinality,
+    cache: FieldCache<'a>,
+    /// Per shard: lines gathered, their names' hashes, and the origin tags they share.
+    lines: Vec<Vec<MetricLine<'a>>>,
+    hashes: &'s mut Vec<Vec<u64>>,
+    tags: &'s mut Vec<OriginTags>,
+    /// The current datagram's sender (by its Unix socket peer) and place in arrival order.
+    sender: Option<Arc<ContainerOrigin>>,
+    arrival: Arrival,
+}
+
+impl<'a> LineSink<'a> for &mut Gather<'_, '_, 'a> {
+    #[inline(always)]
+    fn metric(&mut self, m: MetricLine<'a>) {
+        let Gather {
+            sink,
+            origin,
+            default,
+            cache,
+            lines,
+            hashes,
+            tags,
+            sender,
+            ..
+        } = &mut **self;
+        let shards = &*sink.agg;
+        let sender = sender.as_deref();
+        // From nobody known and naming no container (nearly every UDP line): no origin tags to choose from,
+        // the datagram's (none) without a look at the line's fields.
+        let own = if sender.is_none() && m.container_id.is_none() {
+            None
+        } else {
+            // The `dd.internal.card:` tag asks the same as `|card:` (older clients).
+            let asked = cardinality::asked_by_metric(m.cardinality, m.tags);
+            sink.line_origin(origin, cache, sender, m.container_id, asked, *default)
+        };
+        let line_tags = match &own {
+            Some(t) => t,
+            None => sender.map_or(&sink.no_tags, |s| s.at(*default)),
+        };
+        let h = name_hash(m.name);
+        let s = shards.shard_of_hash(h);
+        // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`, another
+        // sender) sends what was gathered first.
+        if !Arc::ptr_eq(line_tags, &tags[s]) {
+            if !lines[s].is_empty() {
+                insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
+            }
+            tags[s] = line_tags.clone();
+        }
+        lines[s].push(m);
+        hashes[s].push(h);
+        if lines[s].len() >= SHARD_BATCH {
+            insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
+        }
+    }
+
+    fn other(&mut self, p: Parsed<'a>) {
+        let Gather {
+            sink,
+            origin,
+            default,
+            sender,
+            arrival,
+            ..
+        } = &mut **self;
+        let sender = sender.as_deref();
+        let datagram_tags: &OriginTags = sender.map_or(&sink.no_tags, |s| s.at(*default));
+        match p {
+            Parsed::Metric(m) => self.metric(m),
+            Parsed::Event(mut e) => {
+                let (field, card) = (e.container.as_deref(), e.cardinality);
+                let own = sink.line_origin(origin, &mut None, sender, field, card, *default);
+                add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
+                if sink.events.try_send((*arrival, *e)).is_err() {
+                    sink.telemetry.count_drop(DropReason::EventQueueFull, 1);
+                }
+            }
+            Parsed::ServiceCheck(mut c) => {
+                let (field, card) = (c.container.as_deref(), c.cardinality);
+                let own = sink.line_origin(origin, &mut None, sender, field, card, *default);
+                add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
+                if c.timestamp.is_none() {
+                    c.timestamp = Some(unix_now());
+                }
+                if sink.checks.try_send((*arrival, *c)).is_err() {
+                    sink.telemetry
+                        .count_drop(DropReason::ServiceCheckQueueFull, 1);
+                }
+            }
+        }
+    }
+}
+
 impl AggregatingSink {
-    // Over 100 lines on purpose: the per-datagram hot path, whose per-line closure borrows most of its locals.
     /// Processes datagrams taken together (called by a worker; `arrivals[i]` is where `batch[i]` stood in
     /// arrival order; `start` is where this worker begins its round of the shards, so that workers do not
     /// queue up behind the same lock).
@@ -131,83 +242,37 @@ impl AggregatingSink {
         lines.resize_with(n, Vec::new);
         scratch.hashes.resize_with(n, Vec::new);
         scratch.tags.resize_with(n, || self.no_tags.clone());
-        let (hashes, tags) = (&mut scratch.hashes, &mut scratch.tags);
-        // Inserts one shard's gathered lines (they share their origin tags), at the time they go in.
-        fn insert(
-            agg: &mut Aggregator,
-            lines: &mut Vec<MetricLine<'_>>,
-            hashes: &mut Vec<u64>,
-            tags: &OriginTags,
-        ) {
-            agg.insert_hashed(lines, hashes, tags, unix_now());
-            lines.clear();
-            hashes.clear();
-        }
         let origin_guard = self.origin.read();
         let origin = &*origin_guard;
-        let default = origin
-            .as_ref()
-            .map_or(TagCardinality::Low, OriginResolver::cardinality);
-        let mut cache: FieldCache<'_> = None;
+        let mut gather = Gather {
+            sink: self,
+            origin,
+            default: origin
+                .as_ref()
+                .map_or(TagCardinality::Low, OriginResolver::cardinality),
+            cache: None,
+            lines,
+            hashes: &mut scratch.hashes,
+            tags: &mut scratch.tags,
+            sender: None,
+            arrival: (0, 0),
+        };
         for (r, &arrival) in batch.iter().zip(arrivals) {
-            let sender = match (origin, r.pid) {
+            gather.sender = match (origin, r.pid) {
                 (Some(o), Some(pid)) if self.origin_detection && r.transport != Transport::Udp => {
                     o.origin_for_pid_waiting(pid, NEW_CONTAINER_WAIT)
                 }
                 _ => None,
             };
-            let sender = sender.as_deref();
-            let datagram_tags: &OriginTags = sender.map_or(&self.no_tags, |s| s.at(default));
-            for_each_line(r.payload, &arena, &self.telemetry, |parsed| match parsed {
-                Parsed::Metric(m) => {
-                    // From nobody known and naming no container (nearly every UDP line): no origin tags to
-                    // choose from, the datagram's (none) without a look at the line's fields.
-                    let own = if sender.is_none() && m.container_id.is_none() {
-                        None
-                    } else {
-                        // The `dd.internal.card:` tag asks the same as `|card:` (older clients).
-                        let asked = cardinality::asked_by_metric(m.cardinality, m.tags);
-                        self.line_origin(origin, &mut cache, sender, m.container_id, asked, default)
-                    };
-                    let line_tags = own.as_ref().unwrap_or(datagram_tags);
-                    let h = name_hash(m.name);
-                    let s = shards.shard_of_hash(h);
-                    // A shard's gathered lines share their origin tags: a line with others (`|c:`, `|card:`,
-                    // another sender) sends what was gathered first.
-                    if !Arc::ptr_eq(line_tags, &tags[s]) {
-                        if !lines[s].is_empty() {
-                            insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
-                        }
-                        tags[s] = line_tags.clone();
-                    }
-                    lines[s].push(m);
-                    hashes[s].push(h);
-                    if lines[s].len() >= SHARD_BATCH {
-                        insert(&mut shards.lock(s), &mut lines[s], &mut hashes[s], &tags[s]);
-                    }
-                }
-                Parsed::Event(mut e) => {
-                    let (field, card) = (e.container.as_deref(), e.cardinality);
-                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
-                    add_origin_tags(&mut e.tags, own.as_ref(), datagram_tags);
-                    if self.events.try_send((arrival, *e)).is_err() {
-                        self.telemetry.count_drop(DropReason::EventQueueFull, 1);
-                    }
-                }
-                Parsed::ServiceCheck(mut c) => {
-                    let (field, card) = (c.container.as_deref(), c.cardinality);
-                    let own = self.line_origin(origin, &mut None, sender, field, card, default);
-                    add_origin_tags(&mut c.tags, own.as_ref(), datagram_tags);
-                    if c.timestamp.is_none() {
-                        c.timestamp = Some(unix_now());
-                    }
-                    if self.checks.try_send((arrival, *c)).is_err() {
-                        self.telemetry
-                            .count_drop(DropReason::ServiceCheckQueueFull, 1);
-                    }
-                }
-            });
+            gather.arrival = arrival;
+            for_each_line(r.payload, &arena, &self.telemetry, &mut gather);
         }
+        let Gather {
+            mut lines,
+            hashes,
+            tags,
+            ..
+        } = gather;
         drop(origin_guard);
         // What is left: first every shard whose lock is free, from this worker's starting point, then the rest,
         // waiting for their locks.

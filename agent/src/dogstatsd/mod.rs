@@ -19,4 +19,4 @@ pub mod workers;
 pub use listen::{
     DatagramSink, LentPacket, ListenError, ListenerConfig, Listeners, Received, Transport,
 };
-pub use parse::{for_each_line, parse_line, LineArena, ParseError};
+pub use parse::{for_each_line, parse_line, LineArena, LineSink, ParseError};
