@@ -26,7 +26,8 @@
 //! takes everything that came meanwhile ([`PacketQueue::pop_many`]), so a steady stream of small reads costs a
 //! wake-up per millisecond per worker, not a futex wake and two context switches per datagram (measured: the
 //! reader spent 22% of its time in `futex_wake` and the workers switched 4,000 times a second each at 2M
-//! metrics/s). A burst still wakes every worker at once through [`WAKE_BYTES`].
+//! metrics/s). A burst wakes the first worker at once through [`WAKE_BYTES`], and the helpers (below) through
+//! [`HELP_BYTES`].
 //!
 //! Helpers: the first worker takes whatever comes; the others (helpers, [`PacketQueue::help_many`]) take
 //! batches only while the queue holds a backlog of at least [`PacketQueue::help_bytes`], and a push wakes one
