@@ -46,7 +46,11 @@ impl<'a> Iterator for Lines<'a> {
             }
             self.block = self.next_block;
             self.next_block += 64;
-            self.mask = newline_mask(&self.payload[self.block..len.min(self.next_block)]);
+            let rest = &self.payload[self.block..];
+            self.mask = match rest.first_chunk::<64>() {
+                Some(block) => newline_mask(block),
+                None => partial_mask(rest),
+            };
         }
         let at = self.block + self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
@@ -56,19 +60,18 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
-/// Bit i set when `block[i]` is `\n` (`block` is at most 64 bytes).
-#[inline(always)]
-fn newline_mask(block: &[u8]) -> u64 {
-    debug_assert!(block.len() <= 64);
+/// [`newline_mask`] of the payload's last, partial block (fewer than 64 bytes; the zeros after it are no
+/// newline). Apart from the full blocks' path, so that a full block is not copied first.
+#[cold]
+fn partial_mask(block: &[u8]) -> u64 {
     let mut full = [0u8; 64];
-    let bytes: &[u8; 64] = match block.try_into() {
-        Ok(b) => b,
-        Err(_) => {
-            // The payload's last, partial block (zeros are no newline).
-            full[..block.len()].copy_from_slice(block);
-            &full
-        }
-    };
+    full[..block.len()].copy_from_slice(block);
+    newline_mask(&full)
+}
+
+/// Bit i set when `bytes[i]` is `\n`.
+#[inline(always)]
+fn newline_mask(bytes: &[u8; 64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
